@@ -1,0 +1,718 @@
+//! Configuration: a builder with defaults, filled from the environment by
+//! [`Config::from_env`], overridden in code.
+//!
+//! Precedence, highest first:
+//!
+//! | source | example |
+//! |---|---|
+//! | code | `Config::from_env()?.service("payment")` |
+//! | environment | `OTEL_SERVICE_NAME=payment` |
+//! | default | the executable's file name |
+
+use std::{fmt, io::Write, net::SocketAddr, sync::Arc, time::Duration};
+
+use crate::Error;
+
+/// Service name (standard OpenTelemetry name). Wins over [`GLIMPSE_SERVICE`].
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// Service name, Glimpse spelling.
+pub const GLIMPSE_SERVICE: &str = "GLIMPSE_SERVICE";
+/// Service version, reported as `service.version` on traces and `version` on build info.
+pub const GLIMPSE_SERVICE_VERSION: &str = "GLIMPSE_SERVICE_VERSION";
+/// `production`, `staging` or `development`.
+pub const GLIMPSE_ENV: &str = "GLIMPSE_ENV";
+/// Level filter in `tracing-subscriber` `EnvFilter` syntax. Wins over [`RUST_LOG`].
+pub const GLIMPSE_LOG: &str = "GLIMPSE_LOG";
+/// Level filter, the Rust ecosystem's usual name.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// `json` (default) or `pretty`.
+pub const GLIMPSE_LOG_FORMAT: &str = "GLIMPSE_LOG_FORMAT";
+/// OTLP collector endpoint; unset means no export.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Traces-only OTLP endpoint; wins over [`OTEL_EXPORTER_OTLP_ENDPOINT`].
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `grpc` (default) or `http/protobuf`.
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// Sampler name, as in the OpenTelemetry specification.
+pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// Sampler argument (a ratio in `0..=1` for the ratio samplers).
+pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// Prometheus scrape listener address, or `off`.
+pub const GLIMPSE_METRICS_ADDR: &str = "GLIMPSE_METRICS_ADDR";
+/// Slow-query threshold in milliseconds.
+pub const GLIMPSE_SLOW_QUERY_MS: &str = "GLIMPSE_SLOW_QUERY_MS";
+/// Requests slower than this many milliseconds log their access line at WARN.
+pub const GLIMPSE_SLOW_REQUEST_MS: &str = "GLIMPSE_SLOW_REQUEST_MS";
+/// Per-route access-log sampling, e.g. `/health=0,/feed=0.1`.
+pub const GLIMPSE_LOG_SAMPLE: &str = "GLIMPSE_LOG_SAMPLE";
+
+/// Where the service runs; becomes the `env` label and `deployment.environment.name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Environment {
+    /// Live traffic.
+    Production,
+    /// Pre-production.
+    Staging,
+    /// A developer's machine or CI.
+    #[default]
+    Development,
+}
+
+impl Environment {
+    /// The lowercase name used in labels and resources.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Production => "production",
+            Self::Staging => "staging",
+            Self::Development => "development",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    #[default]
+    Json,
+    /// Human-readable, coloured lines for local development.
+    Pretty,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (port 4317).
+    #[default]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318).
+    HttpProtobuf,
+}
+
+/// Trace sampling strategy, named as in `OTEL_TRACES_SAMPLER`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum Sampler {
+    /// Record every trace.
+    AlwaysOn,
+    /// Record none.
+    AlwaysOff,
+    /// Record this fraction of new traces.
+    TraceIdRatio(f64),
+    /// Follow the parent's decision; record every root.
+    #[default]
+    ParentBasedAlwaysOn,
+    /// Follow the parent's decision; record no root.
+    ParentBasedAlwaysOff,
+    /// Follow the parent's decision; record this fraction of roots.
+    ParentBasedTraceIdRatio(f64),
+}
+
+/// A writer for log lines, shared with the background thread.
+pub(crate) type BoxWriter = Box<dyn Write + Send + 'static>;
+
+/// The settings of `glimpse_obs`. Build one with [`Config::from_env`] (or
+/// [`Config::default`] to ignore the environment), adjust it in code, then
+/// call [`Config::init`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), glimpse_obs::Error> {
+/// let _guard = glimpse_obs::Config::from_env()?
+///     .service("payment")
+///     .metrics_addr(None)
+///     .init()?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct Config {
+    pub(crate) service: String,
+    pub(crate) version: String,
+    pub(crate) environment: Environment,
+    pub(crate) log_filter: String,
+    pub(crate) log_format: LogFormat,
+    pub(crate) otlp_endpoint: Option<String>,
+    pub(crate) otlp_protocol: OtlpProtocol,
+    pub(crate) sampler: Sampler,
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    pub(crate) slow_query: Duration,
+    pub(crate) slow_request: Duration,
+    pub(crate) log_sample: Vec<(String, f64)>,
+    pub(crate) log_queue_bytes: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) label_cap: usize,
+    pub(crate) writer: Option<BoxWriter>,
+    pub(crate) process_metrics: bool,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("service", &self.service)
+            .field("version", &self.version)
+            .field("environment", &self.environment)
+            .field("log_filter", &self.log_filter)
+            .field("log_format", &self.log_format)
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("otlp_protocol", &self.otlp_protocol)
+            .field("sampler", &self.sampler)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("slow_query", &self.slow_query)
+            .field("slow_request", &self.slow_request)
+            .field("log_sample", &self.log_sample)
+            .field("log_queue_bytes", &self.log_queue_bytes)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("label_cap", &self.label_cap)
+            .field("writer", &self.writer.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+/// The default metrics listener, `0.0.0.0:9464`.
+pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    9464,
+));
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            service: default_service_name(),
+            version: "unknown".to_owned(),
+            environment: Environment::Development,
+            log_filter: "info".to_owned(),
+            log_format: LogFormat::Json,
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::Grpc,
+            sampler: Sampler::ParentBasedAlwaysOn,
+            metrics_addr: Some(DEFAULT_METRICS_ADDR),
+            slow_query: Duration::from_millis(500),
+            slow_request: Duration::from_millis(1000),
+            log_sample: vec![("/health".to_owned(), 0.0)],
+            log_queue_bytes: 8 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(5),
+            label_cap: 100,
+            writer: None,
+            process_metrics: true,
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown_service".to_owned())
+}
+
+impl Config {
+    /// Defaults overridden by every variable of the environment table that is
+    /// set (an empty value counts as unset).
+    ///
+    /// # Errors
+    /// [`Error::InvalidEnv`] naming the first variable whose value is unusable.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup` instead of
+    /// the process environment (for tests and for configuration files mapped
+    /// to the same names).
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::from_lookup(|name| match name {
+    ///     "OTEL_SERVICE_NAME" => Some("payment".into()),
+    ///     "GLIMPSE_METRICS_ADDR" => Some("off".into()),
+    ///     _ => None,
+    /// })?;
+    /// assert_eq!(config.service_name(), "payment");
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidEnv`] naming the first variable whose value is unusable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut config = Self::default();
+        if let Some(v) = get(OTEL_SERVICE_NAME).or_else(|| get(GLIMPSE_SERVICE)) {
+            config.service = v.trim().to_owned();
+        }
+        if let Some(v) = get(GLIMPSE_SERVICE_VERSION) {
+            config.version = v.trim().to_owned();
+        }
+        if let Some(v) = get(GLIMPSE_ENV) {
+            config.environment = match v.trim().to_ascii_lowercase().as_str() {
+                "production" | "prod" => Environment::Production,
+                "staging" | "stage" => Environment::Staging,
+                "development" | "dev" => Environment::Development,
+                _ => {
+                    return Err(invalid(
+                        GLIMPSE_ENV,
+                        &v,
+                        "expected production, staging or development",
+                    ));
+                }
+            };
+        }
+        let (filter_var, filter) = match get(GLIMPSE_LOG) {
+            Some(v) => (GLIMPSE_LOG, Some(v)),
+            None => (RUST_LOG, get(RUST_LOG)),
+        };
+        if let Some(v) = filter {
+            crate::logging::filter::parse(&v).map_err(|reason| invalid(filter_var, &v, &reason))?;
+            config.log_filter = v;
+        }
+        if let Some(v) = get(GLIMPSE_LOG_FORMAT) {
+            config.log_format = match v.trim().to_ascii_lowercase().as_str() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                _ => return Err(invalid(GLIMPSE_LOG_FORMAT, &v, "expected json or pretty")),
+            };
+        }
+        if let Some(v) =
+            get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).or_else(|| get(OTEL_EXPORTER_OTLP_ENDPOINT))
+        {
+            let name = if get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).is_some() {
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+            } else {
+                OTEL_EXPORTER_OTLP_ENDPOINT
+            };
+            let t = v.trim();
+            if !(t.starts_with("http://") || t.starts_with("https://")) {
+                return Err(invalid(
+                    name,
+                    &v,
+                    "expected a URL such as http://jaeger:4317",
+                ));
+            }
+            config.otlp_endpoint = Some(t.to_owned());
+        }
+        if let Some(v) = get(OTEL_EXPORTER_OTLP_PROTOCOL) {
+            config.otlp_protocol = match v.trim() {
+                "grpc" => OtlpProtocol::Grpc,
+                "http/protobuf" => OtlpProtocol::HttpProtobuf,
+                _ => {
+                    return Err(invalid(
+                        OTEL_EXPORTER_OTLP_PROTOCOL,
+                        &v,
+                        "expected grpc or http/protobuf",
+                    ));
+                }
+            };
+        }
+        let arg = get(OTEL_TRACES_SAMPLER_ARG);
+        if let Some(v) = get(OTEL_TRACES_SAMPLER) {
+            config.sampler = parse_sampler(&v, arg.as_deref())?;
+        } else if let Some(a) = arg {
+            // A lone argument is only meaningful for a ratio sampler; check it anyway.
+            parse_ratio(&a)?;
+        }
+        if let Some(v) = get(GLIMPSE_METRICS_ADDR) {
+            config.metrics_addr = if v.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(v.trim().parse().map_err(|_| {
+                    invalid(
+                        GLIMPSE_METRICS_ADDR,
+                        &v,
+                        "expected host:port such as 0.0.0.0:9464, or off",
+                    )
+                })?)
+            };
+        }
+        if let Some(v) = get(GLIMPSE_SLOW_QUERY_MS) {
+            config.slow_query = parse_millis(GLIMPSE_SLOW_QUERY_MS, &v)?;
+        }
+        if let Some(v) = get(GLIMPSE_SLOW_REQUEST_MS) {
+            config.slow_request = parse_millis(GLIMPSE_SLOW_REQUEST_MS, &v)?;
+        }
+        if let Some(v) = get(GLIMPSE_LOG_SAMPLE) {
+            config.log_sample = parse_sample(&v)?;
+        }
+        Ok(config)
+    }
+
+    /// The service name, `service` in logs, metrics and traces.
+    /// Defaults to the executable's file name.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = name.into();
+        self
+    }
+
+    /// The service name this configuration will use.
+    pub fn service_name(&self) -> &str {
+        &self.service
+    }
+
+    /// The service version (`service.version`). Defaults to `unknown`; pass
+    /// `env!("CARGO_PKG_VERSION")`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The deployment environment. Defaults to [`Environment::Development`].
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = environment;
+        self
+    }
+
+    /// The level filter, in `EnvFilter` syntax (`info,sqlx=warn`). Defaults to `info`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] when the directive does not parse.
+    pub fn log_filter(mut self, directive: impl Into<String>) -> Result<Self, Error> {
+        let directive = directive.into();
+        crate::logging::filter::parse(&directive).map_err(|reason| Error::InvalidFilter {
+            directive: directive.clone(),
+            reason,
+        })?;
+        self.log_filter = directive;
+        Ok(self)
+    }
+
+    /// The log format. Defaults to [`LogFormat::Json`].
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// The OTLP endpoint to export spans to, or `None` for no export (trace
+    /// and span IDs are still generated). Defaults to `None`.
+    pub fn otlp_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.otlp_endpoint = endpoint;
+        self
+    }
+
+    /// The OTLP transport. Defaults to [`OtlpProtocol::Grpc`].
+    pub fn otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
+        self.otlp_protocol = protocol;
+        self
+    }
+
+    /// The trace sampler. Defaults to [`Sampler::ParentBasedAlwaysOn`].
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// Where Prometheus scrapes, or `None` for no listener (mount
+    /// [`crate::metrics_handler`] on your router instead). Defaults to `0.0.0.0:9464`.
+    pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metrics_addr = addr;
+        self
+    }
+
+    /// Database operations slower than this log a WARN line and count as slow.
+    /// Defaults to 500 ms.
+    pub fn slow_query(mut self, threshold: Duration) -> Self {
+        self.slow_query = threshold;
+        self
+    }
+
+    /// Requests slower than this log their access line at WARN. Defaults to 1 s.
+    pub fn slow_request(mut self, threshold: Duration) -> Self {
+        self.slow_request = threshold;
+        self
+    }
+
+    /// Keep this fraction (`0..=1`) of INFO access lines of `route`; ERROR and
+    /// WARN lines are always kept. Defaults to `/health` at 0.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `rate` is outside `0..=1`.
+    pub fn log_sample(mut self, route: impl Into<String>, rate: f64) -> Result<Self, Error> {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(Error::InvalidConfig {
+                name: "log_sample",
+                reason: format!("rate {rate} is outside 0..=1"),
+            });
+        }
+        let route = route.into();
+        self.log_sample.retain(|(r, _)| *r != route);
+        self.log_sample.push((route, rate));
+        Ok(self)
+    }
+
+    /// Send log lines to `writer` instead of stdout (tests, benchmarks, files).
+    /// Defaults to stdout.
+    pub fn log_writer(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.writer = Some(Box::new(writer));
+        self
+    }
+
+    /// How many bytes of INFO/DEBUG lines may wait for a slow stdout before
+    /// new ones are dropped and counted. Defaults to 8 MiB.
+    pub fn log_queue_bytes(mut self, bytes: usize) -> Self {
+        self.log_queue_bytes = bytes.max(64 * 1024);
+        self
+    }
+
+    /// How long [`crate::Guard::shutdown`] (and dropping the guard) may take to
+    /// flush logs and spans. Defaults to 5 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How many distinct values a caller-fed label may take per metric before
+    /// further values become `other`. Defaults to 100.
+    pub fn label_cap(mut self, cap: usize) -> Self {
+        self.label_cap = cap.max(1);
+        self
+    }
+
+    /// Whether to export `process_*` metrics (CPU, memory, fds, threads).
+    /// Defaults to `true`.
+    pub fn process_metrics(mut self, enabled: bool) -> Self {
+        self.process_metrics = enabled;
+        self
+    }
+
+    /// Install logging, metrics and tracing with this configuration.
+    ///
+    /// # Errors
+    /// See [`crate::init`].
+    pub fn init(self) -> Result<crate::Guard, Error> {
+        crate::init::install(self)
+    }
+
+    pub(crate) fn shared_settings(&self) -> Arc<Settings> {
+        Arc::new(Settings {
+            service: self.service.clone(),
+            environment: self.environment,
+            slow_query: self.slow_query,
+            slow_request: self.slow_request,
+            log_sample: self.log_sample.clone(),
+            label_cap: self.label_cap,
+        })
+    }
+}
+
+/// The part of the configuration that request-time code reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) service: String,
+    pub(crate) environment: Environment,
+    pub(crate) slow_query: Duration,
+    pub(crate) slow_request: Duration,
+    pub(crate) log_sample: Vec<(String, f64)>,
+    pub(crate) label_cap: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Config::default().shared_settings().as_ref().clone()
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> Error {
+    Error::InvalidEnv {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn parse_millis(name: &'static str, value: &str) -> Result<Duration, Error> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| invalid(name, value, "expected a whole number of milliseconds"))
+}
+
+fn parse_ratio(value: &str) -> Result<f64, Error> {
+    match value.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(invalid(
+            OTEL_TRACES_SAMPLER_ARG,
+            value,
+            "expected a ratio between 0 and 1",
+        )),
+    }
+}
+
+fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, Error> {
+    let ratio = || arg.map(parse_ratio).transpose().map(|r| r.unwrap_or(1.0));
+    Ok(match name.trim() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatio(ratio()?),
+        "parentbased_always_on" => Sampler::ParentBasedAlwaysOn,
+        "parentbased_always_off" => Sampler::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio()?),
+        _ => {
+            return Err(invalid(
+                OTEL_TRACES_SAMPLER,
+                name,
+                "expected always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off or parentbased_traceidratio",
+            ));
+        }
+    })
+}
+
+fn parse_sample(value: &str) -> Result<Vec<(String, f64)>, Error> {
+    let mut rules = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((route, rate)) = part.rsplit_once('=') else {
+            return Err(invalid(
+                GLIMPSE_LOG_SAMPLE,
+                value,
+                "expected route=rate pairs such as /health=0,/feed=0.1",
+            ));
+        };
+        let route = route.trim();
+        if !route.starts_with('/') {
+            return Err(invalid(
+                GLIMPSE_LOG_SAMPLE,
+                value,
+                "each route must start with /",
+            ));
+        }
+        let rate = match rate.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => r,
+            _ => {
+                return Err(invalid(
+                    GLIMPSE_LOG_SAMPLE,
+                    value,
+                    "each rate must be a number between 0 and 1",
+                ));
+            }
+        };
+        rules.retain(|(r, _): &(String, f64)| r != route);
+        rules.push((route.to_owned(), rate));
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_when_the_environment_is_empty() {
+        let c = Config::from_lookup(env(&[])).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.log_filter, "info");
+        assert_eq!(c.metrics_addr, Some(DEFAULT_METRICS_ADDR));
+        assert_eq!(c.slow_query, Duration::from_millis(500));
+        assert_eq!(c.slow_request, Duration::from_millis(1000));
+        assert_eq!(c.sampler, Sampler::ParentBasedAlwaysOn);
+        assert_eq!(c.otlp_endpoint, None);
+        assert_eq!(c.log_sample, vec![("/health".to_owned(), 0.0)]);
+        assert!(!c.service.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_defaults_and_code_overrides_environment() {
+        let c = Config::from_lookup(env(&[
+            ("OTEL_SERVICE_NAME", "matches"),
+            ("GLIMPSE_ENV", "production"),
+            ("GLIMPSE_SLOW_QUERY_MS", "250"),
+            ("GLIMPSE_METRICS_ADDR", "127.0.0.1:9999"),
+        ]))
+        .unwrap();
+        assert_eq!(c.service, "matches");
+        assert_eq!(c.environment, Environment::Production);
+        assert_eq!(c.slow_query, Duration::from_millis(250));
+        let c = c
+            .service("payment")
+            .slow_query(Duration::from_millis(10))
+            .metrics_addr(None);
+        assert_eq!(c.service, "payment");
+        assert_eq!(c.slow_query, Duration::from_millis(10));
+        assert_eq!(c.metrics_addr, None);
+    }
+
+    #[test]
+    fn otel_service_name_wins_over_glimpse_service_and_glimpse_log_over_rust_log() {
+        let c = Config::from_lookup(env(&[
+            ("OTEL_SERVICE_NAME", "a"),
+            ("GLIMPSE_SERVICE", "b"),
+            ("RUST_LOG", "debug"),
+            ("GLIMPSE_LOG", "warn,sqlx=error"),
+        ]))
+        .unwrap();
+        assert_eq!(c.service, "a");
+        assert_eq!(c.log_filter, "warn,sqlx=error");
+        let c = Config::from_lookup(env(&[("GLIMPSE_SERVICE", "b")])).unwrap();
+        assert_eq!(c.service, "b");
+    }
+
+    #[test]
+    fn every_invalid_variable_is_an_error_naming_it_and_its_value() {
+        let cases = [
+            ("GLIMPSE_ENV", "prodution"),
+            ("GLIMPSE_LOG_FORMAT", "xml"),
+            ("GLIMPSE_METRICS_ADDR", "localhost"),
+            ("GLIMPSE_SLOW_QUERY_MS", "-5"),
+            ("GLIMPSE_SLOW_REQUEST_MS", "1s"),
+            ("GLIMPSE_LOG_SAMPLE", "/health=2"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4317"),
+            ("RUST_LOG", "info,[[["),
+        ];
+        for (name, value) in cases {
+            let err = Config::from_lookup(env(&[(name, value)])).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(name), "{msg} should name {name}");
+            assert!(msg.contains(value), "{msg} should name {value}");
+        }
+    }
+
+    #[test]
+    fn metrics_addr_off_disables_the_listener() {
+        let c = Config::from_lookup(env(&[("GLIMPSE_METRICS_ADDR", "OFF")])).unwrap();
+        assert_eq!(c.metrics_addr, None);
+    }
+
+    #[test]
+    fn sampler_and_ratio_parse_together() {
+        let c = Config::from_lookup(env(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ]))
+        .unwrap();
+        assert_eq!(c.sampler, Sampler::ParentBasedTraceIdRatio(0.25));
+    }
+
+    #[test]
+    fn log_sample_rules_replace_the_default_list() {
+        let c =
+            Config::from_lookup(env(&[("GLIMPSE_LOG_SAMPLE", "/feed=0.1, /health=1")])).unwrap();
+        assert_eq!(
+            c.log_sample,
+            vec![("/feed".to_owned(), 0.1), ("/health".to_owned(), 1.0)]
+        );
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let c =
+            Config::from_lookup(env(&[("GLIMPSE_ENV", " "), ("OTEL_SERVICE_NAME", "")])).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_ne!(c.service, "");
+    }
+}

@@ -1,0 +1,420 @@
+//! The tower layer: request ID, user-ID slot, server span with W3C context,
+//! HTTP metrics and one access line per request.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use std::time::Duration;
+//!
+//! let app: Router = Router::new()
+//!     .route("/feed", get(|| async { "[]" }))
+//!     .layer(
+//!         glimpse_obs::layer()
+//!             .slow_request(Duration::from_millis(300))
+//!             .sample("/feed", 0.1),
+//!     );
+//! ```
+
+mod request_id;
+mod route_metrics;
+
+use std::{
+    cell::Cell,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::extract::MatchedPath;
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::{Level, Span, field::Empty};
+
+pub use request_id::{RequestId, X_REQUEST_ID};
+
+use crate::logging::{
+    LogType,
+    scope::{self, RequestScope},
+};
+
+pub(crate) const REQUEST_SPAN_NAME: &str = "request";
+pub(crate) const REQUEST_SPAN_TARGET: &str = "glimpse_obs::http";
+/// Target of the access line, so a filter can tune it: `glimpse_obs::access=warn`.
+pub const ACCESS_TARGET: &str = "glimpse_obs::access";
+/// Label of the `route` of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// Status recorded for requests whose future was dropped before a response
+/// (client gone, timeout): nginx's "client closed request".
+pub const CANCELLED_STATUS: u16 = 499;
+/// Longest `path` written on the access line and span; longer ones are cut.
+const MAX_PATH: usize = 256;
+
+/// The request ID of the current request, for outbound propagation.
+pub(crate) fn current_request_id() -> Option<RequestId> {
+    RequestId::current()
+}
+
+/// The glimpse_obs tower layer with the settings of `init()` (or defaults).
+pub fn layer() -> ObsLayer {
+    ObsLayer::new()
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    header: HeaderName,
+    excluded: Vec<String>,
+    sample: Vec<(String, f64)>,
+    slow: Duration,
+    unmatched: String,
+}
+
+/// Tower layer for axum routers; see the [module docs](self) and [`layer`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ObsLayer {
+    settings: Arc<Settings>,
+}
+
+impl Default for ObsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObsLayer {
+    /// A layer with the settings `init()` read (slow threshold, sampling),
+    /// excluding `/health` and `/metrics`.
+    pub fn new() -> Self {
+        let s = crate::init::settings();
+        Self {
+            settings: Arc::new(Settings {
+                header: X_REQUEST_ID,
+                excluded: vec!["/health".into(), "/metrics".into()],
+                sample: s.log_sample.clone(),
+                slow: s.slow_request,
+                unmatched: UNMATCHED_ROUTE.into(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(Arc::make_mut(&mut self.settings));
+        self
+    }
+
+    /// The header carrying the request ID in and out. Defaults to `x-request-id`.
+    pub fn request_id_header(self, name: HeaderName) -> Self {
+        self.edit(|s| s.header = name)
+    }
+
+    /// Exclude requests to `route` (a route template such as `/health`, or a
+    /// path for unmatched requests) from logs, metrics and spans together.
+    /// Defaults to `/health` and `/metrics`.
+    pub fn exclude(self, route: impl Into<String>) -> Self {
+        let route = route.into();
+        self.edit(|s| s.excluded.push(route))
+    }
+
+    /// Instrument every route, `/health` and `/metrics` included.
+    pub fn include_all(self) -> Self {
+        self.edit(|s| s.excluded.clear())
+    }
+
+    /// Keep this fraction (`0..=1`, clamped) of INFO access lines of `route`;
+    /// ERROR and WARN lines are always kept. Defaults to `GLIMPSE_LOG_SAMPLE`.
+    pub fn sample(self, route: impl Into<String>, rate: f64) -> Self {
+        let route = route.into();
+        self.edit(|s| {
+            s.sample.retain(|(r, _)| *r != route);
+            s.sample.push((route, rate.clamp(0.0, 1.0)));
+        })
+    }
+
+    /// Access lines of requests slower than this are WARN. Defaults to
+    /// `GLIMPSE_SLOW_REQUEST_MS` (1 s).
+    pub fn slow_request(self, threshold: Duration) -> Self {
+        self.edit(|s| s.slow = threshold)
+    }
+
+    /// The `route` label of requests that matched no route. Defaults to `unmatched`.
+    pub fn unmatched_route(self, label: impl Into<String>) -> Self {
+        let label = label.into();
+        self.edit(|s| s.unmatched = label)
+    }
+}
+
+impl<S> Layer<S> for ObsLayer {
+    type Service = ObsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ObsService {
+            inner,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// The service produced by [`ObsLayer`].
+#[derive(Debug, Clone)]
+pub struct ObsService<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+impl<S> ObsService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwrap the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObsService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let settings = &self.settings;
+        let entry = {
+            let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
+            let excluded_key = matched.unwrap_or_else(|| req.uri().path());
+            if settings.excluded.iter().any(|e| e == excluded_key) {
+                None
+            } else {
+                let route: &str = matched.unwrap_or(&settings.unmatched);
+                Some(route_metrics::entry(
+                    route,
+                    route_metrics::method_index(req.method()),
+                ))
+            }
+        };
+        let Some(entry) = entry else {
+            return ResponseFuture {
+                inner: self.inner.call(req),
+                state: None,
+            };
+        };
+
+        let request_id = RequestId::from_headers(req.headers(), &settings.header);
+        entry.active.increment(1.0);
+        let path: Box<str> = cap_path(req.uri().path()).into();
+        let span = tracing::info_span!(
+            target: "glimpse_obs::http",
+            "request",
+            otel.name = &*entry.span_name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            "http.request.method" = entry.method,
+            "http.route" = &*entry.route,
+            "url.path" = &*path,
+            "url.scheme" = req.uri().scheme_str().unwrap_or("http"),
+            "network.protocol.version" = protocol_version(req.version()),
+            "user_agent.original" = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
+            "http.response.status_code" = Empty,
+            "enduser.id" = Empty,
+            "glimpse.request_id" = request_id.as_str(),
+            "error.type" = Empty,
+        );
+        crate::trace::set_parent_from_headers(&span, req.headers());
+        let scope = Arc::new(RequestScope::new(request_id.clone()));
+        scope::attach(&span, scope.clone());
+        req.extensions_mut().insert(request_id);
+
+        let inner = span.in_scope(|| self.inner.call(req));
+        ResponseFuture {
+            inner,
+            state: Some(Box::new(Pending {
+                start: Instant::now(),
+                span,
+                scope,
+                entry,
+                path,
+                settings: settings.clone(),
+                done: false,
+            })),
+        }
+    }
+}
+
+fn cap_path(path: &str) -> &str {
+    if path.len() <= MAX_PATH {
+        return path;
+    }
+    let mut end = MAX_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+fn protocol_version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "unknown",
+    }
+}
+
+pin_project! {
+    /// Response future of [`ObsService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        state: Option<Box<Pending>>,
+    }
+}
+
+struct Pending {
+    start: Instant,
+    span: Span,
+    scope: Arc<RequestScope>,
+    entry: Arc<route_metrics::RouteEntry>,
+    path: Box<str>,
+    settings: Arc<Settings>,
+    done: bool,
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(state) = this.state.as_mut() else {
+            return this.inner.poll(cx);
+        };
+        let result = {
+            let _entered = state.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
+        let mut result = result;
+        match &mut result {
+            Ok(resp) => {
+                state.finish(resp.status().as_u16());
+                if let Ok(v) = HeaderValue::from_str(state.scope.request_id.as_str()) {
+                    resp.headers_mut().insert(state.settings.header.clone(), v);
+                }
+                if let Some(tp) = crate::trace::traceparent(&state.span) {
+                    resp.headers_mut()
+                        .insert(HeaderName::from_static("traceparent"), tp);
+                }
+            }
+            Err(_) => state.finish(500),
+        }
+        *this.state = None;
+        Poll::Ready(result)
+    }
+}
+
+impl Pending {
+    fn finish(&mut self, status: u16) {
+        self.done = true;
+        let elapsed = self.start.elapsed();
+        self.entry.active.decrement(1.0);
+        self.entry.duration(status).record(elapsed.as_secs_f64());
+
+        let span = &self.span;
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "error");
+            span.record("error.type", status);
+        }
+        let user = self.scope.user();
+        if let Some(u) = &user {
+            span.record("enduser.id", &*u.raw);
+        }
+
+        let level = if status >= 500 {
+            Level::ERROR
+        } else if elapsed > self.settings.slow || status == CANCELLED_STATUS {
+            Level::WARN
+        } else {
+            Level::INFO
+        };
+        if level == Level::INFO && !self.sampled_in() {
+            return;
+        }
+        let log_type = if user.is_some() {
+            LogType::UserActivity
+        } else {
+            LogType::System
+        }
+        .as_str();
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let (method, route, path) = (self.entry.method, &*self.entry.route, &*self.path);
+        let cancelled = status == CANCELLED_STATUS;
+        span.in_scope(|| match level {
+            Level::ERROR => tracing::error!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
+            Level::WARN => tracing::warn!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, cancelled, "request completed"),
+            _ => tracing::info!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
+        });
+    }
+
+    fn sampled_in(&self) -> bool {
+        match self
+            .settings
+            .sample
+            .iter()
+            .find(|(r, _)| **r == *self.entry.route)
+        {
+            None => true,
+            Some((_, rate)) if *rate >= 1.0 => true,
+            Some((_, rate)) if *rate <= 0.0 => false,
+            Some((_, rate)) => random_unit() < *rate,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            // The response future was dropped: client gone or timeout. Keep
+            // the in-flight gauge right and record the request as 499.
+            self.finish(CANCELLED_STATUS);
+        }
+    }
+}
+
+/// A uniform number in `[0, 1)` from a per-thread xorshift generator: sampling
+/// needs speed, not cryptographic quality.
+fn random_unit() -> f64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            (t.as_nanos() as u64) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}

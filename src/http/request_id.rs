@@ -1,0 +1,140 @@
+//! The request ID: validated from `x-request-id` or generated (UUID v7).
+
+use std::{fmt, sync::Arc};
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::{HeaderMap, HeaderName, StatusCode, request::Parts};
+
+/// The default request-ID header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The ID of the current request: the caller's valid `x-request-id`, or a
+/// fresh time-ordered UUID v7. Handlers extract it:
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use glimpse_obs::RequestId;
+///
+/// async fn handler(id: RequestId) -> String {
+///     format!("your request is {id}")
+/// }
+/// let app: Router = Router::new().route("/", get(handler)).layer(glimpse_obs::layer());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A new UUID v7 ID.
+    pub fn generate() -> Self {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Self(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf),
+        ))
+    }
+
+    /// `value` if it is a valid request ID: 1–128 characters of
+    /// `[A-Za-z0-9._:@-]`.
+    pub fn parse(value: &str) -> Option<Self> {
+        is_valid(value.as_bytes()).then(|| Self(Arc::from(value)))
+    }
+
+    /// The caller's ID when `headers` carry exactly one valid `name` header;
+    /// otherwise a fresh one. An invalid value is never reflected.
+    pub(crate) fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Self {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) if is_valid(v.as_bytes()) => {
+                // Valid bytes are ASCII, so this cannot fail.
+                v.to_str()
+                    .map(|s| Self(Arc::from(s)))
+                    .unwrap_or_else(|_| Self::generate())
+            }
+            _ => Self::generate(),
+        }
+    }
+
+    /// The ID of the request the current span belongs to.
+    pub fn current() -> Option<Self> {
+        crate::logging::scope::current().map(|s| s.request_id.clone())
+    }
+}
+
+fn is_valid(v: &[u8]) -> bool {
+    (1..=128).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&&*self.0).finish()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<RequestId>().cloned().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "RequestId needs glimpse_obs::layer() on the router",
+        ))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<RequestId>().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(X_REQUEST_ID, http::HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_single_valid_header_is_kept() {
+        let id = RequestId::from_headers(&headers(&[b"abc-123_x.y:z@w"]), &X_REQUEST_ID);
+        assert_eq!(id.as_str(), "abc-123_x.y:z@w");
+    }
+
+    #[test]
+    fn invalid_oversized_empty_and_repeated_headers_are_replaced_by_a_uuid_v7() {
+        let long = "a".repeat(129);
+        for h in [
+            headers(&[b"has space"]),
+            headers(&[long.as_bytes()]),
+            headers(&[b""]),
+            headers(&[b"a", b"b"]),
+            headers(&[b"<script>"]),
+            headers(&[b"caf\xc3\xa9"]),
+            HeaderMap::new(),
+        ] {
+            let id = RequestId::from_headers(&h, &X_REQUEST_ID);
+            let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+            assert_eq!(uuid.get_version_num(), 7);
+        }
+        assert!(RequestId::parse(&"a".repeat(128)).is_some());
+    }
+}

@@ -1,0 +1,98 @@
+//! Cached metric handles per route, method and status.
+//!
+//! Looking a labelled series up in the recorder hashes and allocates its key
+//! on every call; the layer instead resolves each (route, method) once and
+//! keeps the handles (see `benches/layer.rs`).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, RwLock},
+};
+
+use metrics::{Gauge, Histogram};
+
+use crate::metrics::names::{self, labels};
+
+/// Methods with a label of their own; anything else is `_OTHER`.
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
+
+pub(crate) fn method_index(m: &http::Method) -> usize {
+    match *m {
+        http::Method::GET => 0,
+        http::Method::POST => 1,
+        http::Method::PUT => 2,
+        http::Method::DELETE => 3,
+        http::Method::PATCH => 4,
+        http::Method::HEAD => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::CONNECT => 7,
+        http::Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
+/// Handles of one (route, method).
+pub(crate) struct RouteEntry {
+    pub(crate) method: &'static str,
+    pub(crate) route: Arc<str>,
+    /// `"{method} {route}"`, the span name.
+    pub(crate) span_name: Arc<str>,
+    pub(crate) active: Gauge,
+    by_status: RwLock<Vec<(u16, Histogram)>>,
+}
+
+impl RouteEntry {
+    pub(crate) fn duration(&self, status: u16) -> Histogram {
+        if let Some((_, h)) = self
+            .by_status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(s, _)| *s == status)
+        {
+            return h.clone();
+        }
+        let h = metrics::histogram!(names::HTTP_SERVER_REQUEST_DURATION,
+            labels::METHOD => self.method,
+            labels::ROUTE => self.route.to_string(),
+            labels::STATUS => status.to_string());
+        self.by_status
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((status, h.clone()));
+        h
+    }
+}
+
+type Entries = [Option<Arc<RouteEntry>>; METHODS.len()];
+
+static CACHE: LazyLock<RwLock<HashMap<Box<str>, Entries>>> = LazyLock::new(Default::default);
+
+/// The entry of (`route`, method index `m`), created on first use.
+pub(crate) fn entry(route: &str, m: usize) -> Arc<RouteEntry> {
+    if let Some(Some(e)) = CACHE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(route)
+        .map(|es| &es[m])
+    {
+        return e.clone();
+    }
+    let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
+    let slot = &mut cache.entry(route.into()).or_default()[m];
+    slot.get_or_insert_with(|| {
+        let method = METHODS[m];
+        let route: Arc<str> = Arc::from(route);
+        Arc::new(RouteEntry {
+            method,
+            span_name: Arc::from(format!("{method} {route}")),
+            active: metrics::gauge!(names::HTTP_SERVER_ACTIVE_REQUESTS,
+                labels::METHOD => method, labels::ROUTE => route.to_string()),
+            route,
+            by_status: RwLock::new(Vec::new()),
+        })
+    })
+    .clone()
+}

@@ -1,0 +1,287 @@
+//! `init()`: installs the subscriber, the metrics recorder and the tracer
+//! provider, and returns the [`Guard`] that flushes them.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tracing_subscriber::{Layer, layer::SubscriberExt, reload};
+
+use crate::{
+    Config, Error,
+    config::{LogFormat, Settings},
+    logging::{
+        filter::FilterHandle,
+        layer::JsonLayer,
+        writer::{LineQueue, WriterThread},
+    },
+    metrics::exporter,
+    trace::TracePipeline,
+};
+
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+static SETTINGS: OnceLock<Arc<Settings>> = OnceLock::new();
+
+/// The settings request-time code reads: those of `init`, or defaults.
+pub(crate) fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(|| Arc::new(Settings::default()))
+}
+
+/// Install everything from the environment: JSON logs on stdout, the
+/// Prometheus listener on `GLIMPSE_METRICS_ADDR`, OpenTelemetry tracing
+/// (exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+///
+/// Keep the returned [`Guard`] alive for the life of the service: dropping it
+/// flushes queued log lines and spans, bounded in time.
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() -> Result<(), glimpse_obs::Error> {
+///     let _obs = glimpse_obs::init()?;
+///     tracing::info!(port = 3000, "listening");
+///     Ok(())
+/// }
+/// ```
+///
+/// # Errors
+/// - [`Error::InvalidEnv`] naming a variable whose value is unusable;
+/// - [`Error::AlreadyInitialized`] when called a second time;
+/// - [`Error::MetricsBind`] naming the address when the metrics port is busy;
+/// - [`Error::GlobalTaken`] when another subscriber or recorder is installed.
+pub fn init() -> Result<Guard, Error> {
+    Config::from_env()?.init()
+}
+
+pub(crate) fn install(mut config: Config) -> Result<Guard, Error> {
+    if INITIALIZED.swap(true, Ordering::SeqCst) {
+        return Err(Error::AlreadyInitialized);
+    }
+    match install_inner(&mut config) {
+        Ok(guard) => Ok(guard),
+        Err(e @ (Error::GlobalTaken { .. } | Error::AlreadyInitialized)) => Err(e),
+        Err(e) => {
+            // Nothing global was installed yet: a corrected retry may succeed.
+            INITIALIZED.store(false, Ordering::SeqCst);
+            Err(e)
+        }
+    }
+}
+
+fn install_inner(config: &mut Config) -> Result<Guard, Error> {
+    // Fallible steps without global side effects first.
+    let listener = config.metrics_addr.map(exporter::bind).transpose()?;
+    let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let recorder = exporter::build_recorder(config)?;
+    let handle = recorder.handle();
+    let filter = crate::logging::filter::parse(&config.log_filter).map_err(|reason| {
+        Error::InvalidFilter {
+            directive: config.log_filter.clone(),
+            reason,
+        }
+    })?;
+    let pipeline = TracePipeline::new(config)?;
+
+    metrics::set_global_recorder(recorder).map_err(|_| Error::GlobalTaken {
+        what: "metrics recorder",
+    })?;
+    exporter::register(handle, config);
+
+    let (filter_layer, filter_handle) = reload::Layer::new(filter);
+    let out = config
+        .writer
+        .take()
+        .unwrap_or_else(|| Box::new(std::io::stdout()));
+    let (queue, writer) = LineQueue::start(out, config.log_queue_bytes)?;
+    let log_layer = match config.log_format {
+        LogFormat::Json => JsonLayer::new(&config.service, queue.clone())
+            .with_filter(filter_layer)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .pretty()
+            .with_writer(QueueWriter(queue.clone()))
+            .with_filter(filter_layer)
+            .boxed(),
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(log_layer)
+        .with(pipeline.layer().with_filter(otel_filter()));
+    tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::GlobalTaken {
+        what: "tracing subscriber",
+    })?;
+    let _ = SETTINGS.set(config.shared_settings());
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let metrics_thread = exporter::spawn(listener, stop_rx)?;
+
+    Ok(Guard {
+        inner: Mutex::new(Some(Inner {
+            writer,
+            pipeline,
+            stop: stop_tx,
+            metrics_thread,
+        })),
+        queue,
+        filter: FilterHandle(filter_handle),
+        metrics_addr,
+        timeout: config.shutdown_timeout,
+    })
+}
+
+/// What reaches OpenTelemetry: spans at INFO and above (and ERROR events, as
+/// span events), never the exporter's own transport stack, whose spans would
+/// feed back into the exporter.
+fn otel_filter() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    const QUIET: &[&str] = &[
+        "h2",
+        "hyper",
+        "tonic",
+        "tower",
+        "reqwest",
+        "opentelemetry",
+        "sqlx",
+        "axum::serve",
+    ];
+    tracing_subscriber::filter::filter_fn(|meta| {
+        let wanted = if meta.is_span() {
+            *meta.level() <= tracing::Level::INFO
+        } else {
+            *meta.level() == tracing::Level::ERROR
+        };
+        wanted && !QUIET.iter().any(|q| meta.target().starts_with(q))
+    })
+}
+
+/// A `MakeWriter` that sends the pretty format through the same queue.
+#[derive(Clone)]
+struct QueueWriter(LineQueue);
+
+impl std::io::Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(buf, false);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QueueWriter {
+    type Writer = QueueWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+struct Inner {
+    writer: WriterThread,
+    pipeline: TracePipeline,
+    stop: tokio::sync::oneshot::Sender<()>,
+    metrics_thread: std::thread::JoinHandle<()>,
+}
+
+/// Keeps `glimpse_obs` running; dropping it (or [`Guard::shutdown`]) flushes
+/// every queued log line and span, bounded by the shutdown timeout
+/// (`Config::shutdown_timeout`, 5 s by default).
+#[must_use = "dropping the guard shuts logging and tracing down"]
+pub struct Guard {
+    inner: Mutex<Option<Inner>>,
+    queue: LineQueue,
+    filter: FilterHandle,
+    metrics_addr: Option<SocketAddr>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    /// Change the level filter while the service runs, e.g. to turn on DEBUG
+    /// for one module during an incident.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), glimpse_obs::Error> {
+    /// let obs = glimpse_obs::init()?;
+    /// obs.set_filter("info,glimpse_payments=debug")?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] when the directive does not parse; the
+    /// previous filter stays in force.
+    pub fn set_filter(&self, directive: &str) -> Result<(), Error> {
+        self.filter.set(directive)
+    }
+
+    /// The address the Prometheus listener is bound to (useful with port 0),
+    /// or `None` when it is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The current Prometheus text, as a scrape would see it.
+    pub fn render_metrics(&self) -> String {
+        exporter::render().unwrap_or_default()
+    }
+
+    /// Log lines dropped so far because stdout could not keep up.
+    pub fn dropped_log_lines(&self) -> u64 {
+        self.queue.dropped()
+    }
+
+    /// Wait until every log line emitted so far is written, up to `timeout`.
+    /// Returns whether it finished.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.queue.flush(timeout)
+    }
+
+    /// Flush logs and spans and stop the background workers, within the
+    /// shutdown timeout.
+    ///
+    /// # Errors
+    /// [`Error::ShutdownTimeout`] when flushing did not finish in time (a
+    /// stuck stdout or collector); nothing blocks past the timeout.
+    pub fn shutdown(self) -> Result<(), Error> {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&self) -> Result<(), Error> {
+        let Some(mut inner) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        let span_result = inner.pipeline.shutdown(self.timeout);
+        let left = self
+            .timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(100));
+        let logs_done = inner.writer.shutdown(left);
+        let _ = inner.stop.send(());
+        if logs_done {
+            let _ = inner.metrics_thread.join();
+        }
+        span_result?;
+        if logs_done {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout(self.timeout))
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown_inner() {
+            eprintln!("glimpse_obs: {e}");
+        }
+    }
+}

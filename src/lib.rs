@@ -1,0 +1,79 @@
+//! # glimpse_obs
+//!
+//! One-call observability for Glimpse's axum services: structured JSON logs,
+//! Prometheus metrics and OpenTelemetry traces that the Glimpse monitoring
+//! stack (Prometheus, Grafana, Jaeger, Elasticsearch/Logstash/Kibana,
+//! Alertmanager) understands with no extra work.
+//!
+//! ## Quickstart
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let _obs = glimpse_obs::init()?; // everything from the environment
+//!     let app: Router = Router::new()
+//!         .route("/matches/{id}", get(|| async { "a match" }))
+//!         .layer(glimpse_obs::layer());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(()) // dropping `_obs` flushes logs and spans
+//! }
+//! ```
+//!
+//! Every request then logs one access line, counts in
+//! `http_server_request_duration_seconds`, carries an `x-request-id` and
+//! opens a server span continuing the caller's W3C trace.
+//!
+//! ## Configuration
+//!
+//! | env var | meaning | default |
+//! |---|---|---|
+//! | `OTEL_SERVICE_NAME` (or `GLIMPSE_SERVICE`) | `service` in logs, metrics, traces | executable name |
+//! | `GLIMPSE_ENV` | `production` / `staging` / `development` | `development` |
+//! | `GLIMPSE_LOG` (or `RUST_LOG`) | level filter (`EnvFilter` syntax) | `info` |
+//! | `GLIMPSE_LOG_FORMAT` | `json` or `pretty` | `json` |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL` | OTLP collector (gRPC 4317, `http/protobuf` 4318) | unset: no export |
+//! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | sampling | `parentbased_always_on` |
+//! | `GLIMPSE_METRICS_ADDR` | Prometheus scrape listener, or `off` | `0.0.0.0:9464` |
+//! | `GLIMPSE_SLOW_QUERY_MS` | slow-query threshold | `500` |
+//! | `GLIMPSE_SLOW_REQUEST_MS` | access line becomes WARN above | `1000` |
+//! | `GLIMPSE_LOG_SAMPLE` | per-route access-log sampling, `/health=0,/feed=0.1` | `/health=0` |
+//!
+//! Code wins over the environment, which wins over defaults; see [`Config`].
+//! An invalid value is an [`Error`] naming the variable and the value.
+//!
+//! ## Feature flags
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `sqlx` | samples a real `sqlx` pool into `db_pool_connections` | no |
+//! | `testing` | [`testing`]: capture JSON lines and metrics in a service's own tests | no |
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod error;
+pub(crate) mod http;
+mod init;
+pub mod logging;
+pub mod metrics;
+pub(crate) mod trace;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{
+    Config, DEFAULT_METRICS_ADDR, Environment, GLIMPSE_ENV, GLIMPSE_LOG, GLIMPSE_LOG_FORMAT,
+    GLIMPSE_LOG_SAMPLE, GLIMPSE_METRICS_ADDR, GLIMPSE_SERVICE, GLIMPSE_SERVICE_VERSION,
+    GLIMPSE_SLOW_QUERY_MS, GLIMPSE_SLOW_REQUEST_MS, LogFormat, OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SERVICE_NAME,
+    OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OtlpProtocol, RUST_LOG, Sampler,
+};
+pub use error::Error;
+pub use http::{ObsLayer, ObsService, RequestId, layer};
+pub use init::{Guard, init};
+pub use logging::{LogType, scope::record_user_id};
+pub use metrics::metrics_handler;
+pub use trace::propagation;

@@ -1,0 +1,153 @@
+//! Zero-allocation JSON writing primitives for the formatter.
+
+use std::fmt;
+
+/// Characters that must be escaped in a JSON string, and how.
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    // DEL is a control character too: escaping it keeps terminals safe.
+    table[0x7f] = b'u';
+    table
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Append `s` escaped for use inside a JSON string (without quotes).
+///
+/// Every control character, including ESC (ANSI sequences) and DEL, comes out
+/// as a `\uXXXX` escape, so no value can break the line or a terminal.
+pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match esc {
+            b'u' => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]),
+            other => out.extend_from_slice(&[b'\\', other]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Append `"s"` as a JSON string.
+pub(crate) fn string_into(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escape_into(out, s);
+    out.push(b'"');
+}
+
+/// Append bytes that may not be UTF-8 as a JSON string, invalid sequences
+/// replaced by U+FFFD.
+pub(crate) fn lossy_string_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        escape_into(out, chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+/// A `fmt::Write` that escapes everything written through it, so `Debug`
+/// and `Display` output lands in the buffer without an intermediate `String`.
+pub(crate) struct Escaper<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl fmt::Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// Append a float; non-finite values, which JSON cannot carry, become strings.
+pub(crate) fn f64_into(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        let mut b = ryu::Buffer::new();
+        out.extend_from_slice(b.format_finite(v).as_bytes());
+    } else if v.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if v > 0.0 {
+        out.extend_from_slice(b"\"Infinity\"");
+    } else {
+        out.extend_from_slice(b"\"-Infinity\"");
+    }
+}
+
+/// Append an integer.
+pub(crate) fn int_into(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
+}
+
+/// Append lowercase hex of `bytes`.
+pub(crate) fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 0xf) as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esc(s: &str) -> String {
+        let mut v = Vec::new();
+        string_into(&mut v, s);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn control_quotes_and_ansi_are_escaped() {
+        assert_eq!(esc("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(esc("l1\r\nl2\t"), r#""l1\r\nl2\t""#);
+        assert_eq!(esc("\u{1b}[31mred\u{7f}"), r#""\u001b[31mred\u007f""#);
+        assert_eq!(esc("\0"), r#""\u0000""#);
+        assert_eq!(esc("héllo ✓"), "\"héllo ✓\"");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let mut v = Vec::new();
+        lossy_string_into(&mut v, b"ok\xff\xfe!");
+        assert_eq!(String::from_utf8(v).unwrap(), "\"ok\u{FFFD}\u{FFFD}!\"");
+    }
+
+    #[test]
+    fn non_finite_floats_stay_valid_json() {
+        for (v, want) in [
+            (1.5, "1.5"),
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"Infinity\""),
+        ] {
+            let mut out = Vec::new();
+            f64_into(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+}

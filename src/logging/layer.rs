@@ -1,0 +1,400 @@
+//! The JSON formatting layer.
+
+use std::{
+    cell::RefCell,
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use tracing::{Event, Level, Subscriber, field::Field, span};
+use tracing_subscriber::{Layer, layer::Context, registry::LookupSpan};
+
+use super::{
+    LogType, json,
+    redact::{self, REDACTED},
+    scope::ScopeExt,
+    timestamp,
+    writer::LineQueue,
+};
+
+/// Keys the formatter owns; a user field with one of these names is written
+/// as `fields.<name>` instead, so it can never overwrite them.
+const RESERVED: &[&str] = &[
+    "timestamp",
+    "level",
+    "service",
+    "message",
+    "target",
+    "log_type",
+    "requestId",
+    "userId",
+    "traceId",
+    "spanId",
+];
+
+/// Span extension: the span's fields, pre-rendered as `,"key":value` runs.
+#[derive(Default)]
+pub(crate) struct SpanFields {
+    json: Vec<u8>,
+    segs: Vec<(&'static str, usize, usize)>,
+}
+
+/// Span extension: a capture buffer (the `testing` feature) that receives a
+/// copy of every line emitted inside the span.
+#[derive(Clone)]
+pub(crate) struct CaptureExt(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+/// Whether `meta` is the server span of [`crate::layer`]; its fields are
+/// OpenTelemetry attributes, already on the access line, so lines do not repeat them.
+pub(crate) fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.name() == crate::http::REQUEST_SPAN_NAME
+        && meta.target() == crate::http::REQUEST_SPAN_TARGET
+}
+
+#[derive(Default)]
+struct Bufs {
+    line: Vec<u8>,
+    msg: Vec<u8>,
+    fields: Vec<u8>,
+    seen: Vec<&'static str>,
+    captures: Vec<CaptureExt>,
+}
+
+thread_local! {
+    // Reused per thread so formatting allocates nothing in steady state.
+    static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
+}
+
+/// Writes each event as one JSON line into the line queue.
+pub(crate) struct JsonLayer {
+    /// `,"service":"…"` rendered once.
+    service: Box<[u8]>,
+    queue: LineQueue,
+    /// `log_events_total{level}` handles, TRACE..ERROR.
+    counters: [metrics::Counter; 5],
+}
+
+impl JsonLayer {
+    pub(crate) fn new(service: &str, queue: LineQueue) -> Self {
+        let mut s = b",\"service\":".to_vec();
+        json::string_into(&mut s, service);
+        let counter = |level: &'static str| metrics::counter!(crate::metrics::names::LOG_EVENTS, crate::metrics::names::labels::LEVEL => level);
+        Self {
+            service: s.into_boxed_slice(),
+            queue,
+            counters: [
+                counter("TRACE"),
+                counter("DEBUG"),
+                counter("INFO"),
+                counter("WARN"),
+                counter("ERROR"),
+            ],
+        }
+    }
+
+    fn format<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, b: &mut Bufs)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let meta = event.metadata();
+        let level = *meta.level();
+        let Bufs {
+            line,
+            msg,
+            fields,
+            seen,
+            captures,
+        } = b;
+        line.clear();
+        msg.clear();
+        fields.clear();
+        seen.clear();
+        captures.clear();
+
+        let mut v = FieldVisitor {
+            out: fields,
+            msg: Some(msg),
+            seen,
+            segs: None,
+            log_type: None,
+            audit: false,
+        };
+        event.record(&mut v);
+        let (log_type, audit) = (v.log_type, v.audit);
+
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp::rfc3339_into(line, SystemTime::now());
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(level_str(level).as_bytes());
+        line.push(b'"');
+        line.extend_from_slice(&self.service);
+        line.extend_from_slice(b",\"message\":\"");
+        line.extend_from_slice(msg);
+        line.extend_from_slice(b"\",\"target\":");
+        json::string_into(line, meta.target());
+        let log_type = log_type.unwrap_or(if level >= Level::DEBUG {
+            LogType::Debug
+        } else {
+            LogType::System
+        });
+        line.extend_from_slice(b",\"log_type\":\"");
+        line.extend_from_slice(log_type.as_str().as_bytes());
+        line.push(b'"');
+
+        if let Some(scope) = ctx.event_scope(event) {
+            let (mut have_ids, mut have_request) = (false, false);
+            for span in scope {
+                let ext = span.extensions();
+                if !have_ids {
+                    if let Some((trace_id, span_id)) = crate::trace::ids(&ext) {
+                        line.extend_from_slice(b",\"traceId\":\"");
+                        json::hex_into(line, &trace_id.to_bytes());
+                        line.extend_from_slice(b"\",\"spanId\":\"");
+                        json::hex_into(line, &span_id.to_bytes());
+                        line.push(b'"');
+                        have_ids = true;
+                    }
+                }
+                if !have_request {
+                    if let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
+                        line.extend_from_slice(&req.request_id_json);
+                        if let Some(user) = req.user() {
+                            line.extend_from_slice(&user.json);
+                        }
+                        have_request = true;
+                    }
+                }
+                if let Some(sf) = ext.get::<SpanFields>() {
+                    for &(key, start, end) in &sf.segs {
+                        if !seen.contains(&key) {
+                            seen.push(key);
+                            fields.extend_from_slice(&sf.json[start..end]);
+                        }
+                    }
+                }
+                if let Some(c) = ext.get::<CaptureExt>() {
+                    captures.push(c.clone());
+                }
+            }
+        }
+        line.extend_from_slice(fields);
+        line.extend_from_slice(b"}\n");
+
+        self.queue.push(line, level == Level::ERROR || audit);
+        for c in captures.iter() {
+            c.0.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(line);
+        }
+    }
+}
+
+impl<S> Layer<S> for JsonLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        if is_request_span(attrs.metadata()) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut sf = SpanFields::default();
+        let mut seen = Vec::new();
+        let mut v = FieldVisitor {
+            out: &mut sf.json,
+            msg: None,
+            seen: &mut seen,
+            segs: Some(&mut sf.segs),
+            log_type: None,
+            audit: false,
+        };
+        attrs.record(&mut v);
+        if !sf.segs.is_empty() {
+            span.extensions_mut().insert(sf);
+        }
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if is_request_span(span.metadata()) {
+            return;
+        }
+        let mut ext = span.extensions_mut();
+        let old = ext.remove::<SpanFields>().unwrap_or_default();
+        let mut new = SpanFields::default();
+        let mut seen = Vec::new();
+        let mut v = FieldVisitor {
+            out: &mut new.json,
+            msg: None,
+            seen: &mut seen,
+            segs: Some(&mut new.segs),
+            log_type: None,
+            audit: false,
+        };
+        values.record(&mut v);
+        // Keep the old values the record did not replace.
+        for (key, start, end) in old.segs {
+            if !seen.contains(&key) {
+                let s = new.json.len();
+                new.json.extend_from_slice(&old.json[start..end]);
+                new.segs.push((key, s, new.json.len()));
+            }
+        }
+        ext.insert(new);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let idx = match *event.metadata().level() {
+            Level::TRACE => 0,
+            Level::DEBUG => 1,
+            Level::INFO => 2,
+            Level::WARN => 3,
+            Level::ERROR => 4,
+        };
+        self.counters[idx].increment(1);
+        BUFS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut b) => self.format(event, &ctx, &mut b),
+            // An event emitted while formatting another (a Debug impl that
+            // logs): format it with fresh buffers rather than lose it.
+            Err(_) => self.format(event, &ctx, &mut Bufs::default()),
+        });
+    }
+}
+
+pub(crate) const fn level_str(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "TRACE",
+        Level::DEBUG => "DEBUG",
+        Level::INFO => "INFO",
+        Level::WARN => "WARN",
+        Level::ERROR => "ERROR",
+    }
+}
+
+/// Writes fields as `,"key":value` runs: redacts, renames reserved keys,
+/// skips repeated keys, and picks out `message`, `log_type` and `audit`.
+struct FieldVisitor<'a> {
+    out: &'a mut Vec<u8>,
+    /// `Some` for events: where the message goes.
+    msg: Option<&'a mut Vec<u8>>,
+    seen: &'a mut Vec<&'static str>,
+    /// `Some` for spans: where each field's byte range is recorded.
+    segs: Option<&'a mut Vec<(&'static str, usize, usize)>>,
+    log_type: Option<LogType>,
+    audit: bool,
+}
+
+impl FieldVisitor<'_> {
+    /// Write the key; `None` when the field is skipped, else whether its
+    /// value must be redacted, plus the run's start.
+    fn key(&mut self, field: &Field) -> Option<(bool, usize)> {
+        let name = field.name();
+        if self.seen.contains(&name) {
+            return None;
+        }
+        self.seen.push(name);
+        let start = self.out.len();
+        self.out.extend_from_slice(b",\"");
+        if RESERVED.contains(&name) {
+            self.out.extend_from_slice(b"fields.");
+        }
+        json::escape_into(self.out, name);
+        self.out.extend_from_slice(b"\":");
+        Some((redact::is_sensitive(name), start))
+    }
+
+    fn end(&mut self, field: &Field, start: usize) {
+        if let Some(segs) = self.segs.as_deref_mut() {
+            segs.push((field.name(), start, self.out.len()));
+        }
+    }
+
+    fn is_message(&self, field: &Field) -> bool {
+        self.msg.is_some() && field.name() == "message"
+    }
+
+    fn scalar(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+        if let Some((redacted, start)) = self.key(field) {
+            if redacted {
+                json::string_into(self.out, REDACTED);
+            } else {
+                write(self.out);
+            }
+            self.end(field, start);
+        }
+    }
+}
+
+impl tracing::field::Visit for FieldVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.is_message(field) {
+            if let Some(msg) = self.msg.as_deref_mut() {
+                json::escape_into(msg, value);
+            }
+            return;
+        }
+        if self.msg.is_some() && field.name() == "log_type" {
+            if let Some(t) = LogType::parse(value) {
+                self.log_type = Some(t);
+                return;
+            }
+        }
+        self.scalar(field, |out| json::string_into(out, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.is_message(field) {
+            if let Some(msg) = self.msg.as_deref_mut() {
+                let _ = write!(json::Escaper(msg), "{value:?}");
+            }
+            return;
+        }
+        self.scalar(field, |out| {
+            out.push(b'"');
+            let _ = write!(json::Escaper(out), "{value:?}");
+            out.push(b'"');
+        });
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.scalar(field, |out| {
+            out.push(b'"');
+            let _ = write!(json::Escaper(out), "{value}");
+            out.push(b'"');
+        });
+    }
+
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        self.scalar(field, |out| json::lossy_string_into(out, value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.scalar(field, |out| json::int_into(out, value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.scalar(field, |out| json::int_into(out, value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.scalar(field, |out| json::int_into(out, value));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.scalar(field, |out| json::int_into(out, value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.scalar(field, |out| json::f64_into(out, value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.msg.is_some() && field.name() == "audit" && value {
+            self.audit = true;
+        }
+        self.scalar(field, |out| {
+            out.extend_from_slice(if value { b"true" } else { b"false" })
+        });
+    }
+}

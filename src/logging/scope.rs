@@ -1,0 +1,108 @@
+//! The request scope: per-request values that every log line inside the
+//! request's span tree carries (`requestId`, `userId`).
+//!
+//! The scope lives in the request span's registry extensions, so it follows
+//! the span into spawned tasks (`.in_current_span()`) and never leaks into
+//! another request: each request has its own span.
+
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::{Registry, registry::LookupSpan};
+
+use crate::RequestId;
+
+/// Values of one request, shared between the layer and the formatter.
+#[derive(Debug)]
+pub(crate) struct RequestScope {
+    pub(crate) request_id: RequestId,
+    /// `,"requestId":"…"` pre-rendered once per request.
+    pub(crate) request_id_json: Box<[u8]>,
+    user: Mutex<Option<UserId>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct UserId {
+    pub(crate) raw: Arc<str>,
+    /// `,"userId":"…"` pre-rendered once per record.
+    pub(crate) json: Arc<[u8]>,
+}
+
+impl RequestScope {
+    pub(crate) fn new(request_id: RequestId) -> Self {
+        let mut json = Vec::with_capacity(request_id.as_str().len() + 16);
+        json.extend_from_slice(b",\"requestId\":");
+        super::json::string_into(&mut json, request_id.as_str());
+        Self {
+            request_id,
+            request_id_json: json.into_boxed_slice(),
+            user: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set_user(&self, id: &str) {
+        let mut json = Vec::with_capacity(id.len() + 12);
+        json.extend_from_slice(b",\"userId\":");
+        super::json::string_into(&mut json, id);
+        let user = UserId {
+            raw: Arc::from(id),
+            json: Arc::from(json),
+        };
+        *self.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(user);
+    }
+
+    pub(crate) fn user(&self) -> Option<UserId> {
+        self.user.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Span extension marking the request span.
+pub(crate) struct ScopeExt(pub(crate) Arc<RequestScope>);
+
+/// Attach `scope` to `span` (the request span just created).
+pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(span) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) {
+            span.extensions_mut().insert(ScopeExt(scope));
+        }
+    });
+}
+
+/// The scope of the request the current span belongs to, if any.
+pub(crate) fn current() -> Option<Arc<RequestScope>> {
+    tracing::Span::current()
+        .with_subscriber(|(id, dispatch)| {
+            let registry = dispatch.downcast_ref::<Registry>()?;
+            let span = registry.span(id)?;
+            span.scope()
+                .find_map(|s| s.extensions().get::<ScopeExt>().map(|e| e.0.clone()))
+        })
+        .flatten()
+}
+
+/// Record the authenticated user of the current request: the access line and
+/// every later log line of the request (also from tasks spawned inside the
+/// request's span) carry `userId`, and the server span gets `enduser.id`.
+///
+/// Returns `false`, and does nothing, outside a request handled by
+/// [`crate::layer`].
+///
+/// ```
+/// use axum::{Router, routing::get};
+///
+/// async fn me() -> &'static str {
+///     // e.g. after validating a session
+///     glimpse_obs::record_user_id("user123");
+///     tracing::info!("profile viewed"); // carries "userId":"user123"
+///     "ok"
+/// }
+/// let app: Router = Router::new().route("/me", get(me)).layer(glimpse_obs::layer());
+/// ```
+pub fn record_user_id(id: impl AsRef<str>) -> bool {
+    match current() {
+        Some(scope) => {
+            scope.set_user(id.as_ref());
+            true
+        }
+        None => false,
+    }
+}

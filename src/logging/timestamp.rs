@@ -1,0 +1,66 @@
+//! RFC 3339 UTC timestamps with microseconds, written without allocating.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Append `now` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub(crate) fn rfc3339_into(out: &mut Vec<u8>, now: SystemTime) {
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let micros = d.subsec_micros();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    put(&mut b[0..4], y as u32);
+    put(&mut b[5..7], m);
+    put(&mut b[8..10], day);
+    put(&mut b[11..13], (rem / 3600) as u32);
+    put(&mut b[14..16], (rem % 3600 / 60) as u32);
+    put(&mut b[17..19], (rem % 60) as u32);
+    put(&mut b[20..26], micros);
+    out.extend_from_slice(&b);
+}
+
+fn put(dst: &mut [u8], mut v: u32) {
+    for slot in dst.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fmt(secs: u64, micros: u32) -> String {
+        let mut out = Vec::new();
+        rfc3339_into(
+            &mut out,
+            UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros.into()),
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn known_instants_format_exactly() {
+        assert_eq!(fmt(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(fmt(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(fmt(1_795_000_000, 123_456), "2026-11-18T07:06:40.123456Z");
+        assert_eq!(fmt(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
+    }
+}

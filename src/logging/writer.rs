@@ -1,0 +1,314 @@
+//! The non-blocking line writer: a bounded byte queue drained by one
+//! background thread.
+//!
+//! Lines are appended to a shared buffer under a short lock; the thread swaps
+//! that buffer for its own empty one and writes it out. Both buffers keep
+//! their capacity, so the steady state allocates nothing.
+//!
+//! Overload policy (documented in `docs/logging.md`):
+//! - INFO/DEBUG/TRACE/WARN lines that do not fit in the queue are dropped and
+//!   counted in `glimpse_obs_dropped_total{signal="logs"}`.
+//! - ERROR and audit lines ("critical") may use a reserve as large as the
+//!   queue itself; when even that is full they wait for the writer, up to
+//!   [`CRITICAL_WAIT`]. A stdout that makes no progress for that long is
+//!   *stuck*: critical lines are then dropped and counted without waiting,
+//!   until the writer makes progress again, so a dead stdout cannot stall
+//!   every failing request.
+
+use std::{
+    io::Write,
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::config::BoxWriter;
+
+/// How long a critical line waits for room before stdout counts as stuck.
+pub(crate) const CRITICAL_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct State {
+    buf: Vec<u8>,
+    /// The writer thread holds a batch it has not finished writing.
+    writing: bool,
+    /// The last critical wait timed out and the writer has not progressed since.
+    stuck: bool,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when lines arrive or the queue closes.
+    work: Condvar,
+    /// Signalled when the writer finished a batch.
+    progress: Condvar,
+    capacity: usize,
+    dropped: AtomicU64,
+    dropped_counter: metrics::Counter,
+}
+
+/// Handle to the queue; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct LineQueue {
+    shared: Arc<Shared>,
+}
+
+/// Owns the background thread; joining it on shutdown.
+pub(crate) struct WriterThread {
+    queue: LineQueue,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl LineQueue {
+    /// Start the writer thread over `out`, with `capacity` bytes of queue.
+    pub(crate) fn start(
+        out: BoxWriter,
+        capacity: usize,
+    ) -> Result<(Self, WriterThread), crate::Error> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buf: Vec::with_capacity(capacity.min(1 << 20)),
+                ..State::default()
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            capacity,
+            dropped: AtomicU64::new(0),
+            dropped_counter: metrics::counter!(crate::metrics::names::DROPPED, "signal" => "logs"),
+        });
+        let queue = Self { shared };
+        let worker = queue.clone();
+        let handle = std::thread::Builder::new()
+            .name("glimpse-log-writer".into())
+            .spawn(move || worker.run(out))
+            .map_err(|source| crate::Error::Io {
+                context: "starting the log writer thread",
+                source,
+            })?;
+        Ok((
+            queue.clone(),
+            WriterThread {
+                queue,
+                handle: Some(handle),
+            },
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the buffer inconsistent
+        // (appends are single extend calls), so poisoning is ignored.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue one complete line. `critical` lines (ERROR, audit) are kept
+    /// while stdout is merely slow; see the module docs.
+    pub(crate) fn push(&self, line: &[u8], critical: bool) {
+        let cap = self.shared.capacity;
+        let mut st = self.lock();
+        if st.closed {
+            drop(st);
+            self.count_drop();
+            return;
+        }
+        let fits =
+            |st: &State, limit: usize| st.buf.is_empty() || st.buf.len() + line.len() <= limit;
+        if fits(&st, cap) || (critical && fits(&st, 2 * cap)) {
+            self.append(st, line);
+            return;
+        }
+        if !critical || st.stuck {
+            drop(st);
+            self.count_drop();
+            return;
+        }
+        let deadline = Instant::now() + CRITICAL_WAIT;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                st.stuck = true;
+                drop(st);
+                self.count_drop();
+                return;
+            }
+            st = self
+                .shared
+                .progress
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if fits(&st, 2 * cap) {
+                self.append(st, line);
+                return;
+            }
+        }
+    }
+
+    fn append(&self, mut st: MutexGuard<'_, State>, line: &[u8]) {
+        let was_empty = st.buf.is_empty();
+        st.buf.extend_from_slice(line);
+        drop(st);
+        if was_empty {
+            self.shared.work.notify_one();
+        }
+    }
+
+    fn count_drop(&self) {
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        self.shared.dropped_counter.increment(1);
+    }
+
+    /// Lines dropped since start.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Wait until every line queued before this call is written, up to `timeout`.
+    /// Returns whether it finished.
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        while !st.buf.is_empty() || st.writing {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .shared
+                .progress
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn run(self, mut out: BoxWriter) {
+        let mut batch: Vec<u8> = Vec::new();
+        loop {
+            {
+                let mut st = self.lock();
+                st.writing = false;
+                if !batch.is_empty() || st.stuck {
+                    st.stuck = false;
+                }
+                self.shared.progress.notify_all();
+                while st.buf.is_empty() && !st.closed {
+                    st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                if st.buf.is_empty() && st.closed {
+                    return;
+                }
+                batch.clear();
+                std::mem::swap(&mut st.buf, &mut batch);
+                st.writing = true;
+            }
+            // Room was made: wake critical lines waiting for it.
+            self.shared.progress.notify_all();
+            // A failing stdout (closed pipe) loses these lines; there is no
+            // better place to report that than the counter.
+            if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+                self.count_drop();
+            }
+            batch.clear();
+        }
+    }
+}
+
+impl WriterThread {
+    /// Flush what is queued, stop the thread, and report whether it finished
+    /// within `timeout` (a stuck stdout leaves the thread blocked; it is
+    /// detached then, never joined forever).
+    pub(crate) fn shutdown(&mut self, timeout: Duration) -> bool {
+        let done = self.queue.flush(timeout);
+        {
+            let mut st = self.queue.lock();
+            st.closed = true;
+        }
+        self.queue.shared.work.notify_all();
+        if done {
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        }
+        done
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<u8>>>);
+    impl Write for Collect {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Blocks every write until released.
+    #[derive(Clone)]
+    struct Gate(Arc<AtomicBool>, Collect);
+    impl Write for Gate {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            while !self.0.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            self.1.write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_queued_line_is_written_by_shutdown() {
+        let out = Collect::default();
+        let (q, mut t) = LineQueue::start(Box::new(out.clone()), 1 << 20).unwrap();
+        for i in 0..10_000 {
+            q.push(format!("{i}\n").as_bytes(), false);
+        }
+        assert!(t.shutdown(Duration::from_secs(5)));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count() as u64 + q.dropped(), 10_000);
+    }
+
+    #[test]
+    fn a_blocked_writer_drops_info_but_keeps_critical_lines_within_the_reserve() {
+        let open = Arc::new(AtomicBool::new(false));
+        let out = Collect::default();
+        let (q, mut t) =
+            LineQueue::start(Box::new(Gate(open.clone(), out.clone())), 64 * 1024).unwrap();
+        let line = [b'x'; 1023];
+        let mut l = line.to_vec();
+        l.push(b'\n');
+        for _ in 0..200 {
+            q.push(&l, false);
+        }
+        assert!(q.dropped() > 0, "INFO lines beyond the queue are dropped");
+        let before = q.dropped();
+        for _ in 0..50 {
+            q.push(b"critical\n", true);
+        }
+        assert_eq!(q.dropped(), before, "critical lines use the reserve");
+        open.store(true, Ordering::Relaxed);
+        assert!(t.shutdown(Duration::from_secs(5)));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().filter(|l| *l == "critical").count(), 50);
+    }
+}

@@ -1,0 +1,269 @@
+//! The Prometheus recorder and its scrape listener.
+
+use std::{net::SocketAddr, sync::OnceLock, time::Duration};
+
+use axum::{Router, http::header, response::IntoResponse, routing::get};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use super::names;
+use crate::{Config, Error};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static PROCESS: OnceLock<Option<metrics_process::Collector>> = OnceLock::new();
+
+/// How often histogram buckets are drained when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) fn build_recorder(config: &Config) -> Result<PrometheusRecorder, Error> {
+    let bad = |e: metrics_exporter_prometheus::BuildError| Error::InvalidConfig {
+        name: "metrics buckets",
+        reason: e.to_string(),
+    };
+    Ok(PrometheusBuilder::new()
+        .add_global_label(names::labels::SERVICE, config.service.clone())
+        .add_global_label(names::labels::ENV, config.environment.as_str())
+        .set_buckets(super::LATENCY_BUCKETS)
+        .map_err(bad)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::HTTP_SERVER_REQUEST_DURATION.into()),
+            super::HTTP_BUCKETS,
+        )
+        .map_err(bad)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::WS_CONNECTION_DURATION.into()),
+            super::CONNECTION_BUCKETS,
+        )
+        .map_err(bad)?
+        .build_recorder())
+}
+
+/// Remember the handle and describe every metric (HELP text and units).
+pub(crate) fn register(handle: PrometheusHandle, config: &Config) {
+    let _ = HANDLE.set(handle);
+    describe_all();
+    metrics::gauge!(names::BUILD_INFO, "version" => config.version.clone(), "glimpse_obs" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
+    let _ = PROCESS.set(config.process_metrics.then(|| {
+        let c = metrics_process::Collector::default();
+        c.describe();
+        c.collect();
+        c
+    }));
+}
+
+/// The text a scrape receives, with fresh process metrics.
+pub(crate) fn render() -> Option<String> {
+    let handle = HANDLE.get()?;
+    if let Some(Some(c)) = PROCESS.get() {
+        c.collect();
+    }
+    Some(handle.render())
+}
+
+/// Drains histogram buckets; called periodically.
+pub(crate) fn upkeep() {
+    if let Some(h) = HANDLE.get() {
+        h.run_upkeep();
+    }
+}
+
+/// An axum handler that serves the Prometheus text, for teams that scrape
+/// the application's own port instead of `GLIMPSE_METRICS_ADDR`.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// let app: Router = Router::new().route("/metrics", get(glimpse_obs::metrics_handler));
+/// ```
+pub async fn metrics_handler() -> impl IntoResponse {
+    match render() {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "glimpse_obs is not initialised: call glimpse_obs::init() first\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Bind the scrape listener now, so a busy port is an error at init.
+pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|source| Error::MetricsBind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| Error::MetricsBind { addr, source })?;
+    Ok(l)
+}
+
+/// The background thread: serves scrapes (when a listener is given) and
+/// runs histogram upkeep. Stops when `stop` resolves.
+pub(crate) fn spawn(
+    listener: Option<std::net::TcpListener>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    // A runtime of its own: init may run outside any runtime, and scrapes
+    // must be answered even when the application's runtime is saturated.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            context: "starting the metrics runtime",
+            source,
+        })?;
+    std::thread::Builder::new()
+        .name("glimpse-metrics".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let upkeep_task = tokio::spawn(async {
+                    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+                    loop {
+                        tick.tick().await;
+                        upkeep();
+                    }
+                });
+                match listener.map(tokio::net::TcpListener::from_std) {
+                    Some(Ok(listener)) => {
+                        let app = Router::new()
+                            .route("/metrics", get(metrics_handler))
+                            .route("/", get(metrics_handler));
+                        let _ = axum::serve(listener, app)
+                            .with_graceful_shutdown(async {
+                                let _ = stop.await;
+                            })
+                            .await;
+                    }
+                    _ => {
+                        let _ = stop.await;
+                    }
+                }
+                upkeep_task.abort();
+            });
+        })
+        .map_err(|source| Error::Io {
+            context: "starting the metrics thread",
+            source,
+        })
+}
+
+fn describe_all() {
+    use names::*;
+    describe_histogram!(
+        HTTP_SERVER_REQUEST_DURATION,
+        Unit::Seconds,
+        "Duration of HTTP server requests, by method, route template and status."
+    );
+    describe_gauge!(
+        HTTP_SERVER_ACTIVE_REQUESTS,
+        Unit::Count,
+        "HTTP server requests in flight, by method and route template."
+    );
+    describe_gauge!(
+        WS_CONNECTIONS_ACTIVE,
+        Unit::Count,
+        "Open WebSocket connections, by channel."
+    );
+    describe_counter!(
+        WS_MESSAGES,
+        Unit::Count,
+        "WebSocket messages, by channel and direction (sent/received)."
+    );
+    describe_histogram!(
+        WS_CONNECTION_DURATION,
+        Unit::Seconds,
+        "Lifetime of WebSocket connections, by channel."
+    );
+    describe_histogram!(
+        WS_MESSAGE_LATENCY,
+        Unit::Seconds,
+        "WebSocket message latency, by channel (KPI: under 100 ms)."
+    );
+    describe_counter!(
+        WS_CLOSES,
+        Unit::Count,
+        "Closed WebSocket connections, by channel and close-code class."
+    );
+    describe_histogram!(
+        DB_QUERY_DURATION,
+        Unit::Seconds,
+        "Duration of database operations, by operation name and outcome."
+    );
+    describe_counter!(
+        DB_SLOW_QUERIES,
+        Unit::Count,
+        "Database operations slower than GLIMPSE_SLOW_QUERY_MS, by operation."
+    );
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        Unit::Count,
+        "Database pool connections, by pool and state (in_use/idle)."
+    );
+    describe_gauge!(
+        DB_POOL_CONNECTIONS_MAX,
+        Unit::Count,
+        "Maximum size of the database pool, by pool."
+    );
+    describe_counter!(
+        USER_REGISTRATIONS,
+        Unit::Count,
+        "User registrations, by method."
+    );
+    describe_counter!(MATCHES_CREATED, Unit::Count, "Matches created.");
+    describe_counter!(MESSAGES_SENT, Unit::Count, "Chat messages sent, by kind.");
+    describe_counter!(
+        PAYMENTS,
+        Unit::Count,
+        "Payments processed, by status, provider and currency."
+    );
+    describe_counter!(
+        PAYMENT_AMOUNT,
+        Unit::Count,
+        "Revenue of succeeded payments in major currency units, by currency."
+    );
+    describe_counter!(FEATURE_USAGE, Unit::Count, "Feature uses, by feature.");
+    describe_counter!(
+        CONVERSIONS,
+        Unit::Count,
+        "Conversion funnel steps reached, by funnel and step."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        Unit::Count,
+        "Authentication failures, by reason."
+    );
+    describe_counter!(
+        API_KEY_REQUESTS,
+        Unit::Count,
+        "Requests authenticated by API key, by key ID."
+    );
+    describe_counter!(ADMIN_ACTIONS, Unit::Count, "Admin actions, by action.");
+    describe_counter!(
+        CACHE_REQUESTS,
+        Unit::Count,
+        "Cache look-ups, by cache and result (hit/miss)."
+    );
+    describe_counter!(LOG_EVENTS, Unit::Count, "Log events emitted, by level.");
+    describe_counter!(
+        DROPPED,
+        Unit::Count,
+        "Telemetry dropped under overload, by signal (logs/spans)."
+    );
+    describe_counter!(
+        LABEL_OVERFLOW,
+        Unit::Count,
+        "Label values folded into `other` by the cardinality guard, by metric."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        Unit::Count,
+        "Always 1; labels carry the service and glimpse_obs versions."
+    );
+}

@@ -1,0 +1,25 @@
+//! Prometheus metrics: the catalogue of names, the exporter, the cardinality
+//! guard and the domain helpers.
+
+pub(crate) mod cardinality;
+pub(crate) mod exporter;
+pub mod names;
+
+/// HTTP request latency buckets, in seconds: they include the KPI
+/// thresholds (200 ms p50, 500 ms p95, 1 s alert) exactly.
+pub const HTTP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of the other latency histograms (database, WebSocket), in
+/// seconds; 0.1 (the WebSocket KPI) and 0.5 (the slow-query threshold) included.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of WebSocket connection lifetimes, in seconds (1 s to 4 h).
+pub const CONNECTION_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
+pub use exporter::metrics_handler;

@@ -1,0 +1,146 @@
+//! Every metric name and label key the crate emits, in one place.
+//!
+//! Dashboards, alert rules and the tests under `tests/` read these names; a
+//! metric that is not listed here is not emitted.
+
+// HTTP server (the tower layer).
+/// Histogram of request durations in seconds; labels `method`, `route`, `status`.
+pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
+/// Gauge of requests in flight; labels `method`, `route`.
+pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
+
+// WebSocket.
+/// Gauge of open WebSocket connections; label `channel`.
+pub const WS_CONNECTIONS_ACTIVE: &str = "websocket_connections_active";
+/// Counter of WebSocket messages; labels `channel`, `direction` (`sent`/`received`).
+pub const WS_MESSAGES: &str = "websocket_messages_total";
+/// Histogram of WebSocket connection lifetimes in seconds; label `channel`.
+pub const WS_CONNECTION_DURATION: &str = "websocket_connection_duration_seconds";
+/// Histogram of WebSocket message latency in seconds; label `channel`.
+pub const WS_MESSAGE_LATENCY: &str = "websocket_message_latency_seconds";
+/// Counter of closed WebSocket connections; labels `channel`, `class`.
+pub const WS_CLOSES: &str = "websocket_closes_total";
+
+// Database.
+/// Histogram of database operation durations in seconds; labels `operation`, `outcome`.
+pub const DB_QUERY_DURATION: &str = "db_query_duration_seconds";
+/// Counter of operations slower than the slow-query threshold; label `operation`.
+pub const DB_SLOW_QUERIES: &str = "db_slow_queries_total";
+/// Gauge of pool connections; labels `pool`, `state` (`in_use`/`idle`).
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// Gauge of the pool's maximum size; label `pool`.
+pub const DB_POOL_CONNECTIONS_MAX: &str = "db_pool_connections_max";
+
+// Business.
+/// Counter of user registrations; label `method`.
+pub const USER_REGISTRATIONS: &str = "glimpse_user_registrations_total";
+/// Counter of matches created.
+pub const MATCHES_CREATED: &str = "glimpse_matches_created_total";
+/// Counter of chat messages sent; label `kind`.
+pub const MESSAGES_SENT: &str = "glimpse_messages_sent_total";
+/// Counter of payments; labels `status`, `provider`, `currency`.
+pub const PAYMENTS: &str = "glimpse_payments_total";
+/// Counter of successful payment amounts in major units; label `currency`.
+pub const PAYMENT_AMOUNT: &str = "glimpse_payment_amount_total";
+/// Counter of feature uses; label `feature`.
+pub const FEATURE_USAGE: &str = "glimpse_feature_usage_total";
+/// Counter of conversion funnel steps; labels `funnel`, `step`.
+pub const CONVERSIONS: &str = "glimpse_conversions_total";
+
+// Security.
+/// Counter of authentication failures; label `reason`.
+pub const AUTH_FAILURES: &str = "glimpse_auth_failures_total";
+/// Counter of requests authenticated by API key; label `key_id`.
+pub const API_KEY_REQUESTS: &str = "glimpse_api_key_requests_total";
+/// Counter of admin actions; label `action`.
+pub const ADMIN_ACTIONS: &str = "glimpse_admin_actions_total";
+
+// Cache.
+/// Counter of cache look-ups; labels `cache`, `result` (`hit`/`miss`).
+pub const CACHE_REQUESTS: &str = "cache_requests_total";
+
+// Logs and self-monitoring.
+/// Counter of log events by level; label `level`.
+pub const LOG_EVENTS: &str = "log_events_total";
+/// Counter of telemetry dropped under overload; label `signal` (`logs`/`spans`).
+pub const DROPPED: &str = "glimpse_obs_dropped_total";
+/// Counter of caller-fed label values folded into `other`; label `metric`.
+pub const LABEL_OVERFLOW: &str = "glimpse_obs_label_overflow_total";
+/// Gauge, always 1, carrying `version` and `rustc` labels.
+pub const BUILD_INFO: &str = "glimpse_build_info";
+
+/// Every metric the crate itself registers (process metrics excluded).
+pub const ALL: &[&str] = &[
+    HTTP_SERVER_REQUEST_DURATION,
+    HTTP_SERVER_ACTIVE_REQUESTS,
+    WS_CONNECTIONS_ACTIVE,
+    WS_MESSAGES,
+    WS_CONNECTION_DURATION,
+    WS_MESSAGE_LATENCY,
+    WS_CLOSES,
+    DB_QUERY_DURATION,
+    DB_SLOW_QUERIES,
+    DB_POOL_CONNECTIONS,
+    DB_POOL_CONNECTIONS_MAX,
+    USER_REGISTRATIONS,
+    MATCHES_CREATED,
+    MESSAGES_SENT,
+    PAYMENTS,
+    PAYMENT_AMOUNT,
+    FEATURE_USAGE,
+    CONVERSIONS,
+    AUTH_FAILURES,
+    API_KEY_REQUESTS,
+    ADMIN_ACTIONS,
+    CACHE_REQUESTS,
+    LOG_EVENTS,
+    DROPPED,
+    LABEL_OVERFLOW,
+    BUILD_INFO,
+];
+
+/// Process metrics exported through `metrics-process` (prefix `process_`).
+pub const PROCESS: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_virtual_memory_max_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
+/// Label keys.
+pub mod labels {
+    /// Service name, on every series.
+    pub const SERVICE: &str = "service";
+    /// Deployment environment, on every series.
+    pub const ENV: &str = "env";
+    /// HTTP method (`_OTHER` for unknown methods).
+    pub const METHOD: &str = "method";
+    /// Route template (`unmatched` when no route matched).
+    pub const ROUTE: &str = "route";
+    /// HTTP status code.
+    pub const STATUS: &str = "status";
+    /// WebSocket channel.
+    pub const CHANNEL: &str = "channel";
+    /// Message direction.
+    pub const DIRECTION: &str = "direction";
+    /// WebSocket close-code class.
+    pub const CLASS: &str = "class";
+    /// Database operation name.
+    pub const OPERATION: &str = "operation";
+    /// `ok` or `error`.
+    pub const OUTCOME: &str = "outcome";
+    /// Connection pool name.
+    pub const POOL: &str = "pool";
+    /// Pool connection state.
+    pub const STATE: &str = "state";
+    /// Log level.
+    pub const LEVEL: &str = "level";
+    /// Telemetry signal.
+    pub const SIGNAL: &str = "signal";
+    /// Metric name, on the overflow counter.
+    pub const METRIC: &str = "metric";
+}

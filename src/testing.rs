@@ -1,0 +1,265 @@
+//! Helpers for a service's own tests (feature `testing`): capture the JSON
+//! lines and the metric changes of a block of code without touching stdout.
+//!
+//! ```
+//! let (_, captured) = glimpse_obs::testing::capture(|| {
+//!     glimpse_obs::business::payment_processed("stripe", "EUR", 1299, false);
+//! });
+//! let line = captured.find(|l| l["message"] == "payment processed").unwrap();
+//! assert_eq!(line["status"], "failed");
+//! assert_eq!(captured.metric_delta("glimpse_payments_total", &[("status", "failed")]), 1.0);
+//! ```
+//!
+//! Metrics are process-wide: a delta counts what every thread did meanwhile,
+//! so give concurrent tests distinct label values.
+
+use std::{
+    future::Future,
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use serde_json::Value;
+use tracing::Instrument;
+use tracing_subscriber::{Registry, registry::LookupSpan};
+
+use crate::logging::layer::CaptureExt;
+
+/// A cloneable in-memory writer: pass it to [`crate::Config::log_writer`] and
+/// read the lines back.
+#[derive(Clone, Default, Debug)]
+pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything written so far, as text (invalid UTF-8 replaced).
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Every line written so far, parsed as JSON; a line that is not JSON
+    /// becomes a string value, so a test can see it.
+    pub fn lines(&self) -> Vec<Value> {
+        parse_lines(&self.contents())
+    }
+
+    /// Forget what was written.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn parse_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| Value::String(l.to_owned())))
+        .collect()
+}
+
+static GUARD: OnceLock<Option<crate::Guard>> = OnceLock::new();
+
+/// Make sure `glimpse_obs` is initialised for tests: when nothing else
+/// initialised it, install it with service `test`, no metrics listener and
+/// log lines discarded (captures still receive them).
+pub fn ensure_init() {
+    GUARD.get_or_init(|| {
+        crate::Config::default()
+            .service("test")
+            .metrics_addr(None)
+            .process_metrics(false)
+            .log_filter("trace")
+            .and_then(|c| c.log_writer(std::io::sink()).init())
+            .ok()
+    });
+}
+
+/// What a block of code logged and how it moved the metrics.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    lines: Vec<Value>,
+    before: Vec<Sample>,
+    after: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Captured {
+    /// The JSON lines, in order.
+    pub fn lines(&self) -> &[Value] {
+        &self.lines
+    }
+
+    /// The first line `pred` accepts.
+    pub fn find(&self, pred: impl Fn(&Value) -> bool) -> Option<&Value> {
+        self.lines.iter().find(|l| pred(l))
+    }
+
+    /// The sum over series of `name` whose labels include `labels`, after
+    /// the block.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        sum(&self.after, name, labels)
+    }
+
+    /// How much the series of `name` matching `labels` moved during the block.
+    pub fn metric_delta(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        sum(&self.after, name, labels) - sum(&self.before, name, labels)
+    }
+}
+
+fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+fn snapshot() -> Vec<Sample> {
+    crate::metrics::exporter::render()
+        .map(|t| parse_prometheus(&t))
+        .unwrap_or_default()
+}
+
+/// Parse Prometheus text exposition into samples (comments skipped).
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(p) => p,
+            None => continue,
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+            None => (series, Vec::new()),
+        };
+        out.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut rest = s;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.push((key.trim_start_matches(',').trim().to_owned(), value));
+        rest = &after[end..];
+    }
+    labels
+}
+
+fn capture_span() -> (tracing::Span, Arc<Mutex<Vec<u8>>>) {
+    ensure_init();
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    // ERROR level so that no ordinary filter disables the span.
+    let span = tracing::error_span!(target: "glimpse_obs::testing", "capture");
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(s) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) {
+            s.extensions_mut().insert(CaptureExt(buf.clone()));
+        }
+    });
+    (span, buf)
+}
+
+fn finish(buf: &Mutex<Vec<u8>>, before: Vec<Sample>) -> Captured {
+    let text = String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    Captured {
+        lines: parse_lines(&text),
+        before,
+        after: snapshot(),
+    }
+}
+
+/// Run `f`, returning its result and what it logged (on this thread, inside
+/// its span tree) and how it moved the metrics.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Captured) {
+    let (span, buf) = capture_span();
+    let before = snapshot();
+    let out = span.in_scope(f);
+    (out, finish(&buf, before))
+}
+
+/// Like [`capture`] for a future; tasks it spawns are included when they
+/// are instrumented with the current span (`.in_current_span()`).
+pub async fn capture_async<F: Future>(fut: F) -> (F::Output, Captured) {
+    let (span, buf) = capture_span();
+    let before = snapshot();
+    let out = fut.instrument(span).await;
+    (out, finish(&buf, before))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_parses_with_escaped_labels() {
+        let s = parse_prometheus(
+            "# HELP x y\nhttp_total{method=\"GET\",route=\"/a\\\"b\"} 3\nup 1\nh_bucket{le=\"+Inf\"} 2\n",
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s[0].labels,
+            vec![
+                ("method".into(), "GET".into()),
+                ("route".into(), "/a\"b".into())
+            ]
+        );
+        assert_eq!(s[1].value, 1.0);
+        assert_eq!(sum(&s, "http_total", &[("method", "GET")]), 3.0);
+    }
+}
