@@ -3,7 +3,7 @@
 //!
 //! ```
 //! let (_, captured) = glimpse_obs::testing::capture(|| {
-//!     glimpse_obs::business::payment_processed("stripe", "EUR", 1299, false);
+//!     glimpse_obs::business::payment_processed("stripe", "EUR", 1299, glimpse_obs::business::PaymentStatus::Failed);
 //! });
 //! let line = captured.find(|l| l["message"] == "payment processed").unwrap();
 //! assert_eq!(line["status"], "failed");
