@@ -223,17 +223,23 @@ impl WriterThread {
     /// within `timeout` (a stuck stdout leaves the thread blocked; it is
     /// detached then, never joined forever).
     pub(crate) fn shutdown(&mut self, timeout: Duration) -> bool {
+        if self.handle.is_none() {
+            return true;
+        }
         let done = self.queue.flush(timeout);
         {
             let mut st = self.queue.lock();
             st.closed = true;
         }
         self.queue.shared.work.notify_all();
+        let handle = self.handle.take();
         if done {
-            if let Some(h) = self.handle.take() {
+            if let Some(h) = handle {
                 let _ = h.join();
             }
         }
+        // Not done: the thread is blocked in a write to a stuck stdout; it is
+        // detached and exits by itself if the write ever returns.
         done
     }
 }

@@ -1,0 +1,33 @@
+//! The level filter changes while the service runs.
+
+mod common;
+
+use std::time::Duration;
+
+use glimpse_obs::{Config, testing::SharedBuffer};
+
+#[test]
+fn set_filter_turns_on_debug_for_one_module_and_rejects_bad_directives() {
+    let buf = SharedBuffer::new();
+    let guard = Config::default()
+        .metrics_addr(None)
+        .log_writer(buf.clone())
+        .init()
+        .unwrap();
+    tracing::debug!("hidden");
+    guard.set_filter("info,filter_reload=debug").unwrap();
+    tracing::debug!("shown");
+    tracing::debug!(target: "other_module", "still hidden");
+    let err = guard.set_filter("info,[[[").unwrap_err();
+    assert!(
+        err.to_string().contains("invalid log filter \"info,[[[\""),
+        "{err}"
+    );
+    tracing::debug!("filter unchanged after a bad directive");
+    assert!(guard.flush(Duration::from_secs(5)));
+    let msgs: Vec<String> = common::strict_lines(&buf.contents())
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(msgs, ["shown", "filter unchanged after a bad directive"]);
+}
