@@ -74,6 +74,9 @@ pub use config::{
 pub use error::Error;
 pub use http::{ObsLayer, ObsService, RequestId, layer};
 pub use init::{Guard, init};
-pub use logging::{LogType, scope::record_user_id};
+pub use logging::{
+    LogType,
+    scope::{current_user_id, record_user_id},
+};
 pub use metrics::metrics_handler;
 pub use trace::propagation;

@@ -106,3 +106,13 @@ pub fn record_user_id(id: impl AsRef<str>) -> bool {
         None => false,
     }
 }
+
+/// The user recorded by [`record_user_id`] for the current request, if any
+/// (for audit actors and outbound calls).
+///
+/// ```
+/// assert_eq!(glimpse_obs::current_user_id(), None); // outside a request
+/// ```
+pub fn current_user_id() -> Option<String> {
+    current().and_then(|s| s.user()).map(|u| u.raw.to_string())
+}

@@ -1,0 +1,424 @@
+//! A small Glimpse API showing every feature of `glimpse_obs`; the ops
+//! checks and dashboards run against it.
+//!
+//! ```text
+//! cargo run --example service
+//! curl -s localhost:3000/health
+//! curl -s -XPOST localhost:3000/users -H 'content-type: application/json' \
+//!      -d '{"email":"a@example.com","password":"pw"}'
+//! curl -s localhost:9464/metrics
+//! ```
+//!
+//! Listens on `GLIMPSE_ADDR` (default `127.0.0.1:3000`), metrics on
+//! `GLIMPSE_METRICS_ADDR` (default `0.0.0.0:9464`). The database is an
+//! embedded SQLite file in the temp directory (`GLIMPSE_DATABASE_URL`
+//! overrides it). SIGINT/SIGTERM stop accepting, finish in-flight requests,
+//! flush logs and spans, and exit 0.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    extract::{
+        Path, Query, Request, State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use glimpse_obs::{audit, business, cache, db, security, ws};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::{
+    Row, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
+};
+
+/// The card number the payment provider always declines.
+const DECLINED_CARD: &str = "4000000000000002";
+/// Longest sleep `/slow` accepts.
+const MAX_SLOW: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct App {
+    db: SqlitePool,
+    /// A tiny read-through cache of user JSON, to show the cache metrics.
+    users: Arc<Mutex<HashMap<i64, serde_json::Value>>>,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let obs = glimpse_obs::Config::from_env()?
+        .version(env!("CARGO_PKG_VERSION"))
+        .init()?;
+
+    let addr: SocketAddr = match std::env::var("GLIMPSE_ADDR") {
+        Ok(v) => v.parse().map_err(|_| {
+            format!("invalid value {v:?} for environment variable GLIMPSE_ADDR: expected host:port")
+        })?,
+        Err(_) => SocketAddr::from(([127, 0, 0, 1], 3000)),
+    };
+    let db = open_database().await?;
+    let _pool_monitor = db::monitor_pool("main", db.clone(), Duration::from_secs(1));
+    let state = App {
+        db,
+        users: Arc::default(),
+    };
+
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/users", post(create_user))
+        .route("/users/{id}", get(get_user))
+        .route("/matches", post(create_match))
+        .route("/messages", post(send_message))
+        .route("/payments", post(create_payment))
+        .route("/slow", get(slow))
+        .route("/error", get(fail))
+        .route("/ws/chat", get(chat))
+        .with_state(state)
+        .layer(middleware::from_fn(bearer_user))
+        .layer(glimpse_obs::layer());
+
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!("cannot listen on {addr}: {e} (set GLIMPSE_ADDR to a free address)")
+    })?;
+    tracing::info!(%addr, metrics_addr = ?obs.metrics_addr(), "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shut down cleanly");
+    obs.shutdown()?;
+    Ok(())
+}
+
+async fn open_database() -> Result<SqlitePool, Box<dyn std::error::Error>> {
+    let url = std::env::var("GLIMPSE_DATABASE_URL").unwrap_or_else(|_| {
+        let file = std::env::temp_dir().join(format!("glimpse-example-{}.db", std::process::id()));
+        format!("sqlite://{}", file.display())
+    });
+    let options = SqliteConnectOptions::from_str(&url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(5)
+        .connect_with(options)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, email TEXT UNIQUE NOT NULL, password_hash TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS matches (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, other_id TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, match_id TEXT NOT NULL, body TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS payments (id INTEGER PRIMARY KEY, amount_minor INTEGER NOT NULL, currency TEXT NOT NULL, status TEXT NOT NULL);",
+    )
+    .execute(&pool)
+    .await?;
+    Ok(pool)
+}
+
+/// `Authorization: Bearer <user id>` records the user for every later line.
+async fn bearer_user(req: Request, next: Next) -> Response {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        match value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+        {
+            Some(user) if !user.is_empty() => {
+                glimpse_obs::record_user_id(user);
+            }
+            _ => security::auth_failed("malformed_authorization"),
+        }
+    }
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    email: String,
+    password: String,
+}
+
+async fn create_user(State(app): State<App>, Json(body): Json<NewUser>) -> Response {
+    if !body.email.contains('@') || body.password.is_empty() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "email and password required"})),
+        )
+            .into_response();
+    }
+    // Not a real password hash: the example only needs something stored.
+    let hash = format!(
+        "{:x}",
+        body.password
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64)
+                .wrapping_mul(0x100000001b3))
+    );
+    let inserted = db::query(
+        "insert_user",
+        sqlx::query("INSERT INTO users (email, password_hash) VALUES (?, ?)")
+            .bind(&body.email)
+            .bind(&hash)
+            .execute(&app.db),
+    )
+    .await;
+    match inserted {
+        Ok(done) => {
+            let id = done.last_insert_rowid();
+            business::user_registered("email");
+            tracing::info!(user_id = id, log_type = "user_activity", "user registered");
+            (StatusCode::CREATED, Json(json!({"id": id.to_string()}))).into_response()
+        }
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "email already registered"})),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn get_user(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such user"})),
+        )
+            .into_response();
+    };
+    if let Some(user) = app.users.lock().map(|c| c.get(&id).cloned()).ok().flatten() {
+        cache::hit("users");
+        return Json(user).into_response();
+    }
+    cache::miss("users");
+    let row = db::query(
+        "get_user",
+        sqlx::query("SELECT id, email FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&app.db),
+    )
+    .await;
+    match row {
+        Ok(Some(row)) => {
+            let user = json!({"id": row.get::<i64, _>("id").to_string(), "email": row.get::<String, _>("email")});
+            if let Ok(mut c) = app.users.lock() {
+                c.insert(id, user.clone());
+            }
+            audit::user_data_access(
+                glimpse_obs::current_user_id()
+                    .as_deref()
+                    .unwrap_or("anonymous"),
+                &format!("user:{id}"),
+                "read_profile",
+            );
+            Json(user).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such user"})),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewMatch {
+    user_id: String,
+    other_id: String,
+}
+
+async fn create_match(State(app): State<App>, Json(body): Json<NewMatch>) -> Response {
+    let res = db::query(
+        "insert_match",
+        sqlx::query("INSERT INTO matches (user_id, other_id) VALUES (?, ?)")
+            .bind(&body.user_id)
+            .bind(&body.other_id)
+            .execute(&app.db),
+    )
+    .await;
+    match res {
+        Ok(done) => {
+            business::match_created();
+            tracing::info!(log_type = "user_activity", other_id = %body.other_id, "match created");
+            (
+                StatusCode::CREATED,
+                Json(json!({"id": done.last_insert_rowid().to_string()})),
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewMessage {
+    match_id: String,
+    text: String,
+}
+
+async fn send_message(State(app): State<App>, Json(body): Json<NewMessage>) -> Response {
+    let res = db::query(
+        "insert_message",
+        sqlx::query("INSERT INTO messages (match_id, body) VALUES (?, ?)")
+            .bind(&body.match_id)
+            .bind(&body.text)
+            .execute(&app.db),
+    )
+    .await;
+    match res {
+        Ok(done) => {
+            business::message_sent("text");
+            (
+                StatusCode::CREATED,
+                Json(json!({"id": done.last_insert_rowid().to_string()})),
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewPayment {
+    amount_minor: u64,
+    currency: String,
+    card: String,
+}
+
+async fn create_payment(State(app): State<App>, Json(body): Json<NewPayment>) -> Response {
+    let currency = body.currency.to_ascii_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "currency must be an ISO 4217 code"})),
+        )
+            .into_response();
+    }
+    let declined = body.card.replace(' ', "") == DECLINED_CARD;
+    let status = if declined {
+        business::PaymentStatus::Failed
+    } else {
+        business::PaymentStatus::Succeeded
+    };
+    let label = if declined { "failed" } else { "succeeded" };
+    let res = db::query(
+        "insert_payment",
+        sqlx::query("INSERT INTO payments (amount_minor, currency, status) VALUES (?, ?, ?)")
+            .bind(body.amount_minor as i64)
+            .bind(&currency)
+            .bind(label)
+            .execute(&app.db),
+    )
+    .await;
+    let Ok(done) = res else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let id = done.last_insert_rowid().to_string();
+    business::payment_processed("example-psp", &currency, body.amount_minor, status);
+    audit::payment_transaction(
+        glimpse_obs::current_user_id()
+            .as_deref()
+            .unwrap_or("anonymous"),
+        &id,
+        body.amount_minor,
+        &currency,
+        label,
+    );
+    let code = if declined {
+        StatusCode::PAYMENT_REQUIRED
+    } else {
+        StatusCode::CREATED
+    };
+    (code, Json(json!({"id": id, "status": label}))).into_response()
+}
+
+#[derive(Deserialize)]
+struct SlowParams {
+    ms: Option<u64>,
+}
+
+async fn slow(Query(p): Query<SlowParams>) -> String {
+    let wait = Duration::from_millis(p.ms.unwrap_or(1000)).min(MAX_SLOW);
+    tokio::time::sleep(wait).await;
+    format!("slept {} ms\n", wait.as_millis())
+}
+
+async fn fail() -> Response {
+    tracing::error!(
+        error.kind = "simulated",
+        "simulated failure for alert testing"
+    );
+    (StatusCode::INTERNAL_SERVER_ERROR, "simulated failure\n").into_response()
+}
+
+async fn chat(upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(echo)
+}
+
+/// Echo every text or binary message; the `ws` helpers count them.
+async fn echo(mut socket: WebSocket) {
+    let conn = ws::Connection::open("chat");
+    let mut close_code = None;
+    while let Some(msg) = socket.recv().await {
+        let started = Instant::now();
+        let reply = match msg {
+            Ok(Message::Text(t)) => Message::Text(t),
+            Ok(Message::Binary(b)) => Message::Binary(b),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(frame)) => {
+                close_code = Some(frame.map_or(1005, |f| f.code));
+                break;
+            }
+            Err(_) => break,
+        };
+        conn.received();
+        if socket.send(reply).await.is_err() {
+            break;
+        }
+        conn.sent();
+        conn.latency(started.elapsed());
+    }
+    match close_code {
+        Some(code) => conn.close(Some(code)),
+        None => drop(conn), // abrupt disconnect: counted as abnormal
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received, draining in-flight requests");
+}
