@@ -53,6 +53,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
 mod config;
 mod error;
 pub(crate) mod http;
@@ -78,5 +79,5 @@ pub use logging::{
     LogType,
     scope::{current_user_id, record_user_id},
 };
-pub use metrics::metrics_handler;
+pub use metrics::{business, cache, db, metrics_handler, security, ws};
 pub use trace::propagation;

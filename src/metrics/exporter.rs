@@ -54,6 +54,11 @@ pub(crate) fn register(handle: PrometheusHandle, config: &Config) {
     }));
 }
 
+/// Whether the recorder is installed (handles resolved from now on are live).
+pub(crate) fn installed() -> bool {
+    HANDLE.get().is_some()
+}
+
 /// The text a scrape receives, with fresh process metrics.
 pub(crate) fn render() -> Option<String> {
     let handle = HANDLE.get()?;

@@ -1,9 +1,15 @@
 //! Prometheus metrics: the catalogue of names, the exporter, the cardinality
 //! guard and the domain helpers.
 
+pub mod business;
+pub mod cache;
 pub(crate) mod cardinality;
+pub mod db;
 pub(crate) mod exporter;
+mod handles;
 pub mod names;
+pub mod security;
+pub mod ws;
 
 /// HTTP request latency buckets, in seconds: they include the KPI
 /// thresholds (200 ms p50, 500 ms p95, 1 s alert) exactly.

@@ -117,11 +117,11 @@ pub mod labels {
     pub const SERVICE: &str = "service";
     /// Deployment environment, on every series.
     pub const ENV: &str = "env";
-    /// HTTP method (`_OTHER` for unknown methods).
+    /// HTTP method (`_OTHER` for unknown methods); the sign-up method on registrations.
     pub const METHOD: &str = "method";
     /// Route template (`unmatched` when no route matched).
     pub const ROUTE: &str = "route";
-    /// HTTP status code.
+    /// HTTP status code; `succeeded`/`failed` on payments.
     pub const STATUS: &str = "status";
     /// WebSocket channel.
     pub const CHANNEL: &str = "channel";
@@ -143,4 +143,26 @@ pub mod labels {
     pub const SIGNAL: &str = "signal";
     /// Metric name, on the overflow counter.
     pub const METRIC: &str = "metric";
+    /// Chat message kind.
+    pub const KIND: &str = "kind";
+    /// Payment provider.
+    pub const PROVIDER: &str = "provider";
+    /// ISO 4217 currency code.
+    pub const CURRENCY: &str = "currency";
+    /// Product feature name.
+    pub const FEATURE: &str = "feature";
+    /// Conversion funnel name.
+    pub const FUNNEL: &str = "funnel";
+    /// Conversion funnel step.
+    pub const STEP: &str = "step";
+    /// Authentication failure reason.
+    pub const REASON: &str = "reason";
+    /// API key ID (never the key).
+    pub const KEY_ID: &str = "key_id";
+    /// Admin action name.
+    pub const ACTION: &str = "action";
+    /// Cache name.
+    pub const CACHE: &str = "cache";
+    /// Cache look-up result (`hit`/`miss`).
+    pub const RESULT: &str = "result";
 }

@@ -1,0 +1,316 @@
+//! Business metrics: registrations, matches, messages, payments and
+//! revenue, feature usage and conversion funnels.
+//!
+//! Each helper increments a counter of the catalogue (`docs/metrics.md`);
+//! [`payment_processed`] also writes one log line (`log_type: "payment"`).
+//! Arguments are labels: pass a small set of names (`"email"`, `"stripe"`),
+//! never IDs or free text; distinct values past the label cap are folded
+//! into `other` and counted in `glimpse_obs_label_overflow_total`.
+//!
+//! ```
+//! use glimpse_obs::business::{self, PaymentStatus};
+//! # glimpse_obs::testing::capture(|| {
+//! business::user_registered("email");
+//! business::match_created();
+//! business::message_sent("text");
+//! business::payment_processed("stripe", "EUR", 1299, PaymentStatus::Succeeded);
+//! business::feature_used("super_like");
+//! business::conversion("onboarding", "profile_completed");
+//! # });
+//! ```
+
+use metrics::{Counter, Gauge};
+
+use super::{
+    handles::{Family, Single},
+    names::{self, labels as keys},
+};
+
+static REGISTRATIONS: Family<Counter> = Family::new(
+    names::USER_REGISTRATIONS,
+    |method, _| metrics::counter!(names::USER_REGISTRATIONS, keys::METHOD => method.to_owned()),
+);
+
+/// Count one user registration by sign-up `method` (`"email"`,
+/// `"google"`, `"apple"`) in `glimpse_user_registrations_total{method}`.
+///
+/// ```
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// glimpse_obs::business::user_registered("email");
+/// # });
+/// # assert_eq!(seen.metric_delta("glimpse_user_registrations_total", &[("method", "email")]), 1.0);
+/// ```
+#[inline]
+pub fn user_registered(method: &str) {
+    REGISTRATIONS.get(method, "").increment(1);
+}
+
+static MATCHES: Single<Counter> = Single::new(|| metrics::counter!(names::MATCHES_CREATED));
+
+/// Count one match in `glimpse_matches_created_total`.
+///
+/// ```
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// glimpse_obs::business::match_created();
+/// # });
+/// # assert_eq!(seen.metric_delta("glimpse_matches_created_total", &[]), 1.0);
+/// ```
+#[inline]
+pub fn match_created() {
+    MATCHES.get().increment(1);
+}
+
+static MESSAGES: Family<Counter> = Family::new(
+    names::MESSAGES_SENT,
+    |kind, _| metrics::counter!(names::MESSAGES_SENT, keys::KIND => kind.to_owned()),
+);
+
+/// Count one chat message by `kind` (`"text"`, `"photo"`, `"gif"`) in
+/// `glimpse_messages_sent_total{kind}`.
+///
+/// ```
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// glimpse_obs::business::message_sent("text");
+/// # });
+/// # assert_eq!(seen.metric_delta("glimpse_messages_sent_total", &[("kind", "text")]), 1.0);
+/// ```
+#[inline]
+pub fn message_sent(kind: &str) {
+    MESSAGES.get(kind, "").increment(1);
+}
+
+/// The outcome of a payment: the `status` label and log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// The money was taken.
+    Succeeded,
+    /// The payment was declined or failed.
+    Failed,
+}
+
+impl PaymentStatus {
+    /// `"succeeded"` or `"failed"`.
+    ///
+    /// ```
+    /// assert_eq!(glimpse_obs::business::PaymentStatus::Failed.as_str(), "failed");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The handles of one (provider, currency).
+struct PaymentHandles {
+    succeeded: Counter,
+    failed: Counter,
+    /// Revenue in major units: a gauge only ever increased, because the
+    /// `metrics` facade's counters are integers (see `docs/metrics.md`).
+    revenue: Gauge,
+}
+
+static PAYMENTS: Family<PaymentHandles> = Family::new(names::PAYMENTS, |provider, currency| {
+    let count = |status: PaymentStatus| {
+        metrics::counter!(names::PAYMENTS,
+            keys::STATUS => status.as_str(),
+            keys::PROVIDER => provider.to_owned(),
+            keys::CURRENCY => currency.to_owned())
+    };
+    PaymentHandles {
+        succeeded: count(PaymentStatus::Succeeded),
+        failed: count(PaymentStatus::Failed),
+        revenue: metrics::gauge!(names::PAYMENT_AMOUNT, keys::CURRENCY => currency.to_owned()),
+    }
+});
+
+/// ISO 4217 currencies whose minor unit is not 1/100.
+const ZERO_DECIMALS: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+    "VUV", "XAF", "XOF", "XPF",
+];
+const THREE_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+const FOUR_DECIMALS: &[&str] = &["CLF", "UYW"];
+
+/// The number of decimals of `currency`'s minor unit (ISO 4217): 0 for
+/// JPY or KRW, 3 for KWD or BHD, 4 for CLF, 2 for every other code.
+///
+/// ```
+/// use glimpse_obs::business::currency_exponent;
+/// assert_eq!(currency_exponent("EUR"), 2);
+/// assert_eq!(currency_exponent("JPY"), 0);
+/// assert_eq!(currency_exponent("KWD"), 3);
+/// ```
+pub fn currency_exponent(currency: &str) -> u32 {
+    let is = |list: &[&str]| list.iter().any(|c| c.eq_ignore_ascii_case(currency));
+    if is(ZERO_DECIMALS) {
+        0
+    } else if is(THREE_DECIMALS) {
+        3
+    } else if is(FOUR_DECIMALS) {
+        4
+    } else {
+        2
+    }
+}
+
+/// `amount_minor` in major units of `currency`: 1299 EUR cents is 12.99,
+/// 1299 JPY is 1299.0.
+///
+/// ```
+/// use glimpse_obs::business::major_units;
+/// assert_eq!(major_units(1299, "EUR"), 12.99);
+/// assert_eq!(major_units(1299, "JPY"), 1299.0);
+/// ```
+pub fn major_units(amount_minor: u64, currency: &str) -> f64 {
+    amount_minor as f64 / 10f64.powi(currency_exponent(currency) as i32)
+}
+
+/// Count one payment and log it.
+///
+/// - `glimpse_payments_total{status,provider,currency}` +1;
+/// - on success, `glimpse_payment_amount_total{currency}` += the amount in
+///   major units ([`major_units`]: 1299 EUR cents adds 12.99, 1299 JPY adds
+///   1299);
+/// - one line, INFO on success and WARN on failure, so the guide's query
+///   `service:payment AND status:failed` finds each failure once:
+///
+/// | field | value |
+/// |---|---|
+/// | `message` | `payment processed` |
+/// | `log_type` | `payment` (7-year retention) |
+/// | `status` | `succeeded` / `failed` |
+/// | `amount` | major units, a number |
+/// | `amount_minor` | the integer amount as given |
+/// | `currency` | ISO 4217 code, upper-cased |
+/// | `provider` | as given |
+///
+/// plus `requestId`, `userId` and the trace IDs of the current request. The
+/// line is the business event; the compliance record, with actor and payment
+/// ID, is [`crate::audit::payment_transaction`]: call both.
+///
+/// ```
+/// use glimpse_obs::business::{payment_processed, PaymentStatus};
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// payment_processed("stripe", "EUR", 1299, PaymentStatus::Failed);
+/// # });
+/// # let line = seen.find(|l| l["message"] == "payment processed").unwrap();
+/// # assert_eq!(line["status"], "failed");
+/// # assert_eq!(line["log_type"], "payment");
+/// ```
+pub fn payment_processed(provider: &str, currency: &str, amount_minor: u64, status: PaymentStatus) {
+    let mut buf = [0u8; 3];
+    let currency = upper_code(currency, &mut buf);
+    let h = PAYMENTS.get(provider, currency);
+    let amount = major_units(amount_minor, currency);
+    let status_str = status.as_str();
+    match status {
+        PaymentStatus::Succeeded => {
+            h.succeeded.increment(1);
+            h.revenue.increment(amount);
+            tracing::info!(
+                target: "glimpse_obs::business",
+                log_type = "payment",
+                status = status_str,
+                amount,
+                amount_minor,
+                currency,
+                provider,
+                "payment processed"
+            );
+        }
+        PaymentStatus::Failed => {
+            h.failed.increment(1);
+            tracing::warn!(
+                target: "glimpse_obs::business",
+                log_type = "payment",
+                status = status_str,
+                amount,
+                amount_minor,
+                currency,
+                provider,
+                "payment processed"
+            );
+        }
+    }
+}
+
+/// `code` upper-cased when it is three ASCII letters (an ISO 4217 code),
+/// without allocating; anything else unchanged.
+pub(crate) fn upper_code<'a>(code: &'a str, buf: &'a mut [u8; 3]) -> &'a str {
+    let b = code.as_bytes();
+    if b.len() == 3
+        && b.iter().all(u8::is_ascii_alphabetic)
+        && !b.iter().all(u8::is_ascii_uppercase)
+    {
+        for (o, c) in buf.iter_mut().zip(b) {
+            *o = c.to_ascii_uppercase();
+        }
+        return std::str::from_utf8(buf).unwrap_or(code);
+    }
+    code
+}
+
+static FEATURES: Family<Counter> = Family::new(
+    names::FEATURE_USAGE,
+    |feature, _| metrics::counter!(names::FEATURE_USAGE, keys::FEATURE => feature.to_owned()),
+);
+
+/// Count one use of `feature` in `glimpse_feature_usage_total{feature}`.
+///
+/// ```
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// glimpse_obs::business::feature_used("super_like");
+/// # });
+/// # assert_eq!(seen.metric_delta("glimpse_feature_usage_total", &[("feature", "super_like")]), 1.0);
+/// ```
+#[inline]
+pub fn feature_used(feature: &str) {
+    FEATURES.get(feature, "").increment(1);
+}
+
+static CONVERSIONS: Family<Counter> = Family::new(names::CONVERSIONS, |funnel, step| {
+    metrics::counter!(names::CONVERSIONS,
+        keys::FUNNEL => funnel.to_owned(), keys::STEP => step.to_owned())
+});
+
+/// Count one user reaching `step` of `funnel` in
+/// `glimpse_conversions_total{funnel,step}`; the conversion rate between two
+/// steps is the ratio of their rates (`docs/metrics.md`). The label cap
+/// applies to (funnel, step) pairs.
+///
+/// ```
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// glimpse_obs::business::conversion("premium", "checkout_started");
+/// # });
+/// # assert_eq!(seen.metric_delta("glimpse_conversions_total", &[("funnel", "premium"), ("step", "checkout_started")]), 1.0);
+/// ```
+#[inline]
+pub fn conversion(funnel: &str, step: &str) {
+    CONVERSIONS.get(funnel, step).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_codes_are_upper_cased_without_allocating() {
+        let mut buf = [0u8; 3];
+        assert_eq!(upper_code("eur", &mut buf), "EUR");
+        assert_eq!(upper_code("EUR", &mut buf), "EUR");
+        assert_eq!(upper_code("euro", &mut buf), "euro");
+        assert_eq!(upper_code("€", &mut buf), "€");
+    }
+
+    #[test]
+    fn minor_units_follow_iso_4217_exponents() {
+        assert_eq!(major_units(1299, "EUR"), 12.99);
+        assert_eq!(major_units(1299, "usd"), 12.99);
+        assert_eq!(major_units(1299, "JPY"), 1299.0);
+        assert_eq!(major_units(1299, "KRW"), 1299.0);
+        assert_eq!(major_units(1299, "KWD"), 1.299);
+        assert_eq!(major_units(0, "EUR"), 0.0);
+    }
+}
