@@ -1,0 +1,525 @@
+//! The OTLP export path: the SDK's batch processor behind a bounded gate that
+//! counts what it drops, exporting through a private Tokio runtime.
+//!
+//! Why a private runtime: the SDK's `BatchSpanProcessor` runs its own thread
+//! and drives each export with `futures_executor::block_on`. tonic and async
+//! reqwest need a Tokio reactor there ("there is no reactor running"), and a
+//! blocking reqwest client panics when it is built or dropped inside the
+//! application's runtime. Handing every export to a one-thread runtime owned
+//! by `glimpse_obs` works the same whether the application runs a
+//! multi-thread runtime, a current-thread runtime or none, never borrows the
+//! application's threads, and lets shutdown cancel a stuck export by stopping
+//! that runtime.
+//!
+//! Why a gate: the SDK processor counts the spans it drops when its queue is
+//! full only in a private field (reported through its internal logs at
+//! shutdown). The gate admits at most `max_queue_size` spans that the exporter
+//! has not yet taken, so the SDK queue never overflows and every span dropped
+//! for lack of room, or lost in a failed export, is counted in
+//! `glimpse_obs_dropped_total{signal="spans"}`.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use opentelemetry::Context;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::{
+    Resource,
+    error::{OTelSdkError, OTelSdkResult},
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor},
+};
+use tokio::runtime::Handle;
+
+use crate::{Error, OtlpProtocol};
+
+/// Most spans waiting for export; more are dropped and counted.
+pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// Delay between two scheduled exports, in milliseconds.
+pub(crate) const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// Most spans in one export.
+pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// Longest time one export may take, in milliseconds.
+pub(crate) const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+/// Traces-only OTLP endpoint (used verbatim for `http/protobuf`).
+const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+
+/// Batch settings, from the standard `OTEL_BSP_*` variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchSettings {
+    pub(crate) max_queue_size: usize,
+    pub(crate) scheduled_delay: Duration,
+    pub(crate) max_export_batch_size: usize,
+    pub(crate) export_timeout: Duration,
+}
+
+impl Default for BatchSettings {
+    /// The OpenTelemetry specification's defaults.
+    fn default() -> Self {
+        Self {
+            max_queue_size: 2048,
+            scheduled_delay: Duration::from_millis(5000),
+            max_export_batch_size: 512,
+            export_timeout: Duration::from_millis(30_000),
+        }
+    }
+}
+
+impl BatchSettings {
+    /// Defaults overridden by each `OTEL_BSP_*` variable that `lookup` finds
+    /// (empty counts as unset). A value that is not a positive whole number is
+    /// an error naming the variable, not a silent fallback.
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &'static str| -> Result<Option<u64>, Error> {
+            let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+                return Ok(None);
+            };
+            match raw.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(Error::InvalidEnv {
+                    name,
+                    value: raw,
+                    reason: "expected a positive whole number".to_owned(),
+                }),
+            }
+        };
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let mut s = Self::default();
+        if let Some(n) = get(OTEL_BSP_MAX_QUEUE_SIZE)? {
+            s.max_queue_size = to_usize(n);
+        }
+        if let Some(n) = get(OTEL_BSP_SCHEDULE_DELAY)? {
+            s.scheduled_delay = Duration::from_millis(n);
+        }
+        if let Some(n) = get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)? {
+            s.max_export_batch_size = to_usize(n);
+        }
+        if let Some(n) = get(OTEL_BSP_EXPORT_TIMEOUT)? {
+            s.export_timeout = Duration::from_millis(n);
+        }
+        // As the specification says: a batch never exceeds the queue.
+        s.max_export_batch_size = s.max_export_batch_size.min(s.max_queue_size);
+        Ok(s)
+    }
+}
+
+/// Counts spans between "ended" and "taken by the exporter", and those dropped.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    pending: AtomicUsize,
+    capacity: usize,
+    closed: AtomicBool,
+    dropped: AtomicU64,
+    counter: ::metrics::Counter,
+}
+
+impl Gate {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            pending: AtomicUsize::new(0),
+            capacity,
+            closed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            counter: ::metrics::counter!(
+                crate::metrics::names::DROPPED,
+                crate::metrics::names::labels::SIGNAL => "spans"
+            ),
+        }
+    }
+
+    /// Reserve room for one span; `false` (and the span counted as dropped)
+    /// when the queue is full or export has shut down.
+    fn admit(&self) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            self.drop_spans(1);
+            return false;
+        }
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.drop_spans(1);
+            return false;
+        }
+        true
+    }
+
+    /// `n` spans left the queue for the exporter.
+    fn taken(&self, n: usize) {
+        // Saturating: a span admitted before a concurrent shutdown may be
+        // counted by `abandon` and taken afterwards.
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            });
+    }
+
+    pub(crate) fn drop_spans(&self, n: usize) {
+        let n = n as u64;
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.counter.increment(n);
+    }
+
+    /// Stop admitting spans.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// After a shutdown that ran out of time: whatever is still queued is lost.
+    pub(crate) fn abandon(&self) {
+        self.close();
+        let left = self.pending.swap(0, Ordering::AcqRel);
+        if left > 0 {
+            self.drop_spans(left);
+        }
+    }
+
+    /// Spans dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The SDK batch processor behind the [`Gate`].
+#[derive(Debug)]
+pub(crate) struct GatedProcessor {
+    inner: BatchSpanProcessor,
+    gate: Arc<Gate>,
+}
+
+impl GatedProcessor {
+    pub(crate) fn new<E>(exporter: E, settings: BatchSettings, gate: Arc<Gate>) -> Self
+    where
+        E: SpanExporter + 'static,
+    {
+        // Every value is set in code, so the SDK's own (lenient) reading of
+        // the same variables cannot disagree with ours.
+        let config = BatchConfigBuilder::default()
+            .with_max_queue_size(settings.max_queue_size)
+            .with_scheduled_delay(settings.scheduled_delay)
+            .with_max_export_batch_size(settings.max_export_batch_size)
+            .build();
+        Self {
+            inner: BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build(),
+            gate,
+        }
+    }
+}
+
+impl SpanProcessor for GatedProcessor {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        // Recorded but unsampled spans are not exported (specification).
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        if self.gate.admit() {
+            self.inner.on_end(span);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.gate.close();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Runs each export of `E` on the private runtime, bounded by the export
+/// timeout; a failed or timed-out batch counts as dropped.
+#[derive(Debug)]
+pub(crate) struct RuntimeExporter<E> {
+    inner: Arc<E>,
+    handle: Handle,
+    timeout: Duration,
+    gate: Arc<Gate>,
+}
+
+impl<E> RuntimeExporter<E> {
+    pub(crate) fn new(inner: E, handle: Handle, timeout: Duration, gate: Arc<Gate>) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            handle,
+            timeout,
+            gate,
+        }
+    }
+}
+
+impl<E> SpanExporter for RuntimeExporter<E>
+where
+    E: SpanExporter + 'static,
+{
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        self.gate.taken(n);
+        let inner = Arc::clone(&self.inner);
+        let timeout = self.timeout;
+        let task = self.handle.spawn(async move {
+            tokio::time::timeout(timeout, inner.export(batch))
+                .await
+                .unwrap_or(Err(OTelSdkError::Timeout(timeout)))
+        });
+        // A stopped runtime cancels the task: the batch is lost, not stuck.
+        let result = task.await.unwrap_or_else(|e| {
+            Err(OTelSdkError::InternalFailure(format!(
+                "export cancelled: {e}"
+            )))
+        });
+        if result.is_err() {
+            self.gate.drop_spans(n);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        // Called while the provider is built, before any export holds a clone.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
+    }
+}
+
+/// A one-thread Tokio runtime on its own OS thread, for exports only.
+#[derive(Debug)]
+pub(crate) struct ExportRuntime {
+    handle: Handle,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl ExportRuntime {
+    pub(crate) fn start() -> Result<Self, Error> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("glimpse-otlp".to_owned())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(rt.handle().clone()));
+                // Anything the transport stack traces here must not become
+                // spans that are exported in turn.
+                let _suppressed = Context::enter_telemetry_suppressed_scope();
+                rt.block_on(async {
+                    let _ = stop_rx.await;
+                });
+                // Cancels exports still running; returns promptly.
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })
+            .map_err(|source| Error::Io {
+                context: "starting the OTLP export thread",
+                source,
+            })?;
+        let handle = ready_rx
+            .recv()
+            .map_err(|_| Error::Trace("the OTLP export thread stopped while starting".to_owned()))?
+            .map_err(|source| Error::Io {
+                context: "starting the OTLP export runtime",
+                source,
+            })?;
+        Ok(Self {
+            handle,
+            stop: Mutex::new(Some(stop_tx)),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Stop the runtime, cancelling any export in flight. Does not wait.
+    pub(crate) fn stop(&self) {
+        if let Some(tx) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The OTLP/HTTP URL for traces: the endpoint with `/v1/traces` appended, as
+/// the specification does for `OTEL_EXPORTER_OTLP_ENDPOINT`, unless it
+/// already ends so or came verbatim from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+pub(crate) fn http_traces_url(endpoint: &str, traces_env: Option<&str>) -> String {
+    let endpoint = endpoint.trim();
+    if traces_env.is_some_and(|t| t.trim() == endpoint)
+        || endpoint.trim_end_matches('/').ends_with("/v1/traces")
+    {
+        return endpoint.to_owned();
+    }
+    format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+}
+
+/// Build the OTLP exporter inside the export runtime's context (tonic spawns
+/// its connection worker on the current runtime).
+pub(crate) fn build_exporter(
+    endpoint: &str,
+    protocol: OtlpProtocol,
+    runtime: &ExportRuntime,
+) -> Result<opentelemetry_otlp::SpanExporter, Error> {
+    let _entered = runtime.handle().enter();
+    let built = match protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_protocol(Protocol::Grpc)
+            .with_endpoint(endpoint.trim())
+            .build(),
+        OtlpProtocol::HttpProtobuf => {
+            let traces_env = std::env::var(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).ok();
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(http_traces_url(endpoint, traces_env.as_deref()))
+                .build()
+        }
+    };
+    built.map_err(|e| Error::Trace(format!("cannot export traces to {endpoint}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn batch_settings_default_to_the_specification() {
+        assert_eq!(
+            BatchSettings::from_lookup(env(&[])).unwrap(),
+            BatchSettings::default()
+        );
+    }
+
+    #[test]
+    fn batch_settings_read_the_otel_bsp_variables() {
+        let s = BatchSettings::from_lookup(env(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "2000"),
+        ]))
+        .unwrap();
+        assert_eq!(s.max_queue_size, 100);
+        assert_eq!(s.scheduled_delay, Duration::from_millis(250));
+        assert_eq!(
+            s.max_export_batch_size, 100,
+            "a batch never exceeds the queue"
+        );
+        assert_eq!(s.export_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_invalid_otel_bsp_value_is_an_error_naming_it() {
+        for (name, value) in [
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "-1"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "5s"),
+        ] {
+            let msg = BatchSettings::from_lookup(env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(name) && msg.contains(value), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_gate_admits_up_to_its_capacity_and_counts_the_rest() {
+        let gate = Gate::new(2);
+        assert!(gate.admit());
+        assert!(gate.admit());
+        assert!(!gate.admit());
+        assert_eq!(gate.dropped(), 1);
+        gate.taken(2);
+        assert!(gate.admit());
+        gate.abandon();
+        assert_eq!(
+            gate.dropped(),
+            2,
+            "the queued span is lost at an abandoned shutdown"
+        );
+        assert!(!gate.admit(), "nothing is admitted after shutdown");
+        assert_eq!(gate.dropped(), 3);
+    }
+
+    #[test]
+    fn the_http_url_gets_the_traces_path_once() {
+        assert_eq!(
+            http_traces_url("http://jaeger:4318", None),
+            "http://jaeger:4318/v1/traces"
+        );
+        assert_eq!(
+            http_traces_url("http://jaeger:4318/", None),
+            "http://jaeger:4318/v1/traces"
+        );
+        assert_eq!(
+            http_traces_url("http://c:4318/v1/traces", None),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            http_traces_url("http://c:4318/custom", Some("http://c:4318/custom")),
+            "http://c:4318/custom"
+        );
+    }
+
+    #[test]
+    fn the_export_runtime_starts_and_stops_inside_and_outside_a_runtime() {
+        let rt = ExportRuntime::start().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.handle().spawn(async move { tx.send(2).unwrap() });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(2));
+        rt.stop();
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        current.block_on(async {
+            let rt = ExportRuntime::start().unwrap();
+            let answer = rt.handle().spawn(async { 42 }).await.unwrap();
+            assert_eq!(answer, 42);
+            drop(rt);
+        });
+    }
+}
