@@ -301,7 +301,7 @@ impl FieldVisitor<'_> {
         }
         json::escape_into(self.out, name);
         self.out.extend_from_slice(b"\":");
-        Some((redact::is_sensitive(name), start))
+        Some((redact::is_sensitive_cached(name), start))
     }
 
     fn end(&mut self, field: &Field, start: usize) {

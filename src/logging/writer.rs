@@ -30,6 +30,12 @@ use crate::config::BoxWriter;
 /// How long a critical line waits for room before stdout counts as stuck.
 pub(crate) const CRITICAL_WAIT: Duration = Duration::from_secs(1);
 
+/// How long the writer keeps polling after a batch before it sleeps until
+/// signalled. Under load, producers then append without a futex wake-up per
+/// line (a system call that cost more than formatting the line; see
+/// `benches/logging.rs`); an idle service still sleeps for good.
+const LINGER: Duration = Duration::from_millis(2);
+
 #[derive(Default)]
 struct State {
     buf: Vec<u8>,
@@ -37,6 +43,9 @@ struct State {
     writing: bool,
     /// The last critical wait timed out and the writer has not progressed since.
     stuck: bool,
+    /// The writer waits for a signal (not lingering): only then do producers
+    /// pay for a wake-up.
+    sleeping: bool,
     closed: bool,
 }
 
@@ -148,10 +157,10 @@ impl LineQueue {
     }
 
     fn append(&self, mut st: MutexGuard<'_, State>, line: &[u8]) {
-        let was_empty = st.buf.is_empty();
         st.buf.extend_from_slice(line);
+        let wake = std::mem::take(&mut st.sleeping);
         drop(st);
-        if was_empty {
+        if wake {
             self.shared.work.notify_one();
         }
     }
@@ -188,17 +197,26 @@ impl LineQueue {
 
     fn run(self, mut out: BoxWriter) {
         let mut batch: Vec<u8> = Vec::new();
+        let mut wrote = false;
         loop {
             {
                 let mut st = self.lock();
                 st.writing = false;
-                if !batch.is_empty() || st.stuck {
-                    st.stuck = false;
-                }
+                st.stuck = false;
                 self.shared.progress.notify_all();
+                if wrote && st.buf.is_empty() && !st.closed {
+                    st = self
+                        .shared
+                        .work
+                        .wait_timeout(st, LINGER)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
                 while st.buf.is_empty() && !st.closed {
+                    st.sleeping = true;
                     st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
+                st.sleeping = false;
                 if st.buf.is_empty() && st.closed {
                     return;
                 }
@@ -214,6 +232,7 @@ impl LineQueue {
                 self.count_drop();
             }
             batch.clear();
+            wrote = true;
         }
     }
 }
@@ -230,6 +249,7 @@ impl WriterThread {
         {
             let mut st = self.queue.lock();
             st.closed = true;
+            st.sleeping = false;
         }
         self.queue.shared.work.notify_all();
         let handle = self.handle.take();

@@ -1,0 +1,28 @@
+//! `GLIMPSE_LOG_FORMAT=pretty`: readable, coloured lines for local development.
+
+use std::time::Duration;
+
+use glimpse_obs::{Config, LogFormat, testing::SharedBuffer};
+
+#[test]
+fn pretty_format_prints_readable_coloured_records_not_json() {
+    let config =
+        Config::from_lookup(|n| (n == "GLIMPSE_LOG_FORMAT").then(|| "pretty".into())).unwrap();
+    let buf = SharedBuffer::new();
+    let guard = config
+        .metrics_addr(None)
+        .log_writer(buf.clone())
+        .init()
+        .unwrap();
+    tracing::info_span!("checkout", cart = 3)
+        .in_scope(|| tracing::warn!(amount = 12, "card declined"));
+    assert!(guard.flush(Duration::from_secs(5)));
+    let out = buf.contents();
+    assert!(!out.trim_start().starts_with('{'), "{out}");
+    assert!(out.contains("card declined"), "{out}");
+    assert!(out.contains("WARN"), "{out}");
+    assert!(out.contains("amount"), "{out}");
+    assert!(out.contains("checkout"), "span context shown: {out}");
+    assert!(out.contains('\u{1b}'), "coloured for terminals: {out:?}");
+    let _ = LogFormat::Pretty;
+}
