@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Python OpenTelemetry peer used by tests/trace_python_peer.rs into
+# tests/peers/.venv (idempotent; a second run only checks the pins).
+# Usage: bash tests/peers/setup.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="$here/.venv"
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+"$venv/bin/python" -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http; print("python peer ready:", opentelemetry.sdk.__name__)'

@@ -1,0 +1,6 @@
+//! Support for the trace tests: an OTLP receiver (gRPC and HTTP) and the
+//! axum application the traced requests go through.
+#![allow(dead_code)]
+
+pub mod otlp_receiver;
+pub mod trace_app;
