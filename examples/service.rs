@@ -97,7 +97,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         format!("cannot listen on {addr}: {e} (set GLIMPSE_ADDR to a free address)")
     })?;
-    tracing::info!(%addr, metrics_addr = ?obs.metrics_addr(), "listening");
+    let metrics_addr = obs
+        .metrics_addr()
+        .map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(%addr, %metrics_addr, "listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -339,7 +342,7 @@ async fn create_payment(State(app): State<App>, Json(body): Json<NewPayment>) ->
         &id,
         body.amount_minor,
         &currency,
-        label,
+        status,
     );
     let code = if declined {
         StatusCode::PAYMENT_REQUIRED

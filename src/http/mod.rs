@@ -365,12 +365,13 @@ impl Pending {
             LogType::System
         }
         .as_str();
-        let ms = elapsed.as_secs_f64() * 1000.0;
+        // Whole microseconds divided by 1000 print as short decimals (1.430762).
+        let ms = elapsed.as_micros() as f64 / 1000.0;
         let (method, route, path) = (self.entry.method, &*self.entry.route, &*self.path);
-        let cancelled = status == CANCELLED_STATUS;
         span.in_scope(|| match level {
             Level::ERROR => tracing::error!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
-            Level::WARN => tracing::warn!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, cancelled, "request completed"),
+            Level::WARN if status == CANCELLED_STATUS => tracing::warn!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, cancelled = true, "request completed"),
+            Level::WARN => tracing::warn!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
             _ => tracing::info!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
         });
     }
