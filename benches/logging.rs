@@ -8,7 +8,6 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    hint::black_box,
     sync::atomic::{AtomicU64, Ordering},
 };
 
@@ -99,10 +98,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("log_event");
     g.throughput(Throughput::Elements(1));
     g.bench_function("glimpse_obs", |b| {
-        in_spans(&ours, || b.iter(|| black_box(event())))
+        in_spans(&ours, || b.iter(event))
     });
     g.bench_function("fmt_json_anchor", |b| {
-        in_spans(&anchor, || b.iter(|| black_box(event())))
+        in_spans(&anchor, || b.iter(event))
     });
     g.finish();
     println!(

@@ -488,8 +488,6 @@ impl Config {
 
     pub(crate) fn shared_settings(&self) -> Arc<Settings> {
         Arc::new(Settings {
-            service: self.service.clone(),
-            environment: self.environment,
             slow_query: self.slow_query,
             slow_request: self.slow_request,
             log_sample: self.log_sample.clone(),
@@ -501,8 +499,6 @@ impl Config {
 /// The part of the configuration that request-time code reads.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) service: String,
-    pub(crate) environment: Environment,
     pub(crate) slow_query: Duration,
     pub(crate) slow_request: Duration,
     pub(crate) log_sample: Vec<(String, f64)>,

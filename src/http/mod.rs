@@ -369,10 +369,10 @@ impl Pending {
         let ms = elapsed.as_micros() as f64 / 1000.0;
         let (method, route, path) = (self.entry.method, &*self.entry.route, &*self.path);
         span.in_scope(|| match level {
-            Level::ERROR => tracing::error!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
-            Level::WARN if status == CANCELLED_STATUS => tracing::warn!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, cancelled = true, "request completed"),
-            Level::WARN => tracing::warn!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
-            _ => tracing::info!(target: "glimpse_obs::access", method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
+            Level::ERROR => tracing::error!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
+            Level::WARN if status == CANCELLED_STATUS => tracing::warn!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, cancelled = true, "request completed"),
+            Level::WARN => tracing::warn!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
+            _ => tracing::info!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
         });
     }
 

@@ -146,8 +146,8 @@ impl JsonLayer {
             let (mut have_ids, mut have_request) = (false, false);
             for span in scope {
                 let ext = span.extensions();
-                if !have_ids {
-                    if let Some((trace_id, span_id)) = crate::trace::ids(&ext) {
+                if !have_ids && let Some((trace_id, span_id)) = crate::trace::ids(&ext) {
+                    {
                         line.extend_from_slice(b",\"traceId\":\"");
                         json::hex_into(line, &trace_id.to_bytes());
                         line.extend_from_slice(b"\",\"spanId\":\"");
@@ -156,8 +156,8 @@ impl JsonLayer {
                         have_ids = true;
                     }
                 }
-                if !have_request {
-                    if let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
+                if !have_request && let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
+                    {
                         line.extend_from_slice(&req.request_id_json);
                         if let Some(user) = req.user() {
                             line.extend_from_slice(&user.json);
@@ -334,11 +334,12 @@ impl tracing::field::Visit for FieldVisitor<'_> {
             }
             return;
         }
-        if self.msg.is_some() && field.name() == "log_type" {
-            if let Some(t) = LogType::parse(value) {
-                self.log_type = Some(t);
-                return;
-            }
+        if self.msg.is_some()
+            && field.name() == "log_type"
+            && let Some(t) = LogType::parse(value)
+        {
+            self.log_type = Some(t);
+            return;
         }
         self.scalar(field, |out| json::string_into(out, value));
     }

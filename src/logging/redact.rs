@@ -36,7 +36,7 @@ pub(crate) fn is_sensitive_cached(name: &'static str) -> bool {
     use std::cell::Cell;
     const SLOTS: usize = 256;
     thread_local! {
-        static CACHE: [Cell<(usize, usize, bool)>; SLOTS] = [const { Cell::new((0, 0, false)) }; SLOTS];
+        static CACHE: [Cell<(usize, usize, bool)>; SLOTS] = const { [const { Cell::new((0, 0, false)) }; SLOTS] };
     }
     let key = (name.as_ptr() as usize, name.len());
     let slot = (key.0 >> 3 ^ key.0 >> 11 ^ key.1) % SLOTS;

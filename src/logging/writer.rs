@@ -253,10 +253,8 @@ impl WriterThread {
         }
         self.queue.shared.work.notify_all();
         let handle = self.handle.take();
-        if done {
-            if let Some(h) = handle {
-                let _ = h.join();
-            }
+        if done && let Some(h) = handle {
+            let _ = h.join();
         }
         // Not done: the thread is blocked in a write to a stuck stdout; it is
         // detached and exits by itself if the write ever returns.
