@@ -495,3 +495,21 @@ async fn cancelled_requests_leave_the_in_flight_gauge_at_zero() {
         assert_eq!(l["cancelled"], true);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_handler_serves_the_same_text_on_the_apps_own_router() {
+    obs();
+    let app: Router = Router::new()
+        .route("/metrics", get(glimpse_obs::metrics_handler))
+        .route("/ping", get(|| async { "pong" }))
+        .layer(glimpse_obs::layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    reqwest::get(format!("http://{addr}/ping")).await.unwrap();
+    let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.unwrap();
+    assert!(metric_value(&text, "http_server_request_duration_seconds_count", &[("route", "/ping")]).unwrap() >= 1.0);
+    assert!(!text.contains("route=\"/metrics\""), "the scrape itself is excluded");
+}
