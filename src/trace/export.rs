@@ -113,8 +113,8 @@ pub(crate) struct Gate {
     pending: AtomicUsize,
     capacity: usize,
     closed: AtomicBool,
+    timed_out: AtomicBool,
     dropped: AtomicU64,
-    counter: ::metrics::Counter,
 }
 
 impl Gate {
@@ -123,11 +123,8 @@ impl Gate {
             pending: AtomicUsize::new(0),
             capacity,
             closed: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
-            counter: ::metrics::counter!(
-                crate::metrics::names::DROPPED,
-                crate::metrics::names::labels::SIGNAL => "spans"
-            ),
         }
     }
 
@@ -160,7 +157,13 @@ impl Gate {
     pub(crate) fn drop_spans(&self, n: usize) {
         let n = n as u64;
         self.dropped.fetch_add(n, Ordering::Relaxed);
-        self.counter.increment(n);
+        // Looked up per drop, not cached at construction: the pipeline is
+        // built before `init` installs the metrics recorder.
+        ::metrics::counter!(
+            crate::metrics::names::DROPPED,
+            crate::metrics::names::labels::SIGNAL => "spans"
+        )
+        .increment(n);
     }
 
     /// Stop admitting spans.
@@ -175,6 +178,19 @@ impl Gate {
         if left > 0 {
             self.drop_spans(left);
         }
+    }
+
+    /// Whether the last flush or shutdown of the processor ran out of time
+    /// (the provider reports it only as text).
+    pub(crate) fn take_timed_out(&self) -> bool {
+        self.timed_out.swap(false, Ordering::AcqRel)
+    }
+
+    fn note(&self, result: OTelSdkResult) -> OTelSdkResult {
+        if matches!(result, Err(OTelSdkError::Timeout(_))) {
+            self.timed_out.store(true, Ordering::Release);
+        }
+        result
     }
 
     /// Spans dropped so far.
@@ -227,12 +243,12 @@ impl SpanProcessor for GatedProcessor {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+        self.gate.note(self.inner.force_flush())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.gate.close();
-        self.inner.shutdown_with_timeout(timeout)
+        self.gate.note(self.inner.shutdown_with_timeout(timeout))
     }
 
     fn set_resource(&mut self, resource: &Resource) {

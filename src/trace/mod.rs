@@ -165,13 +165,17 @@ impl TracePipeline {
     /// [`Error::Trace`] when it failed.
     #[allow(dead_code, reason = "for Guard::flush, not wired yet")]
     pub(crate) fn force_flush(&self, timeout: Duration) -> Result<(), Error> {
-        if self.export.is_none() || self.shut_down.load(Ordering::Acquire) {
+        if self.shut_down.load(Ordering::Acquire) {
             return Ok(());
         }
+        let Some(export) = &self.export else {
+            return Ok(());
+        };
         let provider = self.provider.clone();
-        bounded("glimpse-otlp-flush", timeout, move || {
+        let result = bounded("glimpse-otlp-flush", timeout, move || {
             provider.force_flush()
-        })
+        });
+        timed_out_if(export.gate.take_timed_out(), timeout, result)
     }
 
     /// Flush and shut down, bounded by `timeout` whatever the runtime flavour
@@ -196,6 +200,7 @@ impl TracePipeline {
         let result = bounded("glimpse-otlp-shutdown", timeout, move || {
             provider.shutdown_with_timeout(timeout)
         });
+        let result = timed_out_if(export.gate.take_timed_out(), timeout, result);
         if result.is_err() {
             export.gate.abandon();
         }
@@ -209,6 +214,19 @@ impl Drop for TracePipeline {
         // Owners call `shutdown` with their own timeout; this is the safety
         // net, and a no-op after it.
         let _ = self.shutdown(Duration::from_secs(1));
+    }
+}
+
+/// The provider wraps a processor's timeout into a generic error: report it
+/// as the timeout it is.
+fn timed_out_if(
+    timed_out: bool,
+    timeout: Duration,
+    result: Result<(), Error>,
+) -> Result<(), Error> {
+    match result {
+        Err(Error::Trace(_)) if timed_out => Err(Error::ShutdownTimeout(timeout)),
+        other => other,
     }
 }
 
@@ -357,7 +375,9 @@ mod tests {
 
     /// A test layer that captures the IDs `ids` reports for each event's span.
     #[derive(Clone, Default)]
-    struct Capture(Arc<std::sync::Mutex<Vec<Option<(TraceId, SpanId)>>>>);
+    struct Capture(Arc<std::sync::Mutex<Vec<Seen>>>);
+
+    type Seen = Option<(TraceId, SpanId)>;
 
     impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
@@ -374,10 +394,7 @@ mod tests {
         TracePipeline::build(&config, |_| None).unwrap()
     }
 
-    fn with_pipeline<R>(
-        sampler: Sampler,
-        f: impl FnOnce() -> R,
-    ) -> (R, Vec<Option<(TraceId, SpanId)>>) {
+    fn with_pipeline<R>(sampler: Sampler, f: impl FnOnce() -> R) -> (R, Vec<Seen>) {
         let pipeline = pipeline(sampler);
         let capture = Capture::default();
         let subscriber = Registry::default()

@@ -92,6 +92,7 @@ impl Received {
 pub struct Store {
     spans: Arc<Mutex<Vec<Received>>>,
     exports: Arc<AtomicUsize>,
+    duplicates: Arc<AtomicUsize>,
 }
 
 impl Store {
@@ -103,6 +104,15 @@ impl Store {
             for ss in rs.scope_spans {
                 let scope = ss.scope.map(|s| s.name).unwrap_or_default();
                 for span in ss.spans {
+                    // OTLP delivery is at-least-once (an exporter may retry a
+                    // batch the collector already took): keep one copy.
+                    if spans
+                        .iter()
+                        .any(|r| r.span.trace_id == span.trace_id && r.span.span_id == span.span_id)
+                    {
+                        self.duplicates.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
                     spans.push(Received {
                         span,
                         resource: resource.clone(),
@@ -116,6 +126,31 @@ impl Store {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<Received> {
         self.spans.lock().unwrap().clone()
+    }
+
+    /// Spans received more than once (and kept once).
+    pub fn duplicates(&self) -> usize {
+        self.duplicates.load(Ordering::SeqCst)
+    }
+
+    /// One line per span, for assertion messages.
+    pub fn summary(&self) -> String {
+        self.spans()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:?} {:?} trace={} span={} parent={} route={:?} path={:?} service={:?}\n",
+                    s.name(),
+                    s.kind(),
+                    s.trace_id(),
+                    s.span_id(),
+                    s.parent_span_id(),
+                    s.attr("http.route"),
+                    s.attr("url.path"),
+                    s.resource_attr("service.name"),
+                )
+            })
+            .collect()
     }
 
     /// Export requests received so far.

@@ -158,7 +158,8 @@ fn server_span(store: &Store, path: &str) -> Received {
     assert_eq!(
         found.len(),
         1,
-        "exactly one server span for {path}; got {found:#?}"
+        "exactly one server span for {path}; got:\n{}",
+        store.summary()
     );
     found.into_iter().next().unwrap()
 }
@@ -221,7 +222,7 @@ pub fn check_scenario(store: &Store, logs: &[Value], sent: &Scenario, service: &
     // 3. The DB query is a child of the server span.
     let db: Vec<Received> =
         store.find(|s| s.trace_id() == TRACE && s.parent_span_id() == server.span_id());
-    assert_eq!(db.len(), 1, "one child span; got {db:#?}");
+    assert_eq!(db.len(), 1, "one child span; got:\n{}", store.summary());
     assert_eq!(db[0].attr("db.operation.name").as_deref(), Some("get_user"));
     assert_eq!(db[0].kind(), SpanKind::Client);
 
