@@ -68,6 +68,7 @@ async fn a_trace_started_by_the_python_sdk_continues_through_the_service_and_on_
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let before = guard.render_metrics();
     tokio::task::spawn_blocking(move || guard.shutdown())
         .await
         .unwrap()
@@ -91,7 +92,19 @@ async fn a_trace_started_by_the_python_sdk_continues_through_the_service_and_on_
     let server = store.find(|s| {
         s.kind() == SpanKind::Server && s.attr("http.route").as_deref() == Some("/relay")
     });
-    assert_eq!(server.len(), 1, "{}", store.summary());
+    assert_eq!(
+        server.len(),
+        1,
+        "{}\nexports: {}, metrics before shutdown:\n{}\npeer stderr:\n{}",
+        store.summary(),
+        store.exports(),
+        before
+            .lines()
+            .filter(|l| l.contains("dropped"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server = &server[0];
     assert_eq!(server.trace_id(), client_trace);
     assert_eq!(server.parent_span_id(), client_span);
