@@ -125,14 +125,6 @@ static PAYMENTS: Family<PaymentHandles> = Family::new(names::PAYMENTS, |provider
     }
 });
 
-/// ISO 4217 currencies whose minor unit is not 1/100.
-const ZERO_DECIMALS: &[&str] = &[
-    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
-    "VUV", "XAF", "XOF", "XPF",
-];
-const THREE_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
-const FOUR_DECIMALS: &[&str] = &["CLF", "UYW"];
-
 /// The number of decimals of `currency`'s minor unit (ISO 4217): 0 for
 /// JPY or KRW, 3 for KWD or BHD, 4 for CLF, 2 for every other code.
 ///
@@ -143,15 +135,16 @@ const FOUR_DECIMALS: &[&str] = &["CLF", "UYW"];
 /// assert_eq!(currency_exponent("KWD"), 3);
 /// ```
 pub fn currency_exponent(currency: &str) -> u32 {
-    let is = |list: &[&str]| list.iter().any(|c| c.eq_ignore_ascii_case(currency));
-    if is(ZERO_DECIMALS) {
-        0
-    } else if is(THREE_DECIMALS) {
-        3
-    } else if is(FOUR_DECIMALS) {
-        4
-    } else {
-        2
+    let &[a, b, c] = currency.as_bytes() else {
+        return 2;
+    };
+    match &[a, b, c].map(|x| x.to_ascii_uppercase()) {
+        // ISO 4217 codes whose minor unit is not 1/100.
+        b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG" | b"RWF"
+        | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
+        b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
+        b"CLF" | b"UYW" => 4,
+        _ => 2,
     }
 }
 

@@ -90,9 +90,23 @@ impl<H> Single<H> {
 }
 
 struct Slot<H> {
+    /// The values' keys, inline so a look-up reads no heap string for
+    /// values of up to 16 bytes.
+    ka: Key,
+    kb: Key,
     a: Box<str>,
     b: Box<str>,
     h: H,
+}
+
+impl<H> Slot<H> {
+    #[inline(always)]
+    fn is(&self, ka: Key, kb: Key, a: &str, b: &str) -> bool {
+        self.ka == ka
+            && self.kb == kb
+            && (ka.len <= 16 || *self.a == *a)
+            && (kb.len <= 16 || *self.b == *b)
+    }
 }
 
 /// Table sizes: twice the cap (so probes stay short), bounded so a huge
@@ -126,11 +140,12 @@ impl<H> Family<H> {
     #[inline]
     pub(crate) fn get(&'static self, a: &str, b: &str) -> Ref<H> {
         if let Some(table) = self.table.get() {
+            let (ka, kb) = (Key::of(a), Key::of(b));
             let mask = table.len() - 1;
-            let mut i = hash(a, b) & mask;
+            let mut i = hash(ka, kb) & mask;
             for _ in 0..table.len() {
                 match table[i].get() {
-                    Some(s) if *s.a == *a && *s.b == *b => return Ref::Static(&s.h),
+                    Some(s) if s.is(ka, kb, a, b) => return Ref::Static(&s.h),
                     Some(_) => i = (i + 1) & mask,
                     None => break,
                 }
@@ -168,8 +183,9 @@ impl<H> Family<H> {
                 .clamp(MIN_SLOTS, MAX_SLOTS);
             (0..slots).map(|_| OnceLock::new()).collect()
         });
+        let (ka, kb) = (Key::of(a), Key::of(b));
         let mask = table.len() - 1;
-        let mut i = hash(a, b) & mask;
+        let mut i = hash(ka, kb) & mask;
         for _ in 0..table.len() {
             let slot = &table[i];
             let s = match slot.get() {
@@ -179,6 +195,8 @@ impl<H> Family<H> {
                     // finds the winner's slot here and uses it if it is the
                     // same value.
                     let _ = slot.set(Slot {
+                        ka,
+                        kb,
                         a: a.into(),
                         b: b.into(),
                         h: (self.make)(a, b),
@@ -189,7 +207,7 @@ impl<H> Family<H> {
                     }
                 }
             };
-            if *s.a == *a && *s.b == *b {
+            if s.is(ka, kb, a, b) {
                 return Ref::Static(&s.h);
             }
             i = (i + 1) & mask;
@@ -198,36 +216,121 @@ impl<H> Family<H> {
     }
 }
 
-/// FxHash-style: fast on short label values; the table is small and filled
-/// only with admitted values, so collision resistance is not needed.
-#[inline]
-fn hash(a: &str, b: &str) -> usize {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h: u64 = 0;
-    let mut add = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    for part in [a.as_bytes(), b.as_bytes()] {
-        let mut chunks = part.chunks_exact(8);
-        for c in &mut chunks {
+/// A label value's length and two words covering its bytes: for values of
+/// up to 16 bytes, two keys are equal iff the values are; longer values
+/// are compared in full after their keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    len: usize,
+    w0: u64,
+    w1: u64,
+}
+
+impl Key {
+    #[inline(always)]
+    fn of(s: &str) -> Key {
+        let b = s.as_bytes();
+        let n = b.len();
+        // Overlapping loads: first and last 8 (or 4) bytes.
+        let u64_at = |i: usize| {
             let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        add(u64::from_le_bytes(w) ^ ((part.len() as u64) << 56));
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let u32_at = |i: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&b[i..i + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        let (w0, w1) = if n >= 8 {
+            let (mut w0, w1) = (u64_at(0), u64_at(n - 8));
+            // Fold the middle of longer values into the hash.
+            let mut i = 8;
+            while i + 8 < n {
+                w0 = mix(w0, u64_at(i));
+                i += 8;
+            }
+            (w0, w1)
+        } else if n >= 4 {
+            (u32_at(0), u32_at(n - 4))
+        } else if n > 0 {
+            (
+                u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
+                0,
+            )
+        } else {
+            (0, 0)
+        };
+        Key { len: n, w0, w1 }
     }
+}
+
+/// FxHash's step, to fold the middle of long values: fast; the table is
+/// small and holds only admitted values, so collision resistance is not needed.
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+/// One multiply over the four words (independent rotations and XORs): the
+/// look-up is on every helper call.
+#[inline(always)]
+fn hash(a: Key, b: Key) -> usize {
+    let x = a.w0
+        ^ a.w1.rotate_left(29)
+        ^ b.w0.rotate_left(13)
+        ^ b.w1.rotate_left(43)
+        ^ ((a.len as u64) << 56)
+        ^ ((b.len as u64) << 48);
+    let h = x.wrapping_mul(0x517c_c1b7_2722_0a95);
     (h ^ (h >> 32)) as usize
 }
 
 #[cfg(test)]
 mod tests {
-    use super::hash;
+    use super::{Key, hash};
+
+    fn h(a: &str, b: &str) -> usize {
+        hash(Key::of(a), Key::of(b))
+    }
+
+    #[test]
+    fn keys_of_short_values_are_equal_iff_the_values_are() {
+        let values = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abcde",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopqrstuvwxyz0123",
+        ];
+        for x in values {
+            for y in values {
+                if x.len() <= 16 && y.len() <= 16 {
+                    assert_eq!(Key::of(x) == Key::of(y), x == y, "{x:?} {y:?}");
+                }
+            }
+            // Every byte position reaches the key's hash.
+            for i in 0..x.len() {
+                let mut changed = x.as_bytes().to_vec();
+                changed[i] = b'_';
+                let changed = String::from_utf8(changed).unwrap();
+                assert!(x.len() > 16 || Key::of(x) != Key::of(&changed));
+                assert_ne!(h(x, ""), h(&changed, ""), "{x:?} vs {changed:?}");
+            }
+        }
+    }
 
     #[test]
     fn hash_separates_the_two_values() {
-        assert_ne!(hash("ab", ""), hash("a", "b"));
-        assert_ne!(hash("", "ab"), hash("ab", ""));
-        assert_eq!(hash("email", ""), hash("email", ""));
+        assert_ne!(h("ab", ""), h("a", "b"));
+        assert_ne!(h("", "ab"), h("ab", ""));
+        assert_eq!(h("email", ""), h("email", ""));
     }
 }
