@@ -45,6 +45,13 @@ fn helpers(c: &mut Criterion) {
     g.bench_function("raw counter, cached handle", |b| {
         b.iter(|| raw.increment(1))
     });
+    // What the helpers replace: resolving the series on every call.
+    g.bench_function("counter! with a caller-fed label, per call", |b| {
+        b.iter(|| {
+            metrics::counter!("bench_naive_total", "method" => black_box("email").to_owned())
+                .increment(1)
+        })
+    });
     // The floors of helpers that record more than one counter increment.
     let raw_histogram = metrics::histogram!("bench_raw_seconds", "label" => "value");
     g.bench_function("raw histogram record, cached handle", |b| {
