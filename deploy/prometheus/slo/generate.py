@@ -351,7 +351,6 @@ def main():
     for s in SLOS:
         budget = 1 - s["objective"]
         w(f"  - name: slo-{s['slo']}-recording")
-        w("    interval: 30s")
         w("    rules:")
         for win in WINDOWS:
             w(f"      - record: slo:sli_error:ratio_rate{win}")
