@@ -97,12 +97,8 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("log_event");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("glimpse_obs", |b| {
-        in_spans(&ours, || b.iter(event))
-    });
-    g.bench_function("fmt_json_anchor", |b| {
-        in_spans(&anchor, || b.iter(event))
-    });
+    g.bench_function("glimpse_obs", |b| in_spans(&ours, || b.iter(event)));
+    g.bench_function("fmt_json_anchor", |b| in_spans(&anchor, || b.iter(event)));
     g.finish();
     println!(
         "dropped lines during the run: {}",

@@ -107,9 +107,21 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
             .with_filter(filter_layer)
             .boxed(),
     };
+    // Exporting: full OpenTelemetry spans. Not exporting: IDs only, so logs,
+    // responses and outbound calls still carry W3C context (see trace::light).
+    let exporting = pipeline.exporting();
+    // Boxed, not `Option`: `Option<L>` does not forward `on_register_dispatch`,
+    // which the exporting pipeline's ID layer needs.
+    let trace_layer = if exporting {
+        pipeline.layer().with_filter(otel_filter()).boxed()
+    } else {
+        crate::trace::LightLayer::default()
+            .with_filter(otel_filter())
+            .boxed()
+    };
     let subscriber = tracing_subscriber::registry()
         .with(log_layer)
-        .with(pipeline.layer().with_filter(otel_filter()));
+        .with(trace_layer);
     tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::GlobalTaken {
         what: "tracing subscriber",
     })?;
@@ -238,10 +250,26 @@ impl Guard {
         self.queue.dropped()
     }
 
-    /// Wait until every log line emitted so far is written, up to `timeout`.
-    /// Returns whether it finished.
+    /// Wait until every log line emitted so far is written and every ended
+    /// span is exported, each up to `timeout`. Returns whether both finished.
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.queue.flush(timeout)
+        let spans_ok = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|i| i.pipeline.force_flush(timeout).is_ok());
+        self.queue.flush(timeout) && spans_ok
+    }
+
+    /// Spans dropped so far: export queue full, export failed, or shutdown
+    /// cut short (also `glimpse_obs_dropped_total{signal="spans"}`).
+    pub fn dropped_spans(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |i| i.pipeline.dropped_spans())
     }
 
     /// Flush logs and spans and stop the background workers, within the

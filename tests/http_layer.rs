@@ -411,7 +411,26 @@ async fn two_thousand_unknown_paths_add_no_route_label_values() {
         t.await.unwrap();
     }
     let text = scrape().await;
-    assert_eq!(routes(&text), before);
+    // Other tests in this process add requests concurrently: compare against
+    // the app's templates rather than against `before`.
+    let templates = [
+        "/api/items/{item}",
+        "/boom",
+        "/echo",
+        "/feed",
+        "/hang",
+        "/ping",
+        "/slow",
+        "/users/{id}",
+        "unmatched",
+    ];
+    for r in routes(&text) {
+        assert!(
+            templates.contains(&r.as_str()),
+            "unexpected route label {r}"
+        );
+    }
+    assert!(before.iter().all(|r| templates.contains(&r.as_str())));
     assert!(
         metric_value(
             &text,
@@ -507,9 +526,69 @@ async fn metrics_handler_serves_the_same_text_on_the_apps_own_router() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     reqwest::get(format!("http://{addr}/ping")).await.unwrap();
-    let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let resp = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = resp.text().await.unwrap();
-    assert!(metric_value(&text, "http_server_request_duration_seconds_count", &[("route", "/ping")]).unwrap() >= 1.0);
-    assert!(!text.contains("route=\"/metrics\""), "the scrape itself is excluded");
+    assert!(
+        metric_value(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[("route", "/ping")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        !text.contains("route=\"/metrics\""),
+        "the scrape itself is excluded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_exporter_the_callers_trace_still_reaches_logs_and_the_response() {
+    let addr = serve().await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/users/trace-me"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "trace-light-1")
+        .send()
+        .await
+        .unwrap();
+    let tp = resp.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(
+        tp.starts_with(&format!("00-{trace}-")) && tp.ends_with("-01"),
+        "{tp}"
+    );
+    let lines = lines_with_request_id("trace-light-1");
+    assert_eq!(lines.len(), 4);
+    for l in &lines {
+        assert_eq!(l["traceId"], trace, "{l}");
+        assert_eq!(l["spanId"].as_str().unwrap().len(), 16);
+    }
+    let access = lines.last().unwrap();
+    assert_eq!(
+        access["spanId"].as_str().unwrap(),
+        &tp[36..52],
+        "the access line names the server span"
+    );
+
+    // No traceparent: a new trace per request, still on every line.
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/users/x"))
+        .header("x-request-id", "trace-light-2")
+        .send()
+        .await
+        .unwrap();
+    let tp = resp.headers()["traceparent"].to_str().unwrap().to_owned();
+    let lines = lines_with_request_id("trace-light-2");
+    assert_eq!(lines[0]["traceId"].as_str().unwrap(), &tp[3..35]);
+    assert_ne!(&tp[3..35], trace);
 }

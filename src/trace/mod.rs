@@ -14,6 +14,7 @@
 //! - [`propagation::inject`] carries the context to downstream calls.
 
 mod export;
+mod light;
 pub mod propagation;
 pub(crate) mod w3c;
 
@@ -28,7 +29,7 @@ use std::{
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::{
     InstrumentationScope, KeyValue, SpanId, TraceId,
-    trace::{TraceContextExt, TracerProvider as _},
+    trace::{SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider as _},
 };
 use opentelemetry_sdk::{
     Resource,
@@ -152,8 +153,13 @@ impl TracePipeline {
             .and_then(IdLayer::default())
     }
 
+    /// Whether spans are exported (an OTLP endpoint is configured). When
+    /// not, [`LightLayer`] stands in for the OpenTelemetry layer.
+    pub(crate) fn exporting(&self) -> bool {
+        self.export.is_some()
+    }
+
     /// Spans dropped so far (queue full, failed export, shutdown cut short).
-    #[allow(dead_code, reason = "for Guard, not wired yet")]
     pub(crate) fn dropped_spans(&self) -> u64 {
         self.export.as_ref().map_or(0, |e| e.gate.dropped())
     }
@@ -163,7 +169,6 @@ impl TracePipeline {
     /// # Errors
     /// [`Error::ShutdownTimeout`] when the export did not finish in time;
     /// [`Error::Trace`] when it failed.
-    #[allow(dead_code, reason = "for Guard::flush, not wired yet")]
     pub(crate) fn force_flush(&self, timeout: Duration) -> Result<(), Error> {
         if self.shut_down.load(Ordering::Acquire) {
             return Ok(());
@@ -280,12 +285,16 @@ pub(crate) fn ids(ext: &Extensions<'_>) -> Option<(TraceId, SpanId)> {
     ext.get::<SpanIds>().map(|ids| (ids.trace_id, ids.span_id))
 }
 
-/// The IDs of a started OpenTelemetry span.
+/// The IDs of a span: those of its started OpenTelemetry span when
+/// exporting, those [`light::LightLayer`] assigned otherwise.
 #[derive(Debug, Clone, Copy)]
 struct SpanIds {
     trace_id: TraceId,
     span_id: SpanId,
+    sampled: bool,
 }
+
+pub(crate) use light::LightLayer;
 
 /// Records [`SpanIds`] in a span's extensions when it is first entered.
 ///
@@ -322,6 +331,7 @@ impl IdLayer {
             span.extensions_mut().insert(SpanIds {
                 trace_id: sc.trace_id(),
                 span_id: sc.span_id(),
+                sampled: sc.is_sampled(),
             });
         }
     }
@@ -350,6 +360,9 @@ pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap)
         return;
     }
     let cx = w3c::Incoming::from_headers(headers).into_context();
+    if light::set_parent(span, cx.clone()) {
+        return;
+    }
     // Fails only when the span was already started or no OpenTelemetry
     // layer is installed; then there is nothing to continue.
     let _ = span.set_parent(cx);
@@ -360,6 +373,29 @@ pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap)
 pub(crate) fn traceparent(span: &tracing::Span) -> Option<HeaderValue> {
     if span.is_disabled() {
         return None;
+    }
+    let light = span
+        .with_subscriber(|(id, dispatch)| {
+            let span = dispatch
+                .downcast_ref::<tracing_subscriber::Registry>()?
+                .span(id)?;
+            span.extensions().get::<SpanIds>().copied()
+        })
+        .flatten();
+    if let Some(ids) = light {
+        let flags = if ids.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let sc = SpanContext::new(
+            ids.trace_id,
+            ids.span_id,
+            flags,
+            false,
+            TraceState::default(),
+        );
+        return Some(w3c::format_traceparent(&sc));
     }
     let cx = span.context();
     let otel_span = cx.span();

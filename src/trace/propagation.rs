@@ -88,7 +88,8 @@ pub fn extract(headers: &HeaderMap) -> Context {
 /// assert!(!glimpse_obs::propagation::set_parent(&span, cx));
 /// ```
 pub fn set_parent(span: &tracing::Span, cx: Context) -> bool {
-    !span.is_disabled() && span.set_parent(cx).is_ok()
+    !span.is_disabled()
+        && (super::light::set_parent(span, cx.clone()) || span.set_parent(cx).is_ok())
 }
 
 /// The OpenTelemetry context of the current span: the one attached when the
@@ -106,6 +107,6 @@ fn current_context() -> Context {
     if own.span().span_context().is_valid() {
         own
     } else {
-        attached
+        super::light::current_context().unwrap_or(attached)
     }
 }
