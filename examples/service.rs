@@ -14,6 +14,10 @@
 //! embedded SQLite file in the temp directory (`GLIMPSE_DATABASE_URL`
 //! overrides it). SIGINT/SIGTERM stop accepting, finish in-flight requests,
 //! flush logs and spans, and exit 0.
+//!
+//! Callers: `Authorization: Bearer <user id>` is the user (IDs starting with
+//! `admin` are support staff, whose profile look-ups count as admin actions);
+//! `X-Api-Key: <key id>.<secret>` counts the key by its ID.
 
 use std::{
     collections::HashMap,
@@ -133,7 +137,9 @@ async fn open_database() -> Result<SqlitePool, Box<dyn std::error::Error>> {
     Ok(pool)
 }
 
-/// `Authorization: Bearer <user id>` records the user for every later line.
+/// `Authorization: Bearer <user id>` records the user for every later line;
+/// users whose ID starts with `admin` are administrators. `X-Api-Key:
+/// <key id>.<secret>` counts the key's usage by its ID (never the secret).
 async fn bearer_user(req: Request, next: Next) -> Response {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         match value
@@ -148,7 +154,19 @@ async fn bearer_user(req: Request, next: Next) -> Response {
             _ => security::auth_failed("malformed_authorization"),
         }
     }
+    if let Some(value) = req.headers().get("x-api-key") {
+        match value.to_str().ok().and_then(|v| v.split_once('.')) {
+            Some((key_id, secret)) if !key_id.is_empty() && !secret.is_empty() => {
+                security::api_key_used(key_id);
+            }
+            _ => security::auth_failed("malformed_api_key"),
+        }
+    }
     next.run(req).await
+}
+
+fn is_admin(user: Option<&str>) -> bool {
+    user.is_some_and(|u| u.starts_with("admin"))
 }
 
 #[derive(Deserialize)]
@@ -185,6 +203,7 @@ async fn create_user(State(app): State<App>, Json(body): Json<NewUser>) -> Respo
         Ok(done) => {
             let id = done.last_insert_rowid();
             business::user_registered("email");
+            business::conversion("signup", "registered");
             tracing::info!(user_id = id, log_type = "user_activity", "user registered");
             (StatusCode::CREATED, Json(json!({"id": id.to_string()}))).into_response()
         }
@@ -205,6 +224,16 @@ async fn get_user(State(app): State<App>, Path(id): Path<String>) -> Response {
         )
             .into_response();
     };
+    let actor = glimpse_obs::current_user_id();
+    if is_admin(actor.as_deref()) {
+        // Support staff looking a member up: an admin action.
+        security::admin_action("user.lookup");
+        audit::admin_action(
+            actor.as_deref().unwrap_or_default(),
+            "user.lookup",
+            &format!("user:{id}"),
+        );
+    }
     if let Some(user) = app.users.lock().map(|c| c.get(&id).cloned()).ok().flatten() {
         cache::hit("users");
         return Json(user).into_response();
@@ -223,13 +252,9 @@ async fn get_user(State(app): State<App>, Path(id): Path<String>) -> Response {
             if let Ok(mut c) = app.users.lock() {
                 c.insert(id, user.clone());
             }
-            audit::user_data_access(
-                glimpse_obs::current_user_id()
-                    .as_deref()
-                    .unwrap_or("anonymous"),
-                &format!("user:{id}"),
-                "read_profile",
-            );
+            let actor = glimpse_obs::current_user_id();
+            let actor = actor.as_deref().unwrap_or("anonymous");
+            audit::user_data_access(actor, &format!("user:{id}"), "read_profile");
             Json(user).into_response()
         }
         Ok(None) => (
@@ -259,6 +284,8 @@ async fn create_match(State(app): State<App>, Json(body): Json<NewMatch>) -> Res
     match res {
         Ok(done) => {
             business::match_created();
+            business::feature_used("matching");
+            business::conversion("signup", "first_match");
             tracing::info!(log_type = "user_activity", other_id = %body.other_id, "match created");
             (
                 StatusCode::CREATED,
@@ -288,6 +315,7 @@ async fn send_message(State(app): State<App>, Json(body): Json<NewMessage>) -> R
     match res {
         Ok(done) => {
             business::message_sent("text");
+            business::feature_used("chat");
             (
                 StatusCode::CREATED,
                 Json(json!({"id": done.last_insert_rowid().to_string()})),
@@ -335,6 +363,9 @@ async fn create_payment(State(app): State<App>, Json(body): Json<NewPayment>) ->
     };
     let id = done.last_insert_rowid().to_string();
     business::payment_processed("example-psp", &currency, body.amount_minor, status);
+    if !declined {
+        business::conversion("premium", "paid");
+    }
     audit::payment_transaction(
         glimpse_obs::current_user_id()
             .as_deref()
@@ -378,6 +409,7 @@ async fn chat(upgrade: WebSocketUpgrade) -> Response {
 /// Echo every text or binary message; the `ws` helpers count them.
 async fn echo(mut socket: WebSocket) {
     let conn = ws::Connection::open("chat");
+    business::feature_used("realtime_chat");
     let mut close_code = None;
     while let Some(msg) = socket.recv().await {
         let started = Instant::now();

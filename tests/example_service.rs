@@ -15,15 +15,7 @@ use std::{
 use serde_json::{Value, json};
 
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join("service");
-    assert!(
-        bin.exists(),
-        "{} missing: build it with `cargo build --example service` (cargo test --all-targets does)",
-        bin.display()
-    );
-    bin
+    common::example_binary()
 }
 
 fn free_port() -> u16 {

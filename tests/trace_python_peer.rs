@@ -4,7 +4,9 @@
 //! to a Python downstream with `glimpse_obs::propagation::inject`. The
 //! collector receives one trace from both languages.
 //!
-//! Without the venv the test is skipped, unless `CI` is set: then it fails.
+//! `scripts/test-all.sh` installs the peer and sets `GLIMPSE_REQUIRE_PEERS`,
+//! so there a missing venv fails the test; a bare `cargo test` on a machine
+//! without the peer reports it as skipped on stderr.
 
 mod support;
 
@@ -24,7 +26,7 @@ fn peer_python() -> Option<PathBuf> {
         return Some(python);
     }
     assert!(
-        std::env::var_os("CI").is_none(),
+        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
         "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
     );
     eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");

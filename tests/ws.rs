@@ -4,7 +4,7 @@
 //!
 //! The server is an axum echo route built like the example's `GET /ws/chat`;
 //! `example_service_counts_websocket_traffic` drives the example binary
-//! itself when `cargo test` built it.
+//! itself (built first when `cargo test` did not build it).
 
 mod common;
 
@@ -298,13 +298,6 @@ async fn lines_logged_inside_the_connection_span_carry_the_channel() {
 
 /// The example binary, when `cargo test` built it (it builds examples
 /// before running tests); `None` under `cargo test --test ws`.
-fn example_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?; // target/debug/deps/ws-… -> target/debug
-    let bin = profile_dir.join("examples").join("service");
-    bin.is_file().then_some(bin)
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -323,10 +316,7 @@ impl Drop for Child {
 
 #[tokio::test]
 async fn example_service_counts_websocket_traffic() {
-    let Some(bin) = example_binary() else {
-        eprintln!("examples/service not built (run plain `cargo test`): skipped");
-        return;
-    };
+    let bin = common::example_binary();
     let (app_port, metrics_port) = (free_port(), free_port());
     let db = std::env::temp_dir().join(format!("glimpse-ws-test-{}.db", std::process::id()));
     let _child = Child(

@@ -94,7 +94,7 @@ def main_loop():
     while time.time() < DEADLINE and i < MAX_REQUESTS:
         i += 1
         user = f"user{i % 7}"
-        auth = {"authorization": f"Bearer {user}", "x-api-key": f"k_e2e_{i % 3}"}
+        auth = {"authorization": f"Bearer {user}", "x-api-key": f"k_e2e_{i % 3}.not-a-real-secret"}
         request(conn, "GET", "/health")
         st, body = request(conn, "POST", "/users",
                            {"email": f"e2e-{run}-{i}@example.com", "password": "hunter2"}, auth)
@@ -107,6 +107,8 @@ def main_loop():
         if uid:
             request(conn, "GET", f"/users/{uid}", headers=auth)   # miss, from the database
             request(conn, "GET", f"/users/{uid}", headers=auth)   # hit, from the cache
+            request(conn, "GET", f"/users/{uid}",                 # admin action
+                    headers={"authorization": "Bearer admin-support"})
         request(conn, "GET", "/users/999999999", headers=auth)    # 404
         request(conn, "POST", "/matches", {"user_id": user, "other_id": f"user{(i + 3) % 7}"}, auth)
         request(conn, "POST", "/messages", {"match_id": str(i), "text": f"hello {i}"}, auth)

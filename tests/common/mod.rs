@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
@@ -79,4 +79,30 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         }
     }
     found
+}
+
+/// The example binary `target/<profile>/examples/service`, built with
+/// `cargo build --example service` first when `cargo test` did not build it
+/// (a filtered run such as `cargo test --test ws`): the tests that drive it
+/// never skip.
+pub fn example_binary() -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps/x -> target/<profile>
+    let bin = profile_dir.join("examples").join("service");
+    let _one_build = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !bin.is_file() {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--example", "service", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("running cargo to build the example");
+        assert!(status.success(), "cargo build --example service failed");
+    }
+    assert!(bin.is_file(), "{} missing after the build", bin.display());
+    bin
 }
