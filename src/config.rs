@@ -47,6 +47,14 @@ pub const GLIMPSE_SLOW_REQUEST_MS: &str = "GLIMPSE_SLOW_REQUEST_MS";
 pub const GLIMPSE_LOG_SAMPLE: &str = "GLIMPSE_LOG_SAMPLE";
 
 /// Where the service runs; becomes the `env` label and `deployment.environment.name`.
+/// Read from `GLIMPSE_ENV` (`production`, `staging`, `development`).
+///
+/// ```
+/// use glimpse_obs::{Config, Environment};
+///
+/// let config = Config::default().environment(Environment::Production);
+/// assert_eq!(Environment::Production.as_str(), "production");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Environment {
@@ -76,7 +84,13 @@ impl fmt::Display for Environment {
     }
 }
 
-/// How log lines are written.
+/// How log lines are written. Read from `GLIMPSE_LOG_FORMAT` (`json`, `pretty`).
+///
+/// ```
+/// use glimpse_obs::{Config, LogFormat};
+///
+/// let config = Config::default().log_format(LogFormat::Pretty); // local development
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LogFormat {
@@ -87,7 +101,16 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// OTLP transport.
+/// OTLP transport. Read from `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`,
+/// `http/protobuf`).
+///
+/// ```
+/// use glimpse_obs::{Config, OtlpProtocol};
+///
+/// let config = Config::default()
+///     .otlp_endpoint(Some("http://jaeger:4318".into()))
+///     .otlp_protocol(OtlpProtocol::HttpProtobuf);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OtlpProtocol {
@@ -98,7 +121,15 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
-/// Trace sampling strategy, named as in `OTEL_TRACES_SAMPLER`.
+/// Trace sampling strategy, named as in `OTEL_TRACES_SAMPLER` (the ratio
+/// from `OTEL_TRACES_SAMPLER_ARG`).
+///
+/// ```
+/// use glimpse_obs::{Config, Sampler};
+///
+/// // Keep 10 % of the traces that start here; follow the caller otherwise.
+/// let config = Config::default().sampler(Sampler::ParentBasedTraceIdRatio(0.1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[non_exhaustive]
 pub enum Sampler {
@@ -217,6 +248,11 @@ fn default_service_name() -> String {
 impl Config {
     /// Defaults overridden by every variable of the environment table that is
     /// set (an empty value counts as unset).
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::from_env()?.service("payment");
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidEnv`] naming the first variable whose value is unusable.
@@ -343,6 +379,11 @@ impl Config {
 
     /// The service name, `service` in logs, metrics and traces.
     /// Defaults to the executable's file name.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().service("payment");
+    /// assert_eq!(config.service_name(), "payment");
+    /// ```
     pub fn service(mut self, name: impl Into<String>) -> Self {
         self.service = name.into();
         self
@@ -355,12 +396,21 @@ impl Config {
 
     /// The service version (`service.version`). Defaults to `unknown`; pass
     /// `env!("CARGO_PKG_VERSION")`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().version(env!("CARGO_PKG_VERSION"));
+    /// ```
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
         self
     }
 
     /// The deployment environment. Defaults to [`Environment::Development`].
+    ///
+    /// ```
+    /// use glimpse_obs::{Config, Environment};
+    /// let config = Config::default().environment(Environment::Staging);
+    /// ```
     pub fn environment(mut self, environment: Environment) -> Self {
         self.environment = environment;
         self
@@ -370,6 +420,12 @@ impl Config {
     ///
     /// # Errors
     /// [`Error::InvalidFilter`] when the directive does not parse.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().log_filter("info,sqlx=warn")?;
+    /// assert!(glimpse_obs::Config::default().log_filter("info,[[[").is_err());
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     pub fn log_filter(mut self, directive: impl Into<String>) -> Result<Self, Error> {
         let directive = directive.into();
         crate::logging::filter::parse(&directive).map_err(|reason| Error::InvalidFilter {
@@ -381,6 +437,11 @@ impl Config {
     }
 
     /// The log format. Defaults to [`LogFormat::Json`].
+    ///
+    /// ```
+    /// use glimpse_obs::{Config, LogFormat};
+    /// let config = Config::default().log_format(LogFormat::Pretty);
+    /// ```
     pub fn log_format(mut self, format: LogFormat) -> Self {
         self.log_format = format;
         self
@@ -388,18 +449,32 @@ impl Config {
 
     /// The OTLP endpoint to export spans to, or `None` for no export (trace
     /// and span IDs are still generated). Defaults to `None`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().otlp_endpoint(Some("http://jaeger:4317".into()));
+    /// ```
     pub fn otlp_endpoint(mut self, endpoint: Option<String>) -> Self {
         self.otlp_endpoint = endpoint;
         self
     }
 
     /// The OTLP transport. Defaults to [`OtlpProtocol::Grpc`].
+    ///
+    /// ```
+    /// use glimpse_obs::{Config, OtlpProtocol};
+    /// let config = Config::default().otlp_protocol(OtlpProtocol::HttpProtobuf);
+    /// ```
     pub fn otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
         self.otlp_protocol = protocol;
         self
     }
 
     /// The trace sampler. Defaults to [`Sampler::ParentBasedAlwaysOn`].
+    ///
+    /// ```
+    /// use glimpse_obs::{Config, Sampler};
+    /// let config = Config::default().sampler(Sampler::TraceIdRatio(0.25));
+    /// ```
     pub fn sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = sampler;
         self
@@ -407,6 +482,11 @@ impl Config {
 
     /// Where Prometheus scrapes, or `None` for no listener (mount
     /// [`crate::metrics_handler`] on your router instead). Defaults to `0.0.0.0:9464`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().metrics_addr(Some(([127, 0, 0, 1], 9464).into()));
+    /// let no_listener = glimpse_obs::Config::default().metrics_addr(None);
+    /// ```
     pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
         self.metrics_addr = addr;
         self
@@ -414,12 +494,20 @@ impl Config {
 
     /// Database operations slower than this log a WARN line and count as slow.
     /// Defaults to 500 ms.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().slow_query(std::time::Duration::from_millis(200));
+    /// ```
     pub fn slow_query(mut self, threshold: Duration) -> Self {
         self.slow_query = threshold;
         self
     }
 
     /// Requests slower than this log their access line at WARN. Defaults to 1 s.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().slow_request(std::time::Duration::from_millis(500));
+    /// ```
     pub fn slow_request(mut self, threshold: Duration) -> Self {
         self.slow_request = threshold;
         self
@@ -430,6 +518,11 @@ impl Config {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when `rate` is outside `0..=1`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().log_sample("/feed", 0.1)?;
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     pub fn log_sample(mut self, route: impl Into<String>, rate: f64) -> Result<Self, Error> {
         if !(0.0..=1.0).contains(&rate) {
             return Err(Error::InvalidConfig {
@@ -445,6 +538,10 @@ impl Config {
 
     /// Send log lines to `writer` instead of stdout (tests, benchmarks, files).
     /// Defaults to stdout.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().log_writer(std::io::stderr());
+    /// ```
     pub fn log_writer(mut self, writer: impl Write + Send + 'static) -> Self {
         self.writer = Some(Box::new(writer));
         self
@@ -452,6 +549,10 @@ impl Config {
 
     /// How many bytes of INFO/DEBUG lines may wait for a slow stdout before
     /// new ones are dropped and counted. Defaults to 8 MiB.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().log_queue_bytes(32 * 1024 * 1024);
+    /// ```
     pub fn log_queue_bytes(mut self, bytes: usize) -> Self {
         self.log_queue_bytes = bytes.max(64 * 1024);
         self
@@ -459,6 +560,10 @@ impl Config {
 
     /// How long [`crate::Guard::shutdown`] (and dropping the guard) may take to
     /// flush logs and spans. Defaults to 5 s.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().shutdown_timeout(std::time::Duration::from_secs(2));
+    /// ```
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
@@ -466,6 +571,10 @@ impl Config {
 
     /// How many distinct values a caller-fed label may take per metric before
     /// further values become `other`. Defaults to 100.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().label_cap(200);
+    /// ```
     pub fn label_cap(mut self, cap: usize) -> Self {
         self.label_cap = cap.max(1);
         self
@@ -473,12 +582,28 @@ impl Config {
 
     /// Whether to export `process_*` metrics (CPU, memory, fds, threads).
     /// Defaults to `true`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().process_metrics(false);
+    /// ```
     pub fn process_metrics(mut self, enabled: bool) -> Self {
         self.process_metrics = enabled;
         self
     }
 
-    /// Install logging, metrics and tracing with this configuration.
+    /// Install logging, metrics and tracing with this configuration, and
+    /// return the [`Guard`](crate::Guard) to keep for the life of the service.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .service("payment")
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// tracing::info!("ready");
+    /// guard.shutdown()?; // or drop it
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     ///
     /// # Errors
     /// See [`crate::init`].

@@ -199,6 +199,17 @@ struct Inner {
 /// Keeps `glimpse_obs` running; dropping it (or [`Guard::shutdown`]) flushes
 /// every queued log line and span, bounded by the shutdown timeout
 /// (`Config::shutdown_timeout`, 5 s by default).
+///
+/// ```
+/// let guard = glimpse_obs::Config::default()
+///     .metrics_addr(None)
+///     .log_writer(std::io::sink())
+///     .init()?;
+/// tracing::info!("serving");
+/// assert_eq!(guard.dropped_log_lines(), 0);
+/// guard.shutdown()?; // or let it drop at the end of `main`
+/// # Ok::<(), glimpse_obs::Error>(())
+/// ```
 #[must_use = "dropping the guard shuts logging and tracing down"]
 pub struct Guard {
     inner: Mutex<Option<Inner>>,
@@ -236,22 +247,63 @@ impl Guard {
 
     /// The address the Prometheus listener is bound to (useful with port 0),
     /// or `None` when it is off.
+    ///
+    /// ```no_run
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(Some(([127, 0, 0, 1], 0).into())) // any free port
+    ///     .init()?;
+    /// let addr = guard.metrics_addr().expect("the listener is on");
+    /// println!("scrape http://{addr}/metrics");
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
 
     /// The current Prometheus text, as a scrape would see it.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// glimpse_obs::business::match_created();
+    /// assert!(guard.render_metrics().contains("glimpse_matches_created_total"));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     pub fn render_metrics(&self) -> String {
         exporter::render().unwrap_or_default()
     }
 
-    /// Log lines dropped so far because stdout could not keep up.
+    /// Log lines dropped so far because stdout could not keep up (also
+    /// `glimpse_obs_dropped_total{signal="logs"}`).
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// assert_eq!(guard.dropped_log_lines(), 0);
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     pub fn dropped_log_lines(&self) -> u64 {
         self.queue.dropped()
     }
 
     /// Wait until every log line emitted so far is written and every ended
     /// span is exported, each up to `timeout`. Returns whether both finished.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// tracing::error!("about to restart");
+    /// assert!(guard.flush(Duration::from_secs(1)));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     pub fn flush(&self, timeout: Duration) -> bool {
         let spans_ok = self
             .inner
@@ -263,7 +315,17 @@ impl Guard {
     }
 
     /// Spans dropped so far: export queue full, export failed, or shutdown
-    /// cut short (also `glimpse_obs_dropped_total{signal="spans"}`).
+    /// cut short (also `glimpse_obs_dropped_total{signal="spans"}`). Always 0
+    /// without an OTLP endpoint: nothing is exported, so nothing is dropped.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// assert_eq!(guard.dropped_spans(), 0);
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     pub fn dropped_spans(&self) -> u64 {
         self.inner
             .lock()
@@ -273,7 +335,18 @@ impl Guard {
     }
 
     /// Flush logs and spans and stop the background workers, within the
-    /// shutdown timeout.
+    /// shutdown timeout. Dropping the guard does the same and prints the
+    /// error to stderr instead of returning it.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// tracing::info!("shutting down");
+    /// guard.shutdown()?;
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::ShutdownTimeout`] when flushing did not finish in time (a

@@ -31,10 +31,13 @@
 //! | env var | meaning | default |
 //! |---|---|---|
 //! | `OTEL_SERVICE_NAME` (or `GLIMPSE_SERVICE`) | `service` in logs, metrics, traces | executable name |
+//! | `GLIMPSE_SERVICE_VERSION` | `service.version` on traces, `glimpse_build_info{version}` | `unknown` |
 //! | `GLIMPSE_ENV` | `production` / `staging` / `development` | `development` |
 //! | `GLIMPSE_LOG` (or `RUST_LOG`) | level filter (`EnvFilter` syntax) | `info` |
 //! | `GLIMPSE_LOG_FORMAT` | `json` or `pretty` | `json` |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL` | OTLP collector (gRPC 4317, `http/protobuf` 4318) | unset: no export |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL` | OTLP collector (gRPC 4317, `http/protobuf` 4318) | unset: no export, IDs still generated |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | traces-only OTLP URL; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`, used verbatim for `http/protobuf` | unset |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | span export batching: spans waiting (more are dropped and counted), ms between exports, spans per export, ms one export may take | `2048`, `5000`, `512`, `30000` |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | sampling | `parentbased_always_on` |
 //! | `GLIMPSE_METRICS_ADDR` | Prometheus scrape listener, or `off` | `0.0.0.0:9464` |
 //! | `GLIMPSE_SLOW_QUERY_MS` | slow-query threshold | `500` |

@@ -27,27 +27,77 @@ use crate::logging::layer::CaptureExt;
 
 /// A cloneable in-memory writer: pass it to [`crate::Config::log_writer`] and
 /// read the lines back.
+///
+/// ```
+/// use glimpse_obs::testing::SharedBuffer;
+///
+/// let logs = SharedBuffer::new();
+/// let guard = glimpse_obs::Config::default()
+///     .metrics_addr(None)
+///     .log_writer(logs.clone())
+///     .init()?;
+/// tracing::info!(order = 7, "order placed");
+/// assert!(guard.flush(std::time::Duration::from_secs(1)));
+/// let lines = logs.lines();
+/// assert_eq!(lines.iter().find(|l| l["message"] == "order placed").unwrap()["order"], 7);
+/// # Ok::<(), glimpse_obs::Error>(())
+/// ```
 #[derive(Clone, Default, Debug)]
 pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
 
 impl SharedBuffer {
     /// An empty buffer.
+    ///
+    /// ```
+    /// let logs = glimpse_obs::testing::SharedBuffer::new();
+    /// assert!(logs.contents().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Everything written so far, as text (invalid UTF-8 replaced).
+    ///
+    /// ```
+    /// use std::io::Write;
+    ///
+    /// let mut logs = glimpse_obs::testing::SharedBuffer::new();
+    /// logs.write_all(b"hello\n")?;
+    /// assert_eq!(logs.contents(), "hello\n");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn contents(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     /// Every line written so far, parsed as JSON; a line that is not JSON
     /// becomes a string value, so a test can see it.
+    ///
+    /// ```
+    /// use std::io::Write;
+    ///
+    /// let mut logs = glimpse_obs::testing::SharedBuffer::new();
+    /// logs.write_all(b"{\"level\":\"INFO\"}\nnot json\n")?;
+    /// let lines = logs.lines();
+    /// assert_eq!(lines[0]["level"], "INFO");
+    /// assert_eq!(lines[1], "not json");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn lines(&self) -> Vec<Value> {
         parse_lines(&self.contents())
     }
 
     /// Forget what was written.
+    ///
+    /// ```
+    /// use std::io::Write;
+    ///
+    /// let mut logs = glimpse_obs::testing::SharedBuffer::new();
+    /// logs.write_all(b"old line\n")?;
+    /// logs.clear();
+    /// assert!(logs.lines().is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn clear(&self) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
@@ -79,6 +129,15 @@ static GUARD: OnceLock<Option<crate::Guard>> = OnceLock::new();
 /// Make sure `glimpse_obs` is initialised for tests: when nothing else
 /// initialised it, install it with service `test`, no metrics listener and
 /// log lines discarded (captures still receive them).
+///
+/// [`capture`] and [`capture_async`] call it; call it yourself in a test
+/// that reads metrics without capturing.
+///
+/// ```
+/// glimpse_obs::testing::ensure_init();
+/// glimpse_obs::testing::ensure_init(); // any number of times
+/// glimpse_obs::business::match_created(); // counted from now on
+/// ```
 pub fn ensure_init() {
     GUARD.get_or_init(|| {
         crate::Config::default()
@@ -91,7 +150,20 @@ pub fn ensure_init() {
     });
 }
 
-/// What a block of code logged and how it moved the metrics.
+/// What a block of code logged and how it moved the metrics, from
+/// [`capture`] or [`capture_async`].
+///
+/// ```
+/// let (_, seen) = glimpse_obs::testing::capture(|| {
+///     glimpse_obs::cache::hit("profiles");
+///     tracing::warn!(attempt = 2, "retrying");
+/// });
+/// assert_eq!(seen.lines().len(), 1);
+/// assert_eq!(seen.find(|l| l["message"] == "retrying").unwrap()["attempt"], 2);
+/// // How much the block moved a series, and where the series stands after it:
+/// assert_eq!(seen.metric_delta("cache_requests_total", &[("cache", "profiles"), ("result", "hit")]), 1.0);
+/// assert_eq!(seen.metric("cache_requests_total", &[("cache", "profiles")]), 1.0); // hits + misses
+/// ```
 #[derive(Debug, Clone)]
 pub struct Captured {
     lines: Vec<Value>,
@@ -226,6 +298,17 @@ fn finish(buf: &Mutex<Vec<u8>>, before: Vec<Sample>) -> Captured {
 
 /// Run `f`, returning its result and what it logged (on this thread, inside
 /// its span tree) and how it moved the metrics.
+///
+/// ```
+/// let (n, seen) = glimpse_obs::testing::capture(|| {
+///     glimpse_obs::security::auth_failed("expired_token");
+///     42
+/// });
+/// assert_eq!(n, 42);
+/// let line = seen.find(|l| l["message"] == "authentication failed").unwrap();
+/// assert_eq!(line["level"], "WARN");
+/// assert_eq!(seen.metric_delta("glimpse_auth_failures_total", &[("reason", "expired_token")]), 1.0);
+/// ```
 pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Captured) {
     let (span, buf) = capture_span();
     let before = snapshot();
@@ -235,6 +318,22 @@ pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Captured) {
 
 /// Like [`capture`] for a future; tasks it spawns are included when they
 /// are instrumented with the current span (`.in_current_span()`).
+///
+/// ```
+/// use tracing::Instrument;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (_, seen) = glimpse_obs::testing::capture_async(async {
+///     tracing::info!("in the future");
+///     tokio::spawn(async { tracing::info!("in a task") }.in_current_span())
+///         .await
+///         .unwrap();
+/// })
+/// .await;
+/// assert!(seen.find(|l| l["message"] == "in a task").is_some());
+/// # }
+/// ```
 pub async fn capture_async<F: Future>(fut: F) -> (F::Output, Captured) {
     let (span, buf) = capture_span();
     let before = snapshot();

@@ -57,7 +57,18 @@ pub(crate) fn current_request_id() -> Option<RequestId> {
     RequestId::current()
 }
 
-/// The glimpse_obs tower layer with the settings of `init()` (or defaults).
+/// The glimpse_obs tower layer with the settings of `init()` (or defaults):
+/// request ID, server span, HTTP metrics and one access line per request.
+/// Same as [`ObsLayer::new`]. Build it after [`init`](crate::init): the
+/// layer copies the settings when it is built.
+///
+/// ```
+/// use axum::{Router, routing::get};
+///
+/// let app: Router = Router::new()
+///     .route("/matches/{id}", get(|| async { "a match" }))
+///     .layer(glimpse_obs::layer());
+/// ```
 pub fn layer() -> ObsLayer {
     ObsLayer::new()
 }
@@ -71,7 +82,22 @@ struct Settings {
     unmatched: String,
 }
 
-/// Tower layer for axum routers; see the [module docs](self) and [`layer`].
+/// Tower layer for axum routers: request ID, user-ID slot, server span with
+/// W3C context, HTTP metrics and one access line per request. Build it with
+/// [`layer`] or [`ObsLayer::new`], then adjust it with the methods below.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use std::time::Duration;
+///
+/// let app: Router = Router::new()
+///     .route("/feed", get(|| async { "[]" }))
+///     .layer(
+///         glimpse_obs::layer()
+///             .slow_request(Duration::from_millis(300))
+///             .sample("/feed", 0.1),
+///     );
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ObsLayer {
@@ -87,6 +113,10 @@ impl Default for ObsLayer {
 impl ObsLayer {
     /// A layer with the settings `init()` read (slow threshold, sampling),
     /// excluding `/health` and `/metrics`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::ObsLayer::new();
+    /// ```
     pub fn new() -> Self {
         let s = crate::init::settings();
         Self {
@@ -106,6 +136,10 @@ impl ObsLayer {
     }
 
     /// The header carrying the request ID in and out. Defaults to `x-request-id`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().request_id_header(http::HeaderName::from_static("x-correlation-id"));
+    /// ```
     pub fn request_id_header(self, name: HeaderName) -> Self {
         self.edit(|s| s.header = name)
     }
@@ -113,18 +147,30 @@ impl ObsLayer {
     /// Exclude requests to `route` (a route template such as `/health`, or a
     /// path for unmatched requests) from logs, metrics and spans together.
     /// Defaults to `/health` and `/metrics`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().exclude("/ready");
+    /// ```
     pub fn exclude(self, route: impl Into<String>) -> Self {
         let route = route.into();
         self.edit(|s| s.excluded.push(route))
     }
 
     /// Instrument every route, `/health` and `/metrics` included.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().include_all();
+    /// ```
     pub fn include_all(self) -> Self {
         self.edit(|s| s.excluded.clear())
     }
 
     /// Keep this fraction (`0..=1`, clamped) of INFO access lines of `route`;
     /// ERROR and WARN lines are always kept. Defaults to `GLIMPSE_LOG_SAMPLE`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().sample("/feed", 0.1); // 10 % of INFO lines
+    /// ```
     pub fn sample(self, route: impl Into<String>, rate: f64) -> Self {
         let route = route.into();
         self.edit(|s| {
@@ -135,11 +181,19 @@ impl ObsLayer {
 
     /// Access lines of requests slower than this are WARN. Defaults to
     /// `GLIMPSE_SLOW_REQUEST_MS` (1 s).
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().slow_request(std::time::Duration::from_millis(300));
+    /// ```
     pub fn slow_request(self, threshold: Duration) -> Self {
         self.edit(|s| s.slow = threshold)
     }
 
     /// The `route` label of requests that matched no route. Defaults to `unmatched`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().unmatched_route("no_route");
+    /// ```
     pub fn unmatched_route(self, label: impl Into<String>) -> Self {
         let label = label.into();
         self.edit(|s| s.unmatched = label)
@@ -157,7 +211,22 @@ impl<S> Layer<S> for ObsLayer {
     }
 }
 
-/// The service produced by [`ObsLayer`].
+/// The service produced by [`ObsLayer`]; axum users never name it. Wrapping
+/// any tower service whose responses are `http::Response`:
+///
+/// ```
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), std::convert::Infallible> {
+/// let svc = glimpse_obs::layer().layer(service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi")))
+/// }));
+/// let _inner = svc.get_ref(); // also get_mut(), into_inner()
+/// let res = svc.oneshot(http::Request::new(String::new())).await?;
+/// assert!(res.headers().contains_key("x-request-id"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ObsService<S> {
     inner: S,

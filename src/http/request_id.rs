@@ -30,6 +30,11 @@ impl RequestId {
     }
 
     /// A new UUID v7 ID.
+    ///
+    /// ```
+    /// let id = glimpse_obs::RequestId::generate();
+    /// assert_eq!(id.as_str().len(), 36); // hyphenated UUID
+    /// ```
     pub fn generate() -> Self {
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         Self(Arc::from(
@@ -39,6 +44,12 @@ impl RequestId {
 
     /// `value` if it is a valid request ID: 1–128 characters of
     /// `[A-Za-z0-9._:@-]`.
+    ///
+    /// ```
+    /// use glimpse_obs::RequestId;
+    /// assert_eq!(RequestId::parse("req-42").unwrap().as_str(), "req-42");
+    /// assert!(RequestId::parse("has space").is_none());
+    /// ```
     pub fn parse(value: &str) -> Option<Self> {
         is_valid(value.as_bytes()).then(|| Self(Arc::from(value)))
     }
@@ -58,7 +69,20 @@ impl RequestId {
         }
     }
 
-    /// The ID of the request the current span belongs to.
+    /// The ID of the request the current span belongs to: the same value as
+    /// the extractor, from code that has no access to the request (a
+    /// repository, a spawned task instrumented with the request's span).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use glimpse_obs::RequestId;
+    ///
+    /// async fn handler() -> String {
+    ///     RequestId::current().map(|id| id.to_string()).unwrap_or_default()
+    /// }
+    /// let app: Router = Router::new().route("/", get(handler)).layer(glimpse_obs::layer());
+    /// assert!(RequestId::current().is_none()); // outside a request
+    /// ```
     pub fn current() -> Option<Self> {
         crate::logging::scope::current().map(|s| s.request_id.clone())
     }

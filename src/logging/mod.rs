@@ -14,13 +14,22 @@ pub(crate) mod writer;
 ///
 /// | `log_type` | retention | written for |
 /// |---|---|---|
-/// | `payment` | 7 years | payment events and payment audit lines |
-/// | `user_activity` | 1 year | access lines of authenticated requests, user data access audits, business events |
-/// | `system` | 90 days | everything else at INFO and above |
-/// | `debug` | 7 days | DEBUG and TRACE lines |
+/// | `payment` | 7 years | [`business::payment_processed`](crate::business::payment_processed), [`audit::payment_transaction`](crate::audit::payment_transaction) |
+/// | `user_activity` | 1 year | access lines of requests with a recorded user ([`record_user_id`](crate::record_user_id)), [`security::auth_failed`](crate::security::auth_failed), the other audit events (user data access, configuration change, admin action) |
+/// | `system` | 90 days | every other line at INFO, WARN or ERROR |
+/// | `debug` | 7 days | every other DEBUG or TRACE line |
 ///
-/// An event chooses its class with a `log_type` field:
-/// `tracing::info!(log_type = "payment", "refund issued")`.
+/// An event chooses its class with a `log_type` field whose value is one of
+/// the four names (any other value is written as `fields.log_type`):
+///
+/// ```
+/// use glimpse_obs::LogType;
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// tracing::info!(log_type = "payment", refund_id = "re_81f3", "refund issued");
+/// # });
+/// # assert_eq!(seen.find(|l| l["message"] == "refund issued").unwrap()["log_type"], "payment");
+/// assert_eq!(LogType::Payment.as_str(), "payment");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LogType {

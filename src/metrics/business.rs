@@ -80,6 +80,15 @@ pub fn message_sent(kind: &str) {
 }
 
 /// The outcome of a payment: the `status` label and log field.
+///
+/// ```
+/// use glimpse_obs::business::{PaymentStatus, payment_processed};
+/// # glimpse_obs::testing::capture(|| {
+/// let declined = true; // the provider's answer
+/// let status = if declined { PaymentStatus::Failed } else { PaymentStatus::Succeeded };
+/// payment_processed("stripe", "EUR", 1299, status);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {
     /// The money was taken.

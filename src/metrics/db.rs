@@ -238,7 +238,18 @@ mod monitor {
     /// The shortest sampling period `monitor_pool` uses.
     const MIN_EVERY: Duration = Duration::from_millis(10);
 
-    /// Stops the sampling of [`monitor_pool`] when dropped.
+    /// Stops the sampling of [`monitor_pool`] when dropped: keep it as long
+    /// as the pool lives.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sqlx::Error> {
+    /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// let monitor = glimpse_obs::db::monitor_pool("main", pool.clone(), std::time::Duration::from_secs(5));
+    /// // ... serve ...
+    /// drop(monitor); // sampling stops
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the pool is only sampled while the monitor lives"]
     #[derive(Debug)]
     pub struct PoolMonitor {

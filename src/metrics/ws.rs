@@ -174,6 +174,17 @@ impl CloseClass {
 /// [`open`](Self::open) also opens a `ws.connection` span (a child of the
 /// current span); [`span`](Self::span) returns it for instrumenting the
 /// socket's work.
+///
+/// ```
+/// use glimpse_obs::ws::Connection;
+/// # let (_, seen) = glimpse_obs::testing::capture(|| {
+/// let conn = Connection::open("chat"); // websocket_connections_active{channel="chat"} +1
+/// conn.received();
+/// conn.sent();
+/// conn.close(Some(1000)); // -1, duration recorded, class="normal"
+/// # });
+/// # assert_eq!(seen.metric_delta("websocket_closes_total", &[("channel", "chat"), ("class", "normal")]), 1.0);
+/// ```
 #[must_use = "the connection is counted until this guard drops"]
 pub struct Connection {
     handles: Ref<Handles>,
