@@ -35,8 +35,9 @@
 //! # });
 //! ```
 //!
-//! Audit lines are INFO: keep the `glimpse_obs::audit` target enabled when
-//! the log filter is raised above INFO.
+//! Audit lines are INFO and pass any level filter (`warn`, `off`, after
+//! `Guard::set_filter` too) unless the directive names `glimpse_obs::audit`
+//! itself, e.g. `warn,glimpse_obs::audit=off`.
 
 use crate::{
     LogType,

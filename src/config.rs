@@ -171,7 +171,12 @@ pub struct Config {
     pub(crate) log_filter: String,
     pub(crate) log_format: LogFormat,
     pub(crate) otlp_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as read: an endpoint equal to it
+    /// is a full traces URL, used as-is for `http/protobuf`.
+    pub(crate) otlp_traces_endpoint: Option<String>,
     pub(crate) otlp_protocol: OtlpProtocol,
+    /// The span batch settings (`OTEL_BSP_*`).
+    pub(crate) batch: crate::trace::BatchSettings,
     pub(crate) sampler: Sampler,
     pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) slow_query: Duration,
@@ -193,7 +198,9 @@ impl fmt::Debug for Config {
             .field("log_filter", &self.log_filter)
             .field("log_format", &self.log_format)
             .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("otlp_traces_endpoint", &self.otlp_traces_endpoint)
             .field("otlp_protocol", &self.otlp_protocol)
+            .field("batch", &self.batch)
             .field("sampler", &self.sampler)
             .field("metrics_addr", &self.metrics_addr)
             .field("slow_query", &self.slow_query)
@@ -222,7 +229,9 @@ impl Default for Config {
             log_filter: "info".to_owned(),
             log_format: LogFormat::Json,
             otlp_endpoint: None,
+            otlp_traces_endpoint: None,
             otlp_protocol: OtlpProtocol::Grpc,
+            batch: crate::trace::BatchSettings::default(),
             sampler: Sampler::ParentBasedAlwaysOn,
             metrics_addr: Some(DEFAULT_METRICS_ADDR),
             slow_query: Duration::from_millis(500),
@@ -255,9 +264,34 @@ impl Config {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidEnv`] naming the first variable whose value is unusable.
+    /// [`Error::InvalidEnv`] naming the first variable whose value is unusable,
+    /// including a value that is not valid UTF-8 (shown with the invalid
+    /// bytes replaced).
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_os_lookup(std::env::var_os)
+    }
+
+    /// [`Config::from_lookup`] over raw values: one that is not UTF-8 is an
+    /// error naming its variable, never an unset variable.
+    fn from_os_lookup(
+        lookup: impl Fn(&'static str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, Error> {
+        let not_utf8 = std::cell::RefCell::new(None);
+        let config = Self::read(|name| match lookup(name)?.into_string() {
+            Ok(v) => Some(v),
+            Err(raw) => {
+                not_utf8.borrow_mut().get_or_insert_with(|| {
+                    invalid(name, &raw.to_string_lossy(), "the value is not valid UTF-8")
+                });
+                None
+            }
+        });
+        // Reading stops at the first error, so a non-UTF-8 value recorded
+        // meanwhile came first.
+        match not_utf8.into_inner() {
+            Some(e) => Err(e),
+            None => config,
+        }
     }
 
     /// Like [`Config::from_env`], reading variables through `lookup` instead of
@@ -277,7 +311,11 @@ impl Config {
     /// # Errors
     /// [`Error::InvalidEnv`] naming the first variable whose value is unusable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Self::read(lookup)
+    }
+
+    fn read(lookup: impl Fn(&'static str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut config = Self::default();
         if let Some(v) = get(OTEL_SERVICE_NAME).or_else(|| get(GLIMPSE_SERVICE)) {
             config.service = v.trim().to_owned();
@@ -314,10 +352,12 @@ impl Config {
                 _ => return Err(invalid(GLIMPSE_LOG_FORMAT, &v, "expected json or pretty")),
             };
         }
-        if let Some(v) =
-            get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).or_else(|| get(OTEL_EXPORTER_OTLP_ENDPOINT))
+        let traces_endpoint = get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+        if let Some(v) = traces_endpoint
+            .clone()
+            .or_else(|| get(OTEL_EXPORTER_OTLP_ENDPOINT))
         {
-            let name = if get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).is_some() {
+            let name = if traces_endpoint.is_some() {
                 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
             } else {
                 OTEL_EXPORTER_OTLP_ENDPOINT
@@ -331,7 +371,9 @@ impl Config {
                 ));
             }
             config.otlp_endpoint = Some(t.to_owned());
+            config.otlp_traces_endpoint = traces_endpoint.map(|v| v.trim().to_owned());
         }
+        config.batch = crate::trace::BatchSettings::from_lookup(&lookup)?;
         if let Some(v) = get(OTEL_EXPORTER_OTLP_PROTOCOL) {
             config.otlp_protocol = match v.trim() {
                 "grpc" => OtlpProtocol::Grpc,
@@ -793,6 +835,7 @@ mod tests {
             ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4317"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
             ("RUST_LOG", "info,[[["),
         ];
         for (name, value) in cases {
@@ -801,6 +844,63 @@ mod tests {
             assert!(msg.contains(name), "{msg} should name {name}");
             assert!(msg.contains(value), "{msg} should name {value}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_value_that_is_not_utf8_is_an_error_naming_the_variable() {
+        use std::{ffi::OsString, os::unix::ffi::OsStringExt};
+        let err = Config::from_os_lookup(|name| {
+            (name == GLIMPSE_ENV).then(|| OsString::from_vec(b"prod\xffuction".to_vec()))
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidEnv {
+                name: GLIMPSE_ENV,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "invalid value \"prod\u{fffd}uction\" for environment variable GLIMPSE_ENV: \
+             the value is not valid UTF-8"
+        );
+        // Not mistaken for unset: a later valid fallback does not hide it.
+        let err = Config::from_os_lookup(|name| match name {
+            OTEL_SERVICE_NAME => Some(OsString::from_vec(vec![0x80])),
+            GLIMPSE_SERVICE => Some("fallback".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains(OTEL_SERVICE_NAME), "{err}");
+        let c =
+            Config::from_os_lookup(|name| (name == GLIMPSE_ENV).then(|| "staging".into())).unwrap();
+        assert_eq!(c.environment, Environment::Staging);
+    }
+
+    #[test]
+    fn batch_settings_and_the_traces_endpoint_come_from_the_lookup() {
+        let c = Config::from_lookup(env(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "2000"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                " http://c:4318/custom ",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.batch.max_queue_size, 100);
+        assert_eq!(c.batch.export_timeout, Duration::from_secs(2));
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://c:4318/custom"));
+        assert_eq!(
+            c.otlp_traces_endpoint.as_deref(),
+            Some("http://c:4318/custom")
+        );
+        let c =
+            Config::from_lookup(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])).unwrap();
+        assert_eq!(c.otlp_traces_endpoint, None);
+        assert_eq!(c.batch, crate::trace::BatchSettings::default());
     }
 
     #[test]

@@ -192,8 +192,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QueueWriter {
 struct Inner {
     writer: WriterThread,
     pipeline: TracePipeline,
-    stop: tokio::sync::oneshot::Sender<()>,
-    metrics_thread: std::thread::JoinHandle<()>,
+    /// Stops the metrics thread; carries the grace period of scrapes in flight.
+    stop: tokio::sync::oneshot::Sender<Duration>,
+    metrics_thread: std::thread::JoinHandle<bool>,
 }
 
 /// Keeps `glimpse_obs` running; dropping it (or [`Guard::shutdown`]) flushes
@@ -350,7 +351,8 @@ impl Guard {
     ///
     /// # Errors
     /// [`Error::ShutdownTimeout`] when flushing did not finish in time (a
-    /// stuck stdout or collector); nothing blocks past the timeout.
+    /// stuck stdout or collector) or a scrape was still in flight (its
+    /// connection is dropped); nothing blocks past the timeout.
     pub fn shutdown(self) -> Result<(), Error> {
         self.shutdown_inner()
     }
@@ -366,17 +368,36 @@ impl Guard {
             .saturating_sub(start.elapsed())
             .max(Duration::from_millis(100));
         let logs_done = inner.writer.shutdown(left);
-        let _ = inner.stop.send(());
-        if logs_done {
-            let _ = inner.metrics_thread.join();
-        }
+        // Scrapes in flight may use what is left; a stalled scrape connection
+        // is dropped then, and should the thread still not end, it is
+        // detached rather than joined forever.
+        let left = self.timeout.saturating_sub(start.elapsed());
+        let _ = inner.stop.send(left);
+        let metrics_done =
+            join_within(inner.metrics_thread, left.saturating_add(THREAD_EXIT_SLACK)) == Some(true);
         span_result?;
-        if logs_done {
+        if logs_done && metrics_done {
             Ok(())
         } else {
             Err(Error::ShutdownTimeout(self.timeout))
         }
     }
+}
+
+/// How long a worker may take to exit once its own deadline passed.
+const THREAD_EXIT_SLACK: Duration = Duration::from_millis(100);
+
+/// `thread`'s result if it ends within `timeout`; otherwise `None`, and the
+/// thread is left detached.
+fn join_within<T>(thread: std::thread::JoinHandle<T>, timeout: Duration) -> Option<T> {
+    let start = Instant::now();
+    while !thread.is_finished() {
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    thread.join().ok()
 }
 
 impl Drop for Guard {

@@ -138,16 +138,34 @@ static GUARD: OnceLock<Option<crate::Guard>> = OnceLock::new();
 /// glimpse_obs::testing::ensure_init(); // any number of times
 /// glimpse_obs::business::match_created(); // counted from now on
 /// ```
+///
+/// # Panics
+/// When `init` fails for any reason other than someone else having
+/// initialised first ([`crate::Error::AlreadyInitialized`], or
+/// [`crate::Error::GlobalTaken`] for another tracing subscriber or metrics
+/// recorder): a test helper that hid such an error would leave every later
+/// capture silently empty.
 pub fn ensure_init() {
     GUARD.get_or_init(|| {
-        crate::Config::default()
-            .service("test")
-            .metrics_addr(None)
-            .process_metrics(false)
-            .log_filter("trace")
-            .and_then(|c| c.log_writer(std::io::sink()).init())
-            .ok()
+        adopt(
+            crate::Config::default()
+                .service("test")
+                .metrics_addr(None)
+                .process_metrics(false)
+                .log_filter("trace")
+                .and_then(|c| c.log_writer(std::io::sink()).init()),
+        )
     });
+}
+
+/// The guard of a successful `init`, or `None` when someone else
+/// initialised first; panics on any other error.
+fn adopt(result: Result<crate::Guard, crate::Error>) -> Option<crate::Guard> {
+    match result {
+        Ok(guard) => Some(guard),
+        Err(crate::Error::AlreadyInitialized | crate::Error::GlobalTaken { .. }) => None,
+        Err(e) => panic!("glimpse_obs::testing::ensure_init: {e}"),
+    }
 }
 
 /// What a block of code logged and how it moved the metrics, from
@@ -344,6 +362,26 @@ pub async fn capture_async<F: Future>(fut: F) -> (F::Output, Captured) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ensure_init_tolerates_an_earlier_init_only() {
+        assert!(adopt(Err(crate::Error::AlreadyInitialized)).is_none());
+        assert!(
+            adopt(Err(crate::Error::GlobalTaken {
+                what: "metrics recorder"
+            }))
+            .is_none()
+        );
+        let other = std::panic::catch_unwind(|| {
+            adopt(Err(crate::Error::Io {
+                context: "starting the log writer",
+                source: std::io::Error::other("no threads left"),
+            }))
+        });
+        let msg = other.unwrap_err();
+        let msg = msg.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("no threads left"), "{msg}");
+    }
 
     #[test]
     fn prometheus_text_parses_with_escaped_labels() {

@@ -270,17 +270,30 @@ fn zero_and_three_decimal_currencies_use_their_iso_4217_exponent() {
 }
 
 #[test]
-fn the_revenue_series_only_grows_and_is_described() {
+fn the_revenue_series_is_a_counter_with_help_and_the_global_labels() {
     let (_, after, _) = run(|| {
         business::payment_processed("stripe", "GBP", 1, PaymentStatus::Succeeded);
     });
     assert!(
-        after.contains("# HELP glimpse_payment_amount_total"),
+        after.contains(
+            "# HELP glimpse_payment_amount_total Revenue of succeeded payments in major currency units, by currency.\n\
+             # TYPE glimpse_payment_amount_total counter\n"
+        ),
         "{after}"
     );
-    // The `metrics` facade has integer counters only: revenue is a gauge
-    // that is only ever increased (documented in docs/metrics.md).
-    assert!(after.contains("# TYPE glimpse_payment_amount_total gauge"));
+    assert_eq!(
+        after.matches("# TYPE glimpse_payment_amount_total").count(),
+        1
+    );
+    // A float value in major units, with `service` and `env` as on every
+    // series of the recorder.
+    assert!(
+        after
+            .lines()
+            .any(|l| l
+                == r#"glimpse_payment_amount_total{service="payment",env="development",currency="GBP"} 0.01"#),
+        "{after}"
+    );
 }
 
 #[test]

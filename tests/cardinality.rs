@@ -156,22 +156,66 @@ fn registration_methods_message_kinds_and_admin_actions_are_capped() {
 }
 
 #[test]
-fn payment_providers_and_currencies_are_capped_as_pairs() {
+fn payment_providers_and_currencies_are_capped_separately() {
+    use business::{PaymentStatus::Succeeded, payment_processed};
     check(
         "glimpse_payments_total",
         "provider",
         "glimpse_payments_total",
-        |v| business::payment_processed(v, "EUR", 100, business::PaymentStatus::Succeeded),
+        |v| payment_processed(v, "EUR", 100, Succeeded),
     );
     let text = obs().render_metrics();
-    // Past the cap both labels are `other`, so no currency leaks through.
+    // A provider past the cap keeps its currency: EUR revenue stays EUR.
     assert_eq!(
         metric_value(
             &text,
             "glimpse_payments_total",
-            &[("provider", "other"), ("currency", "other")]
+            &[("provider", "other"), ("currency", "EUR")]
         ),
         Some((DISTINCT - CAP) as f64)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "glimpse_payment_amount_total",
+            &[("currency", "EUR")]
+        ),
+        Some(DISTINCT as f64)
+    );
+    assert_eq!(
+        values(&text, "glimpse_payment_amount_total", "currency"),
+        BTreeSet::from(["EUR".to_owned()])
+    );
+
+    // Currencies have a cap of their own (EUR is one of the hundred), and
+    // a known provider keeps its name past it.
+    for i in 0..DISTINCT {
+        payment_processed("v0", &format!("c{i}"), 100, Succeeded);
+    }
+    let text = obs().render_metrics();
+    let currencies = values(&text, "glimpse_payment_amount_total", "currency");
+    assert_eq!(currencies.len(), CAP + 1, "{currencies:?}");
+    assert!(currencies.contains("EUR") && currencies.contains("other"));
+    let overflowed = (DISTINCT - (CAP - 1)) as f64;
+    assert_eq!(
+        metric_value(
+            &text,
+            "glimpse_payments_total",
+            &[("provider", "v0"), ("currency", "other")]
+        ),
+        Some(overflowed)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "glimpse_payment_amount_total",
+            &[("currency", "other")]
+        ),
+        Some(overflowed)
+    );
+    assert_eq!(
+        overflow(&text, "glimpse_payments_total"),
+        (DISTINCT - CAP) as f64 + overflowed
     );
 }
 

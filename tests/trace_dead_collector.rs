@@ -219,7 +219,15 @@ fn scenario_child_process() {
     }
     .unwrap();
     rt.block_on(async move {
-        let guard = Config::default()
+        // The batch settings the parent set (`OTEL_BSP_*`); nothing else of
+        // the environment.
+        let bsp = |name: &str| {
+            name.starts_with("OTEL_BSP_")
+                .then(|| std::env::var(name).ok())
+                .flatten()
+        };
+        let guard = Config::from_lookup(bsp)
+            .unwrap()
             .service("dead-collector-test")
             .otlp_endpoint(endpoint)
             .otlp_protocol(protocol)

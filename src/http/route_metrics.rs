@@ -70,8 +70,14 @@ type Entries = [Option<Arc<RouteEntry>>; METHODS.len()];
 
 static CACHE: LazyLock<RwLock<HashMap<Box<str>, Entries>>> = LazyLock::new(Default::default);
 
-/// The entry of (`route`, method index `m`), created on first use.
+/// The entry of (`route`, method index `m`), created on first use. Before
+/// `init` the handles belong to the no-op recorder: such an entry is built
+/// for the one request and never cached, or the route would stay without
+/// metrics for good.
 pub(crate) fn entry(route: &str, m: usize) -> Arc<RouteEntry> {
+    if !crate::metrics::handles::ready() {
+        return Arc::new(new_entry(route, m));
+    }
     if let Some(Some(e)) = CACHE
         .read()
         .unwrap_or_else(|e| e.into_inner())
@@ -82,17 +88,19 @@ pub(crate) fn entry(route: &str, m: usize) -> Arc<RouteEntry> {
     }
     let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
     let slot = &mut cache.entry(route.into()).or_default()[m];
-    slot.get_or_insert_with(|| {
-        let method = METHODS[m];
-        let route: Arc<str> = Arc::from(route);
-        Arc::new(RouteEntry {
-            method,
-            span_name: Arc::from(format!("{method} {route}")),
-            active: metrics::gauge!(names::HTTP_SERVER_ACTIVE_REQUESTS,
-                labels::METHOD => method, labels::ROUTE => route.to_string()),
-            route,
-            by_status: RwLock::new(Vec::new()),
-        })
-    })
-    .clone()
+    slot.get_or_insert_with(|| Arc::new(new_entry(route, m)))
+        .clone()
+}
+
+fn new_entry(route: &str, m: usize) -> RouteEntry {
+    let method = METHODS[m];
+    let route: Arc<str> = Arc::from(route);
+    RouteEntry {
+        method,
+        span_name: Arc::from(format!("{method} {route}")),
+        active: metrics::gauge!(names::HTTP_SERVER_ACTIVE_REQUESTS,
+            labels::METHOD => method, labels::ROUTE => route.to_string()),
+        route,
+        by_status: RwLock::new(Vec::new()),
+    }
 }

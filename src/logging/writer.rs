@@ -178,19 +178,29 @@ impl LineQueue {
     /// Wait until every line queued before this call is written, up to `timeout`.
     /// Returns whether it finished.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A timeout past what `Instant` can hold (`Duration::MAX`) means no
+        // deadline.
+        let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
         while !st.buf.is_empty() || st.writing {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .shared
-                .progress
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.shared
+                        .progress
+                        .wait_timeout(st, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self
+                    .shared
+                    .progress
+                    .wait(st)
+                    .unwrap_or_else(|e| e.into_inner()),
+            };
         }
         true
     }
@@ -310,6 +320,18 @@ mod tests {
         assert!(t.shutdown(Duration::from_secs(5)));
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count() as u64 + q.dropped(), 10_000);
+    }
+
+    #[test]
+    fn flush_and_shutdown_accept_an_unbounded_timeout() {
+        let out = Collect::default();
+        let (q, mut t) = LineQueue::start(Box::new(out.clone()), 1 << 20).unwrap();
+        q.push(b"one\n", false);
+        assert!(q.flush(Duration::MAX));
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"one\n");
+        q.push(b"two\n", false);
+        assert!(t.shutdown(Duration::MAX));
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"one\ntwo\n");
     }
 
     #[test]

@@ -19,9 +19,10 @@
 //! # });
 //! ```
 
-use metrics::{Counter, Gauge};
+use metrics::Counter;
 
 use super::{
+    float_counter::{FloatCounter, FloatFamily},
     handles::{Family, Single},
     names::{self, labels as keys},
 };
@@ -115,24 +116,37 @@ impl PaymentStatus {
 struct PaymentHandles {
     succeeded: Counter,
     failed: Counter,
-    /// Revenue in major units: a gauge only ever increased, because the
-    /// `metrics` facade's counters are integers (see `docs/metrics.md`).
-    revenue: Gauge,
+    /// Revenue in major units, the series of `currency` (shared by every
+    /// provider): a float counter of our own, because the `metrics`
+    /// facade's counters are integers.
+    revenue: FloatCounter,
 }
 
-static PAYMENTS: Family<PaymentHandles> = Family::new(names::PAYMENTS, |provider, currency| {
-    let count = |status: PaymentStatus| {
-        metrics::counter!(names::PAYMENTS,
+/// `glimpse_payment_amount_total{currency}`, rendered into the scrape text
+/// by the exporter.
+pub(crate) static REVENUE: FloatFamily = FloatFamily::new(
+    names::PAYMENT_AMOUNT,
+    keys::CURRENCY,
+    "Revenue of succeeded payments in major currency units, by currency.",
+);
+
+// Provider and currency are capped separately: a new provider past the cap
+// becomes `provider="other"` without moving a known currency's revenue into
+// `currency="other"`.
+static PAYMENTS: Family<PaymentHandles> =
+    Family::per_label(names::PAYMENTS, |provider, currency| {
+        let count = |status: PaymentStatus| {
+            metrics::counter!(names::PAYMENTS,
             keys::STATUS => status.as_str(),
             keys::PROVIDER => provider.to_owned(),
             keys::CURRENCY => currency.to_owned())
-    };
-    PaymentHandles {
-        succeeded: count(PaymentStatus::Succeeded),
-        failed: count(PaymentStatus::Failed),
-        revenue: metrics::gauge!(names::PAYMENT_AMOUNT, keys::CURRENCY => currency.to_owned()),
-    }
-});
+        };
+        PaymentHandles {
+            succeeded: count(PaymentStatus::Succeeded),
+            failed: count(PaymentStatus::Failed),
+            revenue: REVENUE.counter(currency),
+        }
+    });
 
 /// The number of decimals of `currency`'s minor unit (ISO 4217): 0 for
 /// JPY or KRW, 3 for KWD or BHD, 4 for CLF, 2 for every other code.

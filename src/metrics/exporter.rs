@@ -1,6 +1,6 @@
 //! The Prometheus recorder and its scrape listener.
 
-use std::{net::SocketAddr, sync::OnceLock, time::Duration};
+use std::{future::IntoFuture, net::SocketAddr, sync::OnceLock, time::Duration};
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -13,6 +13,13 @@ use crate::{Config, Error};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static PROCESS: OnceLock<Option<metrics_process::Collector>> = OnceLock::new();
+/// `service="…",env="…"`, escaped: the recorder's global labels, for the
+/// series rendered outside the recorder.
+static GLOBAL_LABELS: OnceLock<String> = OnceLock::new();
+
+/// Float counters the `metrics` facade cannot hold, rendered after the
+/// recorder's text.
+const FLOAT_COUNTERS: &[&super::float_counter::FloatFamily] = &[&super::business::REVENUE];
 
 /// How often histogram buckets are drained when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -42,6 +49,7 @@ pub(crate) fn build_recorder(config: &Config) -> Result<PrometheusRecorder, Erro
 
 /// Remember the handle and describe every metric (HELP text and units).
 pub(crate) fn register(handle: PrometheusHandle, config: &Config) {
+    let _ = GLOBAL_LABELS.set(global_labels(config));
     let _ = HANDLE.set(handle);
     describe_all();
     metrics::gauge!(names::BUILD_INFO, "version" => config.version.clone(), "glimpse_obs" => env!("CARGO_PKG_VERSION"))
@@ -59,13 +67,42 @@ pub(crate) fn installed() -> bool {
     HANDLE.get().is_some()
 }
 
-/// The text a scrape receives, with fresh process metrics.
+/// The text a scrape receives, with fresh process metrics: the one render
+/// path of the scrape listener, [`metrics_handler`], `Guard::render_metrics`
+/// and the `testing` snapshots.
 pub(crate) fn render() -> Option<String> {
     let handle = HANDLE.get()?;
     if let Some(Some(c)) = PROCESS.get() {
         c.collect();
     }
-    Some(handle.render())
+    let mut text = handle.render();
+    let labels = GLOBAL_LABELS.get().map_or("", String::as_str);
+    for family in FLOAT_COUNTERS {
+        family.render(labels, &mut text);
+    }
+    Some(text)
+}
+
+/// The global labels as `build_recorder` sets them, in the same order.
+fn global_labels(config: &Config) -> String {
+    use super::float_counter::escape_label_value;
+    let mut out = String::new();
+    for (i, (key, value)) in [
+        (names::labels::SERVICE, config.service.as_str()),
+        (names::labels::ENV, config.environment.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push_str("=\"");
+        escape_label_value(value, &mut out);
+        out.push('"');
+    }
+    out
 }
 
 /// Drains histogram buckets; called periodically.
@@ -110,11 +147,14 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
 }
 
 /// The background thread: serves scrapes (when a listener is given) and
-/// runs histogram upkeep. Stops when `stop` resolves.
+/// runs histogram upkeep. Stops when `stop` delivers a grace period: scrapes
+/// in flight get that long to finish, then their connections are dropped
+/// (a client that never completes its request cannot keep the thread). The
+/// thread returns whether every scrape finished within the grace period.
 pub(crate) fn spawn(
     listener: Option<std::net::TcpListener>,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) -> Result<std::thread::JoinHandle<()>, Error> {
+    stop: tokio::sync::oneshot::Receiver<Duration>,
+) -> Result<std::thread::JoinHandle<bool>, Error> {
     // A runtime of its own: init may run outside any runtime, and scrapes
     // must be answered even when the application's runtime is saturated.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -127,7 +167,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("glimpse-metrics".into())
         .spawn(move || {
-            rt.block_on(async move {
+            let graceful = rt.block_on(async move {
                 let upkeep_task = tokio::spawn(async {
                     let mut tick = tokio::time::interval(UPKEEP_EVERY);
                     loop {
@@ -135,23 +175,42 @@ pub(crate) fn spawn(
                         upkeep();
                     }
                 });
-                match listener.map(tokio::net::TcpListener::from_std) {
+                let (grace_tx, grace_rx) = tokio::sync::oneshot::channel();
+                let signal = async move {
+                    // A sender dropped without a word means no grace.
+                    let grace = stop.await.unwrap_or_default();
+                    let _ = grace_tx.send(grace);
+                };
+                let graceful = match listener.map(tokio::net::TcpListener::from_std) {
                     Some(Ok(listener)) => {
                         let app = Router::new()
                             .route("/metrics", get(metrics_handler))
                             .route("/", get(metrics_handler));
-                        let _ = axum::serve(listener, app)
-                            .with_graceful_shutdown(async {
-                                let _ = stop.await;
-                            })
-                            .await;
+                        let serve = axum::serve(listener, app)
+                            .with_graceful_shutdown(signal)
+                            .into_future();
+                        let grace_over = async {
+                            match grace_rx.await {
+                                Ok(grace) => tokio::time::sleep(grace).await,
+                                Err(_) => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            _ = serve => true,
+                            () = grace_over => false,
+                        }
                     }
                     _ => {
-                        let _ = stop.await;
+                        signal.await;
+                        true
                     }
-                }
+                };
                 upkeep_task.abort();
+                graceful
             });
+            // Dropping the runtime here drops any connection still open.
+            drop(rt);
+            graceful
         })
         .map_err(|source| Error::Io {
             context: "starting the metrics thread",
@@ -228,11 +287,8 @@ fn describe_all() {
         Unit::Count,
         "Payments processed, by status, provider and currency."
     );
-    describe_counter!(
-        PAYMENT_AMOUNT,
-        Unit::Count,
-        "Revenue of succeeded payments in major currency units, by currency."
-    );
+    // PAYMENT_AMOUNT is a float counter outside the recorder; its HELP text
+    // is in `business::REVENUE`.
     describe_counter!(FEATURE_USAGE, Unit::Count, "Feature uses, by feature.");
     describe_counter!(
         CONVERSIONS,

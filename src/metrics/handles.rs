@@ -10,17 +10,19 @@
 //! A [`Family`] is a lock-free, append-only open-addressing table of
 //! `OnceLock` slots: a look-up hashes the values and compares at most a few
 //! slots, with no atomic read-modify-write. Values reach the table only
-//! after the cardinality guard admitted them, so it holds at most `label_cap`
-//! entries; values past the cap share the `other` handles.
+//! after the cardinality guard admitted them (values past the cap share the
+//! `other` handles), and the table is never filled beyond half, so a miss
+//! ends at an empty slot after a short probe.
 //!
 //! Handles are only cached once `glimpse_obs` is initialised: a handle
 //! resolved earlier belongs to the no-op recorder and would stay dead.
 
 use std::{
+    borrow::Cow,
     ops::Deref,
     sync::{
         OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -115,22 +117,55 @@ impl<H> Slot<H> {
 const MIN_SLOTS: usize = 16;
 const MAX_SLOTS: usize = 8192;
 
+/// The table size for `entries` admitted values: twice as many slots,
+/// a power of two within `MIN_SLOTS..=MAX_SLOTS` (no overflow for a huge cap).
+fn table_slots(entries: usize) -> usize {
+    entries
+        .saturating_mul(2)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_SLOTS)
+        .clamp(MIN_SLOTS, MAX_SLOTS)
+}
+
 /// Handle sets keyed by one or two caller-fed label values (`b` is `""` for
-/// one), capped together by one [`LabelGuard`].
+/// one), capped together by one [`LabelGuard`] ([`Family::new`]) or each by
+/// its own ([`Family::per_label`]).
 pub(crate) struct Family<H: 'static> {
     guard: LabelGuard,
+    /// Caps `b` on its own (then `guard` caps `a` alone).
+    b_guard: Option<LabelGuard>,
     table: OnceLock<Box<[OnceLock<Slot<H>>]>>,
+    /// Slots taken, kept at most half the table.
+    filled: AtomicUsize,
     other: OnceLock<H>,
     make: fn(&str, &str) -> H,
 }
 
 impl<H> Family<H> {
     /// `metric` names the family in `glimpse_obs_label_overflow_total`;
-    /// `make` resolves the handles of admitted values.
+    /// `make` resolves the handles of admitted values. The cap applies to
+    /// (`a`, `b`) pairs; past it, both become `other`.
     pub(crate) const fn new(metric: &'static str, make: fn(&str, &str) -> H) -> Self {
         Self {
             guard: LabelGuard::new(metric),
+            b_guard: None,
             table: OnceLock::new(),
+            filled: AtomicUsize::new(0),
+            other: OnceLock::new(),
+            make,
+        }
+    }
+
+    /// Like [`Family::new`], but `a` and `b` are capped separately: a new
+    /// value of one past its cap becomes `other` while the other label keeps
+    /// its value (a new payment provider never moves revenue of a known
+    /// currency into `currency="other"`).
+    pub(crate) const fn per_label(metric: &'static str, make: fn(&str, &str) -> H) -> Self {
+        Self {
+            guard: LabelGuard::new(metric),
+            b_guard: Some(LabelGuard::new(metric)),
+            table: OnceLock::new(),
+            filled: AtomicUsize::new(0),
             other: OnceLock::new(),
             make,
         }
@@ -161,27 +196,45 @@ impl<H> Family<H> {
             // guard must not count values nobody will see.
             return Ref::Owned((self.make)(a, b));
         }
-        let admitted = if b.is_empty() {
-            self.guard.admit(a) == a
-        } else {
-            let mut key = String::with_capacity(a.len() + 1 + b.len());
-            key.push_str(a);
-            key.push('\u{1f}');
-            key.push_str(b);
-            self.guard.admit(&key) == key.as_str()
+        let (a, b, overflow) = match &self.b_guard {
+            // Each label on its own, without allocating: a caller that keeps
+            // sending new values past the cap stays allocation-free.
+            Some(b_guard) => {
+                let (a, b) = (self.guard.admit(a), b_guard.admit(b));
+                let both = a == OVERFLOW_VALUE && b == OVERFLOW_VALUE;
+                (a, b, both)
+            }
+            None => {
+                let admitted = if b.is_empty() {
+                    self.guard.admit(a) == a
+                } else {
+                    let mut key = String::with_capacity(a.len() + 1 + b.len());
+                    key.push_str(a);
+                    key.push('\u{1f}');
+                    key.push_str(b);
+                    self.guard.admit(&key) == key.as_str()
+                };
+                (Cow::Borrowed(a), Cow::Borrowed(b), !admitted)
+            }
         };
-        if !admitted {
+        if overflow {
             return Ref::Static(
                 self.other
                     .get_or_init(|| (self.make)(OVERFLOW_VALUE, OVERFLOW_VALUE)),
             );
         }
+        let (a, b) = (&*a, &*b);
         let table = self.table.get_or_init(|| {
             let cap = crate::init::settings().label_cap;
-            let slots = (cap.saturating_mul(2))
-                .next_power_of_two()
-                .clamp(MIN_SLOTS, MAX_SLOTS);
-            (0..slots).map(|_| OnceLock::new()).collect()
+            // Per label, up to cap × cap pairs may exist; room for twice the
+            // cap keeps the table small, and pairs past half of it are
+            // resolved on each call (slower, still correct).
+            let entries = if self.b_guard.is_some() {
+                cap.saturating_mul(2)
+            } else {
+                cap
+            };
+            (0..table_slots(entries)).map(|_| OnceLock::new()).collect()
         });
         let (ka, kb) = (Key::of(a), Key::of(b));
         let mask = table.len() - 1;
@@ -191,16 +244,24 @@ impl<H> Family<H> {
             let s = match slot.get() {
                 Some(s) => s,
                 None => {
+                    if self.filled.load(Ordering::Relaxed) >= table.len() / 2 {
+                        break;
+                    }
                     // Racing inserts probe the same sequence, so the loser
                     // finds the winner's slot here and uses it if it is the
                     // same value.
-                    let _ = slot.set(Slot {
-                        ka,
-                        kb,
-                        a: a.into(),
-                        b: b.into(),
-                        h: (self.make)(a, b),
-                    });
+                    let inserted = slot
+                        .set(Slot {
+                            ka,
+                            kb,
+                            a: a.into(),
+                            b: b.into(),
+                            h: (self.make)(a, b),
+                        })
+                        .is_ok();
+                    if inserted {
+                        self.filled.fetch_add(1, Ordering::Relaxed);
+                    }
                     match slot.get() {
                         Some(s) => s,
                         None => break,
@@ -288,7 +349,15 @@ fn hash(a: Key, b: Key) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{Key, hash};
+    use super::{Key, MAX_SLOTS, MIN_SLOTS, hash, table_slots};
+
+    #[test]
+    fn table_sizes_stay_in_bounds_for_any_cap() {
+        assert_eq!(table_slots(0), MIN_SLOTS);
+        assert_eq!(table_slots(100), 256);
+        assert_eq!(table_slots(usize::MAX / 2 + 1), MAX_SLOTS);
+        assert_eq!(table_slots(usize::MAX), MAX_SLOTS);
+    }
 
     fn h(a: &str, b: &str) -> usize {
         hash(Key::of(a), Key::of(b))

@@ -45,8 +45,6 @@ pub(crate) const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
 /// Longest time one export may take, in milliseconds.
 pub(crate) const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
-/// Traces-only OTLP endpoint (used verbatim for `http/protobuf`).
-const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 
 /// Batch settings, from the standard `OTEL_BSP_*` variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +71,9 @@ impl BatchSettings {
     /// Defaults overridden by each `OTEL_BSP_*` variable that `lookup` finds
     /// (empty counts as unset). A value that is not a positive whole number is
     /// an error naming the variable, not a silent fallback.
-    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, Error> {
         let get = |name: &'static str| -> Result<Option<u64>, Error> {
             let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
                 return Ok(None);
@@ -402,9 +402,11 @@ pub(crate) fn http_traces_url(endpoint: &str, traces_env: Option<&str>) -> Strin
 }
 
 /// Build the OTLP exporter inside the export runtime's context (tonic spawns
-/// its connection worker on the current runtime).
+/// its connection worker on the current runtime). `traces_env` is the
+/// configured `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (see [`http_traces_url`]).
 pub(crate) fn build_exporter(
     endpoint: &str,
+    traces_env: Option<&str>,
     protocol: OtlpProtocol,
     runtime: &ExportRuntime,
 ) -> Result<opentelemetry_otlp::SpanExporter, Error> {
@@ -415,14 +417,11 @@ pub(crate) fn build_exporter(
             .with_protocol(Protocol::Grpc)
             .with_endpoint(endpoint.trim())
             .build(),
-        OtlpProtocol::HttpProtobuf => {
-            let traces_env = std::env::var(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).ok();
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(http_traces_url(endpoint, traces_env.as_deref()))
-                .build()
-        }
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(http_traces_url(endpoint, traces_env))
+            .build(),
     };
     built.map_err(|e| Error::Trace(format!("cannot export traces to {endpoint}: {e}")))
 }

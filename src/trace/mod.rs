@@ -50,7 +50,8 @@ use tracing_subscriber::{
 
 use crate::{Config, Error, Sampler};
 
-use export::{BatchSettings, ExportRuntime, Gate, GatedProcessor, RuntimeExporter};
+pub(crate) use export::BatchSettings;
+use export::{ExportRuntime, Gate, GatedProcessor, RuntimeExporter};
 
 /// The tracing layer of the pipeline: OpenTelemetry spans, then the span IDs
 /// recorded for log correlation.
@@ -82,19 +83,18 @@ impl TracePipeline {
     /// `service.version`, `deployment.environment.name` (plus
     /// `OTEL_RESOURCE_ATTRIBUTES`), the configured sampler, and, when
     /// `config.otlp_endpoint` is set, a bounded batch exporter (gRPC or
-    /// http/protobuf) honouring `OTEL_BSP_*`. Without an endpoint nothing is
+    /// http/protobuf) with `config.batch` (`OTEL_BSP_*`). Without an endpoint nothing is
     /// exported but IDs are still generated. Works inside or outside a Tokio
     /// runtime of either flavour.
     ///
     /// # Errors
-    /// [`Error::InvalidEnv`] for an unusable `OTEL_BSP_*` value;
     /// [`Error::Trace`] when the exporter cannot be built (bad URL, https
     /// without TLS support).
     pub(crate) fn new(config: &Config) -> Result<Self, Error> {
-        Self::build(config, |name| std::env::var(name).ok())
+        Self::build(config)
     }
 
-    fn build(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+    fn build(config: &Config) -> Result<Self, Error> {
         let resource = Resource::builder()
             .with_service_name(config.service.clone())
             .with_attributes([
@@ -108,9 +108,14 @@ impl TracePipeline {
         let export = match &config.otlp_endpoint {
             None => None,
             Some(endpoint) => {
-                let settings = BatchSettings::from_lookup(&lookup)?;
+                let settings = config.batch;
                 let runtime = ExportRuntime::start()?;
-                let exporter = export::build_exporter(endpoint, config.otlp_protocol, &runtime)?;
+                let exporter = export::build_exporter(
+                    endpoint,
+                    config.otlp_traces_endpoint.as_deref(),
+                    config.otlp_protocol,
+                    &runtime,
+                )?;
                 let gate = Arc::new(Gate::new(settings.max_queue_size));
                 let exporter = RuntimeExporter::new(
                     exporter,
@@ -427,7 +432,7 @@ mod tests {
             .service("trace-unit")
             .sampler(sampler)
             .metrics_addr(None);
-        TracePipeline::build(&config, |_| None).unwrap()
+        TracePipeline::build(&config).unwrap()
     }
 
     fn with_pipeline<R>(sampler: Sampler, f: impl FnOnce() -> R) -> (R, Vec<Seen>) {
