@@ -8,13 +8,22 @@
 //!   `PropagateRequestIdLayer` + axum-prometheus's layer + tracing-subscriber
 //!   `fmt().json()`.
 //!
+//!
+//! The `tracing` group compares tracing on (every request sampled, spans
+//! exported over OTLP/gRPC to a receiver in the parent process) with tracing
+//! off (no endpoint: IDs only), each in a child process of its own, since
+//! `init` configures the process once. A child measures its own CPU time
+//! over the requests plus the final flush of the span queue, so the export
+//! work (batching, encoding, gRPC) is counted. Each Criterion iteration is
+//! [`BATCH`] requests in the child, reported per request.
+//!
 //! `cargo bench --bench layer`
 
 use std::time::Duration;
 
 use axum::{Router, body::Body, extract::Path, routing::get};
 use axum_prometheus::BaseMetricLayer;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http::Request;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::{
@@ -99,5 +108,157 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+const CHILD_MODE: &str = "GLIMPSE_BENCH_TRACING_CHILD";
+const CHILD_ITERS: &str = "GLIMPSE_BENCH_ITERS";
+/// Requests per Criterion iteration in a child: a child costs milliseconds
+/// of wall time to start, so Criterion's wall-clock warm-up would otherwise
+/// stop at a few hundred requests. The reported time is per request.
+const BATCH: u64 = 100;
+
+/// Child side of the `tracing` group: init as told, run the requests, print
+/// the CPU time in nanoseconds and the dropped-span count.
+fn child(mode: &str) {
+    let iters: u64 = std::env::var(CHILD_ITERS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("iterations");
+    let config = glimpse_obs::Config::from_env()
+        .expect("config")
+        .service("bench")
+        .metrics_addr(None)
+        .process_metrics(false)
+        .sampler(glimpse_obs::Sampler::AlwaysOn)
+        .log_writer(std::io::sink());
+    let config = if mode == "on" {
+        config
+    } else {
+        config.otlp_endpoint(None)
+    };
+    let guard = config.init().expect("init");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app: Router = Router::new()
+        .route("/users/{id}", get(handler))
+        .layer(glimpse_obs::layer());
+    let global = dispatcher::get_default(Clone::clone);
+    // Warm up: caches, the exporter's gRPC connection, the batch buffers.
+    cpu_per(&rt, &app, &global, 2000);
+    assert!(guard.flush(Duration::from_secs(30)), "flush");
+    let start = cpu_time::ProcessTime::now();
+    cpu_per(&rt, &app, &global, iters * BATCH);
+    assert!(guard.flush(Duration::from_secs(30)), "flush");
+    let cpu = start.elapsed() / BATCH as u32;
+    println!("{} {}", cpu.as_nanos(), guard.dropped_spans());
+}
+
+/// A gRPC trace receiver that only counts spans.
+#[derive(Clone, Default)]
+struct CountSpans(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for CountSpans
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let spans: usize = request
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0
+            .fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(tonic::Response::new(
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse {
+                partial_success: None,
+            },
+        ))
+    }
+}
+
+fn bench_tracing(c: &mut Criterion) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let received = CountSpans::default();
+    let receiver_rt = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = receiver_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = TraceServiceServer::new(received.clone());
+    receiver_rt.spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .expect("receiver");
+    });
+    let exe = std::env::current_exe().expect("current exe");
+    let dropped = std::sync::atomic::AtomicU64::new(0);
+    let run = |mode: &str, iters: u64| -> Duration {
+        let out = std::process::Command::new(&exe)
+            .env(CHILD_MODE, mode)
+            .env(CHILD_ITERS, iters.to_string())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            // Room for every span of a sample, sent in large batches, so
+            // the figure is the cost of exporting them, not of dropping.
+            .env("OTEL_BSP_MAX_QUEUE_SIZE", "65536")
+            .env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2048")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env_remove("GLIMPSE_LOG")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("child");
+        assert!(out.status.success(), "child failed: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut fields = text.split_whitespace();
+        let nanos: u64 = fields.next().and_then(|v| v.parse().ok()).expect("nanos");
+        let lost: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        dropped.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+        if std::env::var_os("GLIMPSE_BENCH_DEBUG").is_some() {
+            eprintln!(
+                "{mode} {iters}: {nanos} ns, dropped {lost}, received so far {}",
+                received.0.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+        Duration::from_nanos(nanos)
+    };
+    let mut g = c.benchmark_group("tracing");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+    g.bench_function("off_ids_only", |b| b.iter_custom(|n| run("off", n)));
+    g.bench_function("on_sampled_exporting_grpc", |b| {
+        b.iter_custom(|n| run("on", n))
+    });
+    g.finish();
+    println!(
+        "spans received by the OTLP receiver: {}, dropped by the children: {}",
+        received.0.load(std::sync::atomic::Ordering::Relaxed),
+        dropped.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+criterion_group!(benches, bench, bench_tracing);
+
+fn main() {
+    if let Ok(mode) = std::env::var(CHILD_MODE) {
+        child(&mode);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -27,9 +27,11 @@ use crate::{
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 static SETTINGS: OnceLock<Arc<Settings>> = OnceLock::new();
 
-/// The settings request-time code reads: those of `init`, or defaults.
+/// The settings request-time code reads: those of `init`, or defaults
+/// until `init` has run (reading them never pins the defaults).
 pub(crate) fn settings() -> &'static Settings {
-    SETTINGS.get_or_init(|| Arc::new(Settings::default()))
+    static DEFAULTS: std::sync::LazyLock<Settings> = std::sync::LazyLock::new(Settings::default);
+    SETTINGS.get().map_or(&*DEFAULTS, |s| s)
 }
 
 /// Install everything from the environment: JSON logs on stdout, the
@@ -98,9 +100,12 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
         .unwrap_or_else(|| Box::new(std::io::stdout()));
     let (queue, writer) = LineQueue::start(out, config.log_queue_bytes)?;
     let log_layer = match config.log_format {
-        LogFormat::Json => JsonLayer::new(&config.service, queue.clone())
-            .with_filter(filter_layer)
-            .boxed(),
+        LogFormat::Json => {
+            crate::logging::layer::JSON_INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
+            JsonLayer::new(&config.service, queue.clone())
+                .with_filter(filter_layer)
+                .boxed()
+        }
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .pretty()
             .with_writer(QueueWriter(queue.clone()))
@@ -112,10 +117,12 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
     let exporting = pipeline.exporting();
     // Boxed, not `Option`: `Option<L>` does not forward `on_register_dispatch`,
     // which the exporting pipeline's ID layer needs.
+    crate::trace::EXPORTING.store(exporting, std::sync::atomic::Ordering::Relaxed);
     let trace_layer = if exporting {
         pipeline.layer().with_filter(otel_filter()).boxed()
     } else {
-        crate::trace::LightLayer::default()
+        let _ = crate::trace::light::SAMPLER.set(config.sampler);
+        crate::trace::LightLayer::new(config.sampler)
             .with_filter(otel_filter())
             .boxed()
     };

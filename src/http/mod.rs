@@ -59,8 +59,9 @@ pub(crate) fn current_request_id() -> Option<RequestId> {
 
 /// The glimpse_obs tower layer with the settings of `init()` (or defaults):
 /// request ID, server span, HTTP metrics and one access line per request.
-/// Same as [`ObsLayer::new`]. Build it after [`init`](crate::init): the
-/// layer copies the settings when it is built.
+/// Same as [`ObsLayer::new`]. It may be built before or after
+/// [`init`](crate::init): what the builder methods do not set is read from
+/// `init`'s settings at request time.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -77,8 +78,11 @@ pub fn layer() -> ObsLayer {
 struct Settings {
     header: HeaderName,
     excluded: Vec<String>,
+    /// Rates set with [`ObsLayer::sample`]; other routes follow
+    /// `GLIMPSE_LOG_SAMPLE` as `init` read it.
     sample: Vec<(String, f64)>,
-    slow: Duration,
+    /// Set with [`ObsLayer::slow_request`]; else `GLIMPSE_SLOW_REQUEST_MS`.
+    slow: Option<Duration>,
     unmatched: String,
 }
 
@@ -118,13 +122,12 @@ impl ObsLayer {
     /// let layer = glimpse_obs::ObsLayer::new();
     /// ```
     pub fn new() -> Self {
-        let s = crate::init::settings();
         Self {
             settings: Arc::new(Settings {
                 header: X_REQUEST_ID,
                 excluded: vec!["/health".into(), "/metrics".into()],
-                sample: s.log_sample.clone(),
-                slow: s.slow_request,
+                sample: Vec::new(),
+                slow: None,
                 unmatched: UNMATCHED_ROUTE.into(),
             }),
         }
@@ -186,7 +189,7 @@ impl ObsLayer {
     /// let layer = glimpse_obs::layer().slow_request(std::time::Duration::from_millis(300));
     /// ```
     pub fn slow_request(self, threshold: Duration) -> Self {
-        self.edit(|s| s.slow = threshold)
+        self.edit(|s| s.slow = Some(threshold))
     }
 
     /// The `route` label of requests that matched no route. Defaults to `unmatched`.
@@ -286,7 +289,9 @@ where
 
         let request_id = RequestId::from_headers(req.headers(), &settings.header);
         entry.active.increment(1.0);
-        let path: Box<str> = cap_path(req.uri().path()).into();
+        // A clone of the URI shares its bytes: no copy of the path.
+        let uri = req.uri().clone();
+        let path = cap_path(uri.path());
         let span = tracing::info_span!(
             target: "glimpse_obs::http",
             "request",
@@ -295,7 +300,7 @@ where
             otel.status_code = Empty,
             "http.request.method" = entry.method,
             "http.route" = &*entry.route,
-            "url.path" = &*path,
+            "url.path" = path,
             "url.scheme" = req.uri().scheme_str().unwrap_or("http"),
             "network.protocol.version" = protocol_version(req.version()),
             "user_agent.original" = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
@@ -306,7 +311,7 @@ where
         );
         crate::trace::set_parent_from_headers(&span, req.headers());
         let scope = Arc::new(RequestScope::new(request_id.clone()));
-        scope::attach(&span, scope.clone());
+        let traceparent = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
 
         let inner = span.in_scope(|| self.inner.call(req));
@@ -317,11 +322,39 @@ where
                 span,
                 scope,
                 entry,
-                path,
+                uri,
                 settings: settings.clone(),
+                traceparent,
                 done: false,
             })),
         }
+    }
+}
+
+/// The access line's fields as `,"key":value` runs, in the order the
+/// event-field form writes them.
+fn access_fields(
+    out: &mut Vec<u8>,
+    method: &str,
+    route: &str,
+    path: &str,
+    status: u16,
+    ms: f64,
+    cancelled: bool,
+) {
+    use crate::logging::json;
+    out.extend_from_slice(b",\"method\":");
+    json::string_into(out, method);
+    out.extend_from_slice(b",\"route\":");
+    json::string_into(out, route);
+    out.extend_from_slice(b",\"path\":");
+    json::string_into(out, path);
+    out.extend_from_slice(b",\"http_status\":");
+    json::int_into(out, status);
+    out.extend_from_slice(b",\"response_time\":");
+    json::f64_into(out, ms);
+    if cancelled {
+        out.extend_from_slice(b",\"cancelled\":true");
     }
 }
 
@@ -361,8 +394,10 @@ struct Pending {
     span: Span,
     scope: Arc<RequestScope>,
     entry: Arc<route_metrics::RouteEntry>,
-    path: Box<str>,
+    uri: http::Uri,
     settings: Arc<Settings>,
+    /// The response's `traceparent`, when known at the start (light layer).
+    traceparent: Option<HeaderValue>,
     done: bool,
 }
 
@@ -388,7 +423,11 @@ where
                 if let Ok(v) = HeaderValue::from_str(state.scope.request_id.as_str()) {
                     resp.headers_mut().insert(state.settings.header.clone(), v);
                 }
-                if let Some(tp) = crate::trace::traceparent(&state.span) {
+                let tp = state
+                    .traceparent
+                    .take()
+                    .or_else(|| crate::trace::traceparent(&state.span));
+                if let Some(tp) = tp {
                     resp.headers_mut()
                         .insert(HeaderName::from_static("traceparent"), tp);
                 }
@@ -420,7 +459,7 @@ impl Pending {
 
         let level = if status >= 500 {
             Level::ERROR
-        } else if elapsed > self.settings.slow || status == CANCELLED_STATUS {
+        } else if elapsed > self.slow_threshold() || status == CANCELLED_STATUS {
             Level::WARN
         } else {
             Level::INFO
@@ -436,22 +475,62 @@ impl Pending {
         .as_str();
         // Whole microseconds divided by 1000 print as short decimals (1.430762).
         let ms = elapsed.as_micros() as f64 / 1000.0;
-        let (method, route, path) = (self.entry.method, &*self.entry.route, &*self.path);
-        span.in_scope(|| match level {
-            Level::ERROR => tracing::error!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
-            Level::WARN if status == CANCELLED_STATUS => tracing::warn!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, cancelled = true, "request completed"),
-            Level::WARN => tracing::warn!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
-            _ => tracing::info!(target: ACCESS_TARGET, method, route, path, http_status = status, response_time = ms, log_type, "request completed"),
-        });
+        let (method, route, path) = (
+            self.entry.method,
+            &*self.entry.route,
+            cap_path(self.uri.path()),
+        );
+        let cancelled = status == CANCELLED_STATUS;
+        // An explicit parent rather than `in_scope`: the line gets the
+        // request's fields without entering and exiting the span again.
+        if crate::logging::layer::JSON_INSTALLED.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::logging::layer::stage_access_fields(
+                |out| access_fields(out, method, route, path, status, ms, cancelled),
+                || match level {
+                    Level::ERROR => {
+                        tracing::error!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
+                    }
+                    Level::WARN => {
+                        tracing::warn!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
+                    }
+                    _ => {
+                        tracing::info!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
+                    }
+                },
+            );
+            return;
+        }
+        match level {
+            Level::ERROR => {
+                tracing::error!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
+            }
+            Level::WARN if cancelled => {
+                tracing::warn!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, cancelled = true, "request completed")
+            }
+            Level::WARN => {
+                tracing::warn!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
+            }
+            _ => {
+                tracing::info!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
+            }
+        }
+    }
+
+    fn slow_threshold(&self) -> Duration {
+        self.settings
+            .slow
+            .unwrap_or_else(|| crate::init::settings().slow_request)
     }
 
     fn sampled_in(&self) -> bool {
-        match self
+        let route = &*self.entry.route;
+        let rate = self
             .settings
             .sample
             .iter()
-            .find(|(r, _)| **r == *self.entry.route)
-        {
+            .chain(crate::init::settings().log_sample.iter())
+            .find(|(r, _)| **r == *route);
+        match rate {
             None => true,
             Some((_, rate)) if *rate >= 1.0 => true,
             Some((_, rate)) if *rate <= 0.0 => false,

@@ -19,19 +19,23 @@ use super::{
 };
 
 /// Keys the formatter owns; a user field with one of these names is written
-/// as `fields.<name>` instead, so it can never overwrite them.
-const RESERVED: &[&str] = &[
-    "timestamp",
-    "level",
-    "service",
-    "message",
-    "target",
-    "log_type",
-    "requestId",
-    "userId",
-    "traceId",
-    "spanId",
-];
+/// as `fields.<name>` instead, so it can never overwrite them. One `match`
+/// (length, then bytes) rather than a scan of a list: it runs per field.
+fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        "timestamp"
+            | "level"
+            | "service"
+            | "message"
+            | "target"
+            | "log_type"
+            | "requestId"
+            | "userId"
+            | "traceId"
+            | "spanId"
+    )
+}
 
 /// Span extension: the span's fields, pre-rendered as `,"key":value` runs.
 #[derive(Default)]
@@ -64,6 +68,39 @@ struct Bufs {
 thread_local! {
     // Reused per thread so formatting allocates nothing in steady state.
     static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
+    // The access line's fields, rendered by the tower layer right before it
+    // emits the line on this thread (see `stage_access_fields`).
+    static ACCESS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keys of the staged access-line fields, so span fields never repeat them.
+const ACCESS_KEYS: &[&str] = &[
+    "method",
+    "route",
+    "path",
+    "http_status",
+    "response_time",
+    "cancelled",
+];
+
+/// Whether the JSON layer is installed, so the tower layer may stage the
+/// access line's fields instead of passing them as event fields.
+pub(crate) static JSON_INSTALLED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Run `emit` (which dispatches one event of target [`crate::http::ACCESS_TARGET`])
+/// with the access line's fields pre-rendered by `render` as `,"key":value`
+/// runs. The fields have fixed names and types, so rendering them directly
+/// skips the visitor's per-field work (reserved-key, redaction and
+/// duplicate checks): about 0.2 µs per request in `benches/layer.rs`.
+pub(crate) fn stage_access_fields(render: impl FnOnce(&mut Vec<u8>), emit: impl FnOnce()) {
+    ACCESS.with(|a| {
+        let mut a = a.borrow_mut();
+        a.clear();
+        render(&mut a);
+    });
+    emit();
+    ACCESS.with(|a| a.borrow_mut().clear());
 }
 
 /// Writes each event as one JSON line into the line queue.
@@ -122,6 +159,14 @@ impl JsonLayer {
         };
         event.record(&mut v);
         let (log_type, audit) = (v.log_type, v.audit);
+        if meta.target() == crate::http::ACCESS_TARGET {
+            ACCESS.with(|a| {
+                if let Ok(a) = a.try_borrow() {
+                    fields.extend_from_slice(&a);
+                }
+            });
+            seen.extend_from_slice(ACCESS_KEYS);
+        }
 
         line.extend_from_slice(b"{\"timestamp\":\"");
         timestamp::rfc3339_into(line, SystemTime::now());
@@ -158,7 +203,7 @@ impl JsonLayer {
                 }
                 if !have_request && let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
                     {
-                        line.extend_from_slice(&req.request_id_json);
+                        req.request_id_json_into(line);
                         if let Some(user) = req.user() {
                             line.extend_from_slice(&user.json);
                         }
@@ -296,7 +341,7 @@ impl FieldVisitor<'_> {
         self.seen.push(name);
         let start = self.out.len();
         self.out.extend_from_slice(b",\"");
-        if RESERVED.contains(&name) {
+        if is_reserved(name) {
             self.out.extend_from_slice(b"fields.");
         }
         json::escape_into(self.out, name);

@@ -15,8 +15,6 @@ use crate::RequestId;
 #[derive(Debug)]
 pub(crate) struct RequestScope {
     pub(crate) request_id: RequestId,
-    /// `,"requestId":"…"` pre-rendered once per request.
-    pub(crate) request_id_json: Box<[u8]>,
     user: Mutex<Option<UserId>>,
 }
 
@@ -29,14 +27,19 @@ pub(crate) struct UserId {
 
 impl RequestScope {
     pub(crate) fn new(request_id: RequestId) -> Self {
-        let mut json = Vec::with_capacity(request_id.as_str().len() + 16);
-        json.extend_from_slice(b",\"requestId\":");
-        super::json::string_into(&mut json, request_id.as_str());
         Self {
             request_id,
-            request_id_json: json.into_boxed_slice(),
             user: Mutex::new(None),
         }
+    }
+
+    /// Append `,"requestId":"…"`. A request ID is 1–128 characters of
+    /// `[A-Za-z0-9._:@-]` (validated or generated), none of which JSON
+    /// escapes, so it is copied as is.
+    pub(crate) fn request_id_json_into(&self, line: &mut Vec<u8>) {
+        line.extend_from_slice(b",\"requestId\":\"");
+        line.extend_from_slice(self.request_id.as_str().as_bytes());
+        line.push(b'"');
     }
 
     pub(crate) fn set_user(&self, id: &str) {
@@ -58,13 +61,17 @@ impl RequestScope {
 /// Span extension marking the request span.
 pub(crate) struct ScopeExt(pub(crate) Arc<RequestScope>);
 
-/// Attach `scope` to `span` (the request span just created).
-pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) {
+/// Attach `scope` to `span` (the request span just created), and return the
+/// span's `traceparent` if its IDs are known already (one registry look-up
+/// for both: this runs per request).
+pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) -> Option<http::HeaderValue> {
     span.with_subscriber(|(id, dispatch)| {
-        if let Some(span) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) {
-            span.extensions_mut().insert(ScopeExt(scope));
-        }
-    });
+        let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
+        let mut ext = span.extensions_mut();
+        ext.insert(ScopeExt(scope));
+        crate::trace::traceparent_in(&mut ext)
+    })
+    .flatten()
 }
 
 /// The scope of the request the current span belongs to, if any.

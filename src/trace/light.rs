@@ -12,41 +12,100 @@ use std::sync::Arc;
 
 use opentelemetry::{
     Context,
-    trace::{SpanContext, TraceContextExt, TraceFlags, TraceState},
+    trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing::{Subscriber, span};
 use tracing_subscriber::{Layer, Registry, layer::Context as LayerContext, registry::LookupSpan};
 
 use super::SpanIds;
+use crate::{config::Sampler, logging::layer::is_request_span};
 
 /// The remote parent of a server span: `tracestate` and `baggage` kept for
 /// outbound propagation.
 pub(super) struct Remote(pub(super) Arc<Context>);
 
 /// Assigns [`SpanIds`] when a span is created: the parent's trace ID (or a
-/// new one for a root) and a fresh span ID.
+/// new one for a root) and a fresh span ID. The server span of
+/// [`crate::layer`] is always a root here; `set_parent` continues the
+/// caller's trace when the request carries one.
 #[derive(Debug, Default)]
 pub(crate) struct LightLayer {
     ids: RandomIdGenerator,
+    sampler: Sampler,
+}
+
+impl LightLayer {
+    pub(crate) fn new(sampler: Sampler) -> Self {
+        Self {
+            ids: RandomIdGenerator::default(),
+            sampler,
+        }
+    }
 }
 
 impl<S> Layer<S> for LightLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, _: &span::Attributes<'_>, id: &span::Id, ctx: LayerContext<'_, S>) {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let inherited = span
-            .parent()
-            .and_then(|p| p.extensions().get::<SpanIds>().copied());
-        let ids = SpanIds {
-            trace_id: inherited.map_or_else(|| self.ids.new_trace_id(), |p| p.trace_id),
-            span_id: self.ids.new_span_id(),
-            sampled: inherited.is_none_or(|p| p.sampled),
+        // Never a child of whatever span happens to be around the server.
+        let inherited = if is_request_span(attrs.metadata()) {
+            None
+        } else {
+            span.parent()
+                .and_then(|p| p.extensions().get::<SpanIds>().copied())
+        };
+        let ids = match inherited {
+            Some(parent) => SpanIds {
+                trace_id: parent.trace_id,
+                span_id: self.ids.new_span_id(),
+                sampled: parent.sampled,
+            },
+            None => {
+                let trace_id = self.ids.new_trace_id();
+                SpanIds {
+                    trace_id,
+                    span_id: self.ids.new_span_id(),
+                    sampled: decide(self.sampler, trace_id, None),
+                }
+            }
         };
         span.extensions_mut().insert(ids);
     }
+}
+
+/// The sampling decision the SDK sampler `sampler` would take for a span of
+/// `trace_id` whose remote parent was (`Some`) or was not sampled, so that
+/// without an exporter the `traceparent` flags sent on are the ones the
+/// configuration asks for.
+fn decide(sampler: Sampler, trace_id: TraceId, parent_sampled: Option<bool>) -> bool {
+    match (sampler, parent_sampled) {
+        (Sampler::AlwaysOn, _) => true,
+        (Sampler::AlwaysOff, _) => false,
+        (Sampler::TraceIdRatio(r), _) => ratio(r, trace_id),
+        (
+            Sampler::ParentBasedAlwaysOn
+            | Sampler::ParentBasedAlwaysOff
+            | Sampler::ParentBasedTraceIdRatio(_),
+            Some(parent),
+        ) => parent,
+        (Sampler::ParentBasedAlwaysOn, None) => true,
+        (Sampler::ParentBasedAlwaysOff, None) => false,
+        (Sampler::ParentBasedTraceIdRatio(r), None) => ratio(r, trace_id),
+    }
+}
+
+/// `TraceIdRatioBased`'s rule (opentelemetry_sdk): the trace ID's low 63
+/// bits against the ratio.
+fn ratio(r: f64, trace_id: TraceId) -> bool {
+    let bytes = trace_id.to_bytes();
+    let low = u64::from_be_bytes([
+        bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15],
+    ]) >> 1;
+    let bound = (r.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
+    low < bound
 }
 
 /// Continue the remote context `cx` in the light mode: the span takes the
@@ -55,7 +114,10 @@ where
 /// light layer (the exporting pipeline handles it then).
 pub(super) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
     span.with_subscriber(|(id, dispatch)| {
-        let Some(span) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) else {
+        let Some(registry) = dispatch.downcast_ref::<Registry>() else {
+            return false;
+        };
+        let Some(span) = registry.span(id) else {
             return false;
         };
         let mut ext = span.extensions_mut();
@@ -63,19 +125,22 @@ pub(super) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
             return false;
         };
         let remote = cx.span().span_context().clone();
+        let sampler = SAMPLER.get().copied().unwrap_or_default();
         if remote.is_valid() {
             ids.trace_id = remote.trace_id();
-            ids.sampled = remote.is_sampled();
+            ids.sampled = decide(sampler, ids.trace_id, Some(remote.is_sampled()));
         } else {
-            // Never a child of whatever span happens to be around the server.
             ids.trace_id = RandomIdGenerator::default().new_trace_id();
-            ids.sampled = true;
+            ids.sampled = decide(sampler, ids.trace_id, None);
         }
         ext.insert(Remote(Arc::new(cx)));
         true
     })
     .unwrap_or(false)
 }
+
+/// The sampler of the installed light layer, for [`set_parent`].
+pub(crate) static SAMPLER: std::sync::OnceLock<Sampler> = std::sync::OnceLock::new();
 
 /// The OpenTelemetry context of the current span in the light mode: its IDs,
 /// the remote parent's `tracestate` and the request's baggage.

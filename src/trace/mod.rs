@@ -14,7 +14,7 @@
 //! - [`propagation::inject`] carries the context to downstream calls.
 
 mod export;
-mod light;
+pub(crate) mod light;
 pub mod propagation;
 pub(crate) mod w3c;
 
@@ -360,8 +360,21 @@ where
 /// continues the caller's trace (with its `tracestate`); none, several or an
 /// invalid one start a new root. `baggage` is kept either way. The ambient
 /// context (an enclosing span of the server itself) is never the parent.
+/// Whether the installed subscriber exports spans (full OpenTelemetry
+/// layer) rather than assigning IDs only ([`LightLayer`]).
+pub(crate) static EXPORTING: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap) {
     if span.is_disabled() {
+        return;
+    }
+    if !headers.contains_key(w3c::TRACEPARENT)
+        && !headers.contains_key(w3c::BAGGAGE)
+        && !EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        // No context to continue, and the light layer made the server span
+        // a root already: nothing to do (the common case, kept cheap).
         return;
     }
     let cx = w3c::Incoming::from_headers(headers).into_context();
@@ -371,6 +384,30 @@ pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap)
     // Fails only when the span was already started or no OpenTelemetry
     // layer is installed; then there is nothing to continue.
     let _ = span.set_parent(cx);
+}
+
+fn format_ids(ids: &SpanIds) -> HeaderValue {
+    let flags = if ids.sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let sc = SpanContext::new(
+        ids.trace_id,
+        ids.span_id,
+        flags,
+        false,
+        TraceState::default(),
+    );
+    w3c::format_traceparent(&sc)
+}
+
+/// The `traceparent` of the span owning `ext` when its IDs are already
+/// known (always with the light layer; once entered when exporting).
+pub(crate) fn traceparent_in(
+    ext: &mut tracing_subscriber::registry::ExtensionsMut<'_>,
+) -> Option<HeaderValue> {
+    ext.get_mut::<SpanIds>().map(|ids| format_ids(ids))
 }
 
 /// The `traceparent` header value of `span` (for the response), `None` when
@@ -388,19 +425,7 @@ pub(crate) fn traceparent(span: &tracing::Span) -> Option<HeaderValue> {
         })
         .flatten();
     if let Some(ids) = light {
-        let flags = if ids.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
-        let sc = SpanContext::new(
-            ids.trace_id,
-            ids.span_id,
-            flags,
-            false,
-            TraceState::default(),
-        );
-        return Some(w3c::format_traceparent(&sc));
+        return Some(format_ids(&ids));
     }
     let cx = span.context();
     let otel_span = cx.span();
