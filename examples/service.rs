@@ -45,6 +45,7 @@ use sqlx::{
     Row, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
+use tracing::Instrument;
 
 /// The card number the payment provider always declines.
 const DECLINED_CARD: &str = "4000000000000002";
@@ -109,7 +110,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("shut down cleanly");
-    obs.shutdown()?;
+    match obs.shutdown() {
+        // A stopped service exits 0 (orchestrators read anything else as a
+        // crash); what could not be flushed in time is said on stderr.
+        Err(e @ glimpse_obs::Error::ShutdownTimeout(_)) => eprintln!("warning: {e}"),
+        other => other?,
+    }
     Ok(())
 }
 
@@ -403,7 +409,10 @@ async fn fail() -> Response {
 }
 
 async fn chat(upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(echo)
+    // The socket task runs after the response: hand it the request's span so
+    // the `ws.connection` span and its lines join the request's trace.
+    let span = tracing::Span::current();
+    upgrade.on_upgrade(move |socket| echo(socket).instrument(span))
 }
 
 /// Echo every text or binary message; the `ws` helpers count them.

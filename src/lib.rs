@@ -76,7 +76,10 @@ pub use config::{
     OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OtlpProtocol, RUST_LOG, Sampler,
 };
 pub use error::Error;
-pub use http::{ObsLayer, ObsService, RequestId, layer};
+pub use http::{
+    ACCESS_TARGET, CANCELLED_STATUS, ObsLayer, ObsService, RequestId, ResponseFuture,
+    UNMATCHED_ROUTE, X_REQUEST_ID, layer,
+};
 pub use init::{Guard, init};
 pub use logging::{
     LogType,

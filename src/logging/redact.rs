@@ -1,7 +1,8 @@
 //! Which field names carry secrets.
 
 /// Field-name fragments whose values are never written; matched
-/// case-insensitively anywhere in the name (`user_password`, `X-Api-Key`).
+/// case-insensitively anywhere in the name (`user_password`, `X-Api-Key`,
+/// `creditcardnumber`).
 pub const SENSITIVE: &[&str] = &[
     "password",
     "passwd",
@@ -14,15 +15,17 @@ pub const SENSITIVE: &[&str] = &[
     "api-key",
     "card_number",
     "cardnumber",
-    "card",
-    "cvv",
-    "cvc",
-    "ssn",
+    "creditcard",
     "private_key",
+    "privatekey",
     "credential",
-    "session",
-    "iban",
 ];
+
+/// Short words whose values are never written when they are a whole word of
+/// the name (words split at `_`, `-`, `.` and lower-to-upper case changes):
+/// `card`, `card_cvv` and `cardHolder` are redacted, `discard`,
+/// `classname` and `possession` are not.
+pub const SENSITIVE_WORDS: &[&str] = &["card", "cvv", "cvc", "ssn", "session", "iban", "pin"];
 
 /// The text written instead of a sensitive value.
 pub const REDACTED: &str = "[REDACTED]";
@@ -57,6 +60,39 @@ pub(crate) fn is_sensitive(name: &str) -> bool {
     SENSITIVE.iter().any(|pat| {
         let p = pat.as_bytes();
         bytes.len() >= p.len() && bytes.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))
+    }) || words(name).any(|w| SENSITIVE_WORDS.iter().any(|s| w.eq_ignore_ascii_case(s)))
+}
+
+/// The words of a field name: split at non-alphanumerics and where a
+/// lower-case letter or digit is followed by an upper-case one.
+fn words(name: &str) -> impl Iterator<Item = &str> {
+    let bytes = name.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i <= bytes.len() {
+            let at = i;
+            i += 1;
+            let boundary = at == bytes.len()
+                || !bytes[at].is_ascii_alphanumeric()
+                || (at > start
+                    && bytes[at].is_ascii_uppercase()
+                    && (bytes[at - 1].is_ascii_lowercase() || bytes[at - 1].is_ascii_digit()));
+            if !boundary {
+                continue;
+            }
+            let word = &name[start..at];
+            // A separator is skipped; an upper-case letter starts the next word.
+            start = if at < bytes.len() && bytes[at].is_ascii_alphanumeric() {
+                at
+            } else {
+                at + 1
+            };
+            if !word.is_empty() {
+                return Some(word);
+            }
+        }
+        None
     })
 }
 
@@ -82,5 +118,42 @@ mod tests {
         for name in ["user_id", "amount", "currency", "route", "method", "status"] {
             assert!(!is_sensitive(name), "{name}");
         }
+    }
+
+    #[test]
+    fn short_words_match_whole_words_only() {
+        for name in [
+            "card",
+            "card_cvv",
+            "cardHolder",
+            "user.ssn",
+            "SESSION",
+            "sessionId",
+            "iban",
+            "pin",
+        ] {
+            assert!(is_sensitive(name), "{name}");
+        }
+        for name in [
+            "discard",
+            "classname",
+            "possession",
+            "spinner",
+            "cardinality",
+            "scorecards",
+        ] {
+            assert!(!is_sensitive(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn words_split_at_separators_and_case_changes() {
+        let split = |n| super::words(n).collect::<Vec<_>>();
+        assert_eq!(split("user_cardNumber"), ["user", "card", "Number"]);
+        assert_eq!(split("X-Api-Key"), ["X", "Api", "Key"]);
+        assert_eq!(split("a..b"), ["a", "b"]);
+        assert_eq!(split("HTTPStatus"), ["HTTPStatus"]);
+        assert_eq!(split("v2Token"), ["v2", "Token"]);
+        assert_eq!(split(""), Vec::<&str>::new());
     }
 }

@@ -29,4 +29,5 @@ pub const CONNECTION_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 
+pub use cardinality::OVERFLOW_VALUE;
 pub use exporter::metrics_handler;
