@@ -106,9 +106,12 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
                 .with_filter(filter_layer)
                 .boxed()
         }
+        // The compact, coloured one-line format: `.pretty()` would format
+        // event fields with its own visitor, bypassing redaction.
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .pretty()
+            .fmt_fields(crate::logging::layer::pretty_fields())
             .with_writer(QueueWriter(queue.clone()))
+            .and_then(crate::logging::layer::CountingLayer::new())
             .with_filter(filter_layer)
             .boxed(),
     };

@@ -307,6 +307,56 @@ where
     }
 }
 
+/// Counts `log_events_total{level}` for formatters other than [`JsonLayer`]
+/// (the pretty format), placed behind the same level filter.
+pub(crate) struct CountingLayer {
+    counters: [metrics::Counter; 5],
+}
+
+impl CountingLayer {
+    pub(crate) fn new() -> Self {
+        let counter = |level: &'static str| metrics::counter!(crate::metrics::names::LOG_EVENTS, crate::metrics::names::labels::LEVEL => level);
+        Self {
+            counters: [
+                counter("TRACE"),
+                counter("DEBUG"),
+                counter("INFO"),
+                counter("WARN"),
+                counter("ERROR"),
+            ],
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for CountingLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let idx = match *event.metadata().level() {
+            Level::TRACE => 0,
+            Level::DEBUG => 1,
+            Level::INFO => 2,
+            Level::WARN => 3,
+            Level::ERROR => 4,
+        };
+        self.counters[idx].increment(1);
+    }
+}
+
+/// Field formatter of the pretty format: `name=value` pairs with the same
+/// redaction as the JSON lines.
+pub(crate) fn pretty_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        if field.name() == "message" {
+            write!(w, "{value:?}")
+        } else if redact::is_sensitive(field.name()) {
+            write!(w, "{field}={REDACTED}")
+        } else {
+            write!(w, "{field}={value:?}")
+        }
+    })
+    .delimited(", ")
+}
+
 pub(crate) const fn level_str(level: Level) -> &'static str {
     match level {
         Level::TRACE => "TRACE",

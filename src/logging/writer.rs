@@ -166,8 +166,12 @@ impl LineQueue {
     }
 
     fn count_drop(&self) {
-        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        self.shared.dropped_counter.increment(1);
+        self.count_drops(1);
+    }
+
+    fn count_drops(&self, lines: u64) {
+        self.shared.dropped.fetch_add(lines, Ordering::Relaxed);
+        self.shared.dropped_counter.increment(lines);
     }
 
     /// Lines dropped since start.
@@ -239,7 +243,10 @@ impl LineQueue {
             // A failing stdout (closed pipe) loses these lines; there is no
             // better place to report that than the counter.
             if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
-                self.count_drop();
+                // Count lines, not batches (part of the batch may have been
+                // written; counting all of it errs on the side of "lost").
+                let lines = batch.iter().filter(|&&b| b == b'\n').count().max(1);
+                self.count_drops(lines as u64);
             }
             batch.clear();
             wrote = true;
@@ -320,6 +327,27 @@ mod tests {
         assert!(t.shutdown(Duration::from_secs(5)));
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count() as u64 + q.dropped(), 10_000);
+    }
+
+    /// stdout closed: every write fails.
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_lost_to_a_failing_stdout_are_counted_one_by_one() {
+        let (q, mut t) = LineQueue::start(Box::new(Closed), 1 << 20).unwrap();
+        for i in 0..100 {
+            q.push(format!("{i}\n").as_bytes(), false);
+        }
+        t.shutdown(Duration::from_secs(5));
+        assert_eq!(q.dropped(), 100);
     }
 
     #[test]
