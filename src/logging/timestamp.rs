@@ -3,14 +3,39 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Append `now` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+///
+/// The text up to the second is cached per thread: lines of the same second
+/// (nearly all of them under load) only format the microseconds.
 pub(crate) fn rfc3339_into(out: &mut Vec<u8>, now: SystemTime) {
+    use std::cell::Cell;
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
     let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
-    let micros = d.subsec_micros();
+    let (cached, prefix) = SECOND.get();
+    let prefix = if cached == secs {
+        prefix
+    } else {
+        let mut b = [0u8; 27];
+        format_full(&mut b, secs, 0);
+        let mut p = [0u8; 20];
+        p.copy_from_slice(&b[..20]);
+        SECOND.set((secs, p));
+        p
+    };
+    let mut tail = *b"000000Z";
+    put(&mut tail[0..6], d.subsec_micros());
+    out.extend_from_slice(&prefix);
+    out.extend_from_slice(&tail);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of `secs` and `micros` since the epoch.
+fn format_full(b: &mut [u8; 27], secs: u64, micros: u32) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days(days);
-    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    *b = *b"0000-00-00T00:00:00.000000Z";
     put(&mut b[0..4], y as u32);
     put(&mut b[5..7], m);
     put(&mut b[8..10], day);
@@ -18,7 +43,6 @@ pub(crate) fn rfc3339_into(out: &mut Vec<u8>, now: SystemTime) {
     put(&mut b[14..16], (rem % 3600 / 60) as u32);
     put(&mut b[17..19], (rem % 60) as u32);
     put(&mut b[20..26], micros);
-    out.extend_from_slice(&b);
 }
 
 fn put(dst: &mut [u8], mut v: u32) {
@@ -62,5 +86,16 @@ mod tests {
         assert_eq!(fmt(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(fmt(1_795_000_000, 123_456), "2026-11-18T11:06:40.123456Z");
         assert_eq!(fmt(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn the_cached_second_is_replaced_when_the_second_changes() {
+        assert_eq!(fmt(1_795_000_000, 1), "2026-11-18T11:06:40.000001Z");
+        assert_eq!(fmt(1_795_000_000, 999_999), "2026-11-18T11:06:40.999999Z");
+        assert_eq!(fmt(1_795_000_001, 0), "2026-11-18T11:06:41.000000Z");
+        assert_eq!(fmt(1_795_000_000, 5), "2026-11-18T11:06:40.000005Z");
+        let mut full = [0u8; 27];
+        format_full(&mut full, 1_795_000_000, 123_456);
+        assert_eq!(&full, b"2026-11-18T11:06:40.123456Z");
     }
 }
