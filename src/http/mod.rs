@@ -450,7 +450,8 @@ impl Pending {
         span.record("http.response.status_code", status);
         if status >= 500 {
             span.record("otel.status_code", "error");
-            span.record("error.type", status);
+            // A string, as the semantic conventions define `error.type`.
+            span.record("error.type", itoa::Buffer::new().format(status));
         }
         let user = self.scope.user();
         if let Some(u) = &user {

@@ -97,7 +97,13 @@ fn new_entry(route: &str, m: usize) -> RouteEntry {
     let route: Arc<str> = Arc::from(route);
     RouteEntry {
         method,
-        span_name: Arc::from(format!("{method} {route}")),
+        // Semantic conventions: `{method} {route}`, or the method alone when
+        // no route matched (the unmatched label is not a route template).
+        span_name: if route.starts_with('/') {
+            Arc::from(format!("{method} {route}"))
+        } else {
+            Arc::from(method)
+        },
         active: metrics::gauge!(names::HTTP_SERVER_ACTIVE_REQUESTS,
             labels::METHOD => method, labels::ROUTE => route.to_string()),
         route,

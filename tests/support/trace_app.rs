@@ -116,6 +116,7 @@ pub struct Scenario {
     pub duplicated: Sent,
     pub invalid: Sent,
     pub failed: Sent,
+    pub unmatched: Sent,
 }
 
 pub async fn send_scenario(addr: SocketAddr) -> Scenario {
@@ -144,11 +145,13 @@ pub async fn send_scenario(addr: SocketAddr) -> Scenario {
     let upper = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
     let invalid = get_with(&client, &base, "/users/44", &[("traceparent", &upper)]).await;
     let failed = get_with(&client, &base, "/error", &[("traceparent", &valid)]).await;
+    let unmatched = get_with(&client, &base, "/no/such/route", &[]).await;
     Scenario {
         continued,
         duplicated,
         invalid,
         failed,
+        unmatched,
     }
 }
 
@@ -273,4 +276,9 @@ pub fn check_scenario(store: &Store, logs: &[Value], sent: &Scenario, service: &
     );
     assert_eq!(failed.attr("error.type").as_deref(), Some("500"));
     assert_eq!(failed.trace_id(), TRACE);
+
+    // 7. A request that matched no route is named by its method alone.
+    let unmatched = server_span(store, "/no/such/route");
+    assert_eq!(sent.unmatched.status, 404);
+    assert_eq!(unmatched.name(), "GET");
 }
