@@ -299,7 +299,8 @@ where
             otel.kind = "server",
             otel.status_code = Empty,
             "http.request.method" = entry.method,
-            "http.route" = &*entry.route,
+            // Absent when no route matched (semantic conventions).
+            "http.route" = entry.route.starts_with('/').then_some(&*entry.route),
             "url.path" = path,
             "url.scheme" = req.uri().scheme_str().unwrap_or("http"),
             "network.protocol.version" = protocol_version(req.version()),

@@ -281,4 +281,5 @@ pub fn check_scenario(store: &Store, logs: &[Value], sent: &Scenario, service: &
     let unmatched = server_span(store, "/no/such/route");
     assert_eq!(sent.unmatched.status, 404);
     assert_eq!(unmatched.name(), "GET");
+    assert_eq!(unmatched.attr("http.route"), None, "no route matched");
 }
