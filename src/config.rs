@@ -762,15 +762,7 @@ fn parse_sample(value: &str) -> Result<Vec<(String, f64)>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::test_util::env;
 
     #[test]
     fn defaults_apply_when_the_environment_is_empty() {

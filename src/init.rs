@@ -111,7 +111,7 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .fmt_fields(crate::logging::layer::pretty_fields())
             .with_writer(QueueWriter(queue.clone()))
-            .and_then(crate::logging::layer::CountingLayer::new())
+            .and_then(crate::logging::layer::LevelCounters::new())
             .with_filter(filter_layer)
             .boxed(),
     };
@@ -124,7 +124,6 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
     let trace_layer = if exporting {
         pipeline.layer().with_filter(otel_filter()).boxed()
     } else {
-        let _ = crate::trace::light::SAMPLER.set(config.sampler);
         crate::trace::LightLayer::new(config.sampler)
             .with_filter(otel_filter())
             .boxed()

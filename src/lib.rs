@@ -63,6 +63,8 @@ pub(crate) mod http;
 mod init;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod test_util;
 pub(crate) mod trace;
 
 #[cfg(feature = "testing")]

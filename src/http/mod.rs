@@ -300,7 +300,7 @@ where
             otel.status_code = Empty,
             "http.request.method" = entry.method,
             // Absent when no route matched (semantic conventions).
-            "http.route" = entry.route.starts_with('/').then_some(&*entry.route),
+            "http.route" = route_metrics::is_template(&entry.route).then_some(&*entry.route),
             "url.path" = path,
             "url.scheme" = req.uri().scheme_str().unwrap_or("http"),
             "network.protocol.version" = protocol_version(req.version()),

@@ -92,14 +92,20 @@ pub(crate) fn entry(route: &str, m: usize) -> Arc<RouteEntry> {
         .clone()
 }
 
+/// Whether `route` is a matched route template rather than the label of
+/// unmatched requests (templates start with `/`).
+pub(crate) fn is_template(route: &str) -> bool {
+    route.starts_with('/')
+}
+
 fn new_entry(route: &str, m: usize) -> RouteEntry {
     let method = METHODS[m];
     let route: Arc<str> = Arc::from(route);
     RouteEntry {
         method,
         // Semantic conventions: `{method} {route}`, or the method alone when
-        // no route matched (the unmatched label is not a route template).
-        span_name: if route.starts_with('/') {
+        // no route matched.
+        span_name: if is_template(&route) {
             Arc::from(format!("{method} {route}"))
         } else {
             Arc::from(method)

@@ -108,25 +108,17 @@ pub(crate) struct JsonLayer {
     /// `,"service":"…"` rendered once.
     service: Box<[u8]>,
     queue: LineQueue,
-    /// `log_events_total{level}` handles, TRACE..ERROR.
-    counters: [metrics::Counter; 5],
+    counters: LevelCounters,
 }
 
 impl JsonLayer {
     pub(crate) fn new(service: &str, queue: LineQueue) -> Self {
         let mut s = b",\"service\":".to_vec();
         json::string_into(&mut s, service);
-        let counter = |level: &'static str| metrics::counter!(crate::metrics::names::LOG_EVENTS, crate::metrics::names::labels::LEVEL => level);
         Self {
             service: s.into_boxed_slice(),
             queue,
-            counters: [
-                counter("TRACE"),
-                counter("DEBUG"),
-                counter("INFO"),
-                counter("WARN"),
-                counter("ERROR"),
-            ],
+            counters: LevelCounters::new(),
         }
     }
 
@@ -290,14 +282,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let idx = match *event.metadata().level() {
-            Level::TRACE => 0,
-            Level::DEBUG => 1,
-            Level::INFO => 2,
-            Level::WARN => 3,
-            Level::ERROR => 4,
-        };
-        self.counters[idx].increment(1);
+        self.counters.count(*event.metadata().level());
         BUFS.with(|cell| match cell.try_borrow_mut() {
             Ok(mut b) => self.format(event, &ctx, &mut b),
             // An event emitted while formatting another (a Debug impl that
@@ -307,37 +292,38 @@ where
     }
 }
 
-/// Counts `log_events_total{level}` for formatters other than [`JsonLayer`]
-/// (the pretty format), placed behind the same level filter.
-pub(crate) struct CountingLayer {
-    counters: [metrics::Counter; 5],
-}
+/// The `log_events_total{level}` handles, TRACE..ERROR. [`JsonLayer`]
+/// counts through them; as a layer of its own it counts for the pretty
+/// format, placed behind the same level filter.
+pub(crate) struct LevelCounters([metrics::Counter; 5]);
 
-impl CountingLayer {
+impl LevelCounters {
     pub(crate) fn new() -> Self {
         let counter = |level: &'static str| metrics::counter!(crate::metrics::names::LOG_EVENTS, crate::metrics::names::labels::LEVEL => level);
-        Self {
-            counters: [
-                counter("TRACE"),
-                counter("DEBUG"),
-                counter("INFO"),
-                counter("WARN"),
-                counter("ERROR"),
-            ],
-        }
+        Self([
+            counter("TRACE"),
+            counter("DEBUG"),
+            counter("INFO"),
+            counter("WARN"),
+            counter("ERROR"),
+        ])
     }
-}
 
-impl<S: Subscriber> Layer<S> for CountingLayer {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let idx = match *event.metadata().level() {
+    fn count(&self, level: Level) {
+        let idx = match level {
             Level::TRACE => 0,
             Level::DEBUG => 1,
             Level::INFO => 2,
             Level::WARN => 3,
             Level::ERROR => 4,
         };
-        self.counters[idx].increment(1);
+        self.0[idx].increment(1);
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LevelCounters {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        self.count(*event.metadata().level());
     }
 }
 

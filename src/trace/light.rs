@@ -114,6 +114,9 @@ fn ratio(r: f64, trace_id: TraceId) -> bool {
 /// light layer (the exporting pipeline handles it then).
 pub(super) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
     span.with_subscriber(|(id, dispatch)| {
+        let Some(sampler) = dispatch.downcast_ref::<LightLayer>().map(|l| l.sampler) else {
+            return false;
+        };
         let Some(registry) = dispatch.downcast_ref::<Registry>() else {
             return false;
         };
@@ -125,7 +128,6 @@ pub(super) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
             return false;
         };
         let remote = cx.span().span_context().clone();
-        let sampler = SAMPLER.get().copied().unwrap_or_default();
         if remote.is_valid() {
             ids.trace_id = remote.trace_id();
             ids.sampled = decide(sampler, ids.trace_id, Some(remote.is_sampled()));
@@ -138,9 +140,6 @@ pub(super) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
     })
     .unwrap_or(false)
 }
-
-/// The sampler of the installed light layer, for [`set_parent`].
-pub(crate) static SAMPLER: std::sync::OnceLock<Sampler> = std::sync::OnceLock::new();
 
 /// The OpenTelemetry context of the current span in the light mode: its IDs,
 /// the remote parent's `tracestate` and the request's baggage.
@@ -168,21 +167,11 @@ pub(super) fn current_context() -> Option<Context> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderMap, HeaderValue};
+    use crate::test_util::headers;
+    use http::HeaderMap;
     use tracing_subscriber::layer::SubscriberExt;
 
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
 
     #[test]
     fn light_mode_continues_the_callers_trace_and_propagates_tracestate_and_baggage() {
@@ -235,6 +224,25 @@ mod tests {
                 tp.to_str().unwrap()[3..35]
             );
             assert!(tp.to_str().unwrap().ends_with("-01"));
+        });
+    }
+
+    #[test]
+    fn light_mode_takes_the_sampling_decision_of_the_installed_layers_sampler() {
+        let subscriber = Registry::default().with(LightLayer::new(Sampler::AlwaysOff));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            super::super::set_parent_from_headers(
+                &span,
+                &headers(&[("traceparent", &format!("00-{TRACE}-b7ad6b7169203331-01"))]),
+            );
+            let tp = super::super::traceparent(&span).unwrap();
+            let tp = tp.to_str().unwrap();
+            assert!(tp.starts_with(&format!("00-{TRACE}-")), "{tp}");
+            assert!(
+                tp.ends_with("-00"),
+                "always_off overrides the caller's flag: {tp}"
+            );
         });
     }
 }

@@ -14,7 +14,7 @@
 //! - [`propagation::inject`] carries the context to downstream calls.
 
 mod export;
-pub(crate) mod light;
+mod light;
 pub mod propagation;
 pub(crate) mod w3c;
 
@@ -436,6 +436,7 @@ pub(crate) fn traceparent(span: &tracing::Span) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::headers;
     use opentelemetry::baggage::BaggageExt;
     use tracing_subscriber::{layer::SubscriberExt, registry::Registry};
 
@@ -471,23 +472,12 @@ mod tests {
         (out, seen)
     }
 
-    fn request_headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
     const PARENT: &str = "b7ad6b7169203331";
 
     #[test]
     fn a_server_span_continues_the_callers_trace_and_logs_carry_its_ids() {
-        let headers = request_headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-01"))]);
+        let headers = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-01"))]);
         let (tp, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request", otel.kind = "server");
             set_parent_from_headers(&span, &headers);
@@ -513,7 +503,7 @@ mod tests {
 
     #[test]
     fn unsampled_spans_still_have_ids_in_logs_and_headers() {
-        let headers = request_headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-00"))]);
+        let headers = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-00"))]);
         let (tp, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request");
             set_parent_from_headers(&span, &headers);
@@ -536,7 +526,7 @@ mod tests {
             let outer = tracing::info_span!("connection");
             let _outer = outer.enter();
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &request_headers(&[("traceparent", "00-garbage")]));
+            set_parent_from_headers(&span, &headers(&[("traceparent", "00-garbage")]));
             span.in_scope(|| tracing::info!("inside"));
             (
                 outer.context().span().span_context().trace_id(),
@@ -566,7 +556,7 @@ mod tests {
 
     #[test]
     fn baggage_and_tracestate_reach_the_context_of_spans_inside_the_request() {
-        let headers = request_headers(&[
+        let headers = headers(&[
             ("traceparent", &format!("00-{TRACE}-{PARENT}-01")),
             ("tracestate", "congo=t61rcWkgMzE"),
             ("tracestate", "rojo=00f067aa0ba902b7"),
