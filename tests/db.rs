@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{metric_value, strict_lines};
+use common::{keys, metric_value, strict_lines};
 use glimpse_obs::{Config, Guard, db, testing::SharedBuffer};
 use serde_json::Value;
 use sqlx::{
@@ -79,19 +79,6 @@ fn lines_of(op: &str) -> Vec<Value> {
         .into_iter()
         .filter(|l| l["operation"] == op)
         .collect()
-}
-
-/// The line's keys, sorted, without the trace IDs (present when tracing is on).
-fn keys(line: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = line
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !matches!(*k, "traceId" | "spanId"))
-        .collect();
-    k.sort_unstable();
-    k
 }
 
 #[tokio::test]

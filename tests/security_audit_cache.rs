@@ -5,13 +5,13 @@ mod common;
 
 use std::{sync::OnceLock, time::Duration};
 
-use common::{metric_value, strict_lines};
+use common::{delta, keys, metric_value, strict_lines};
 use glimpse_obs::{
     Config, Guard, LogType,
     audit::{self, AuditKind},
     business::PaymentStatus,
     cache, security,
-    testing::{self, SharedBuffer},
+    testing::SharedBuffer,
 };
 use serde_json::Value;
 
@@ -31,28 +31,7 @@ fn obs() -> &'static (Guard, SharedBuffer) {
 }
 
 fn run(f: impl FnOnce()) -> (String, String, Vec<Value>) {
-    let (guard, _) = obs();
-    let before = guard.render_metrics();
-    let ((), seen) = testing::capture(f);
-    (before, guard.render_metrics(), seen.lines().to_vec())
-}
-
-fn delta(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric_value(after, name, labels).unwrap_or(0.0)
-        - metric_value(before, name, labels).unwrap_or(0.0)
-}
-
-/// The line's keys, sorted, without the trace IDs (present when tracing is on).
-fn keys(line: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = line
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !matches!(*k, "traceId" | "spanId"))
-        .collect();
-    k.sort_unstable();
-    k
+    common::around(&obs().0, f)
 }
 
 const AUDIT_KEYS: [&str; 11] = [

@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
-
-use glimpse_obs::{Config, Environment, OtlpProtocol, testing::SharedBuffer};
+use glimpse_obs::OtlpProtocol;
 use support::{
     otlp_receiver::{Receiver, Store},
     trace_app,
@@ -16,27 +14,5 @@ use support::{
 async fn a_propagated_request_reaches_the_http_collector_as_the_callers_child_with_attributes_resource_and_db_span()
  {
     let receiver = Receiver::http(Store::default()).await;
-    let logs = SharedBuffer::new();
-    let guard = Config::default()
-        .service("trace-http-test")
-        .version("1.2.3")
-        .environment(Environment::Staging)
-        .otlp_endpoint(Some(receiver.endpoint()))
-        .otlp_protocol(OtlpProtocol::HttpProtobuf)
-        .metrics_addr(None)
-        .log_writer(logs.clone())
-        .shutdown_timeout(Duration::from_secs(5))
-        .init()
-        .unwrap();
-    let addr = trace_app::serve().await;
-    let sent = trace_app::send_scenario(addr).await;
-
-    // Shutting down flushes the spans; it blocks, so not on a worker thread.
-    tokio::task::spawn_blocking(move || guard.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
-
-    assert!(receiver.store.exports() >= 1);
-    trace_app::check_scenario(&receiver.store, &logs.lines(), &sent, "trace-http-test");
+    trace_app::round_trip(receiver, OtlpProtocol::HttpProtobuf, "trace-http-test").await;
 }

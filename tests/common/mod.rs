@@ -106,3 +106,31 @@ pub fn example_binary() -> PathBuf {
     assert!(bin.is_file(), "{} missing after the build", bin.display());
     bin
 }
+
+/// Run `f` under a capture and return the `/metrics` text before and after,
+/// and the lines `f` logged.
+pub fn around(guard: &glimpse_obs::Guard, f: impl FnOnce()) -> (String, String, Vec<Value>) {
+    let before = guard.render_metrics();
+    let ((), seen) = glimpse_obs::testing::capture(f);
+    (before, guard.render_metrics(), seen.lines().to_vec())
+}
+
+/// How much the series `name{labels}` grew from `before` to `after` (a
+/// series absent from a text counts as 0).
+pub fn delta(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_value(after, name, labels).unwrap_or(0.0)
+        - metric_value(before, name, labels).unwrap_or(0.0)
+}
+
+/// The line's keys, sorted, without the trace IDs (present when tracing is on).
+pub fn keys(line: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = line
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "traceId" | "spanId"))
+        .collect();
+    k.sort_unstable();
+    k
+}

@@ -12,7 +12,7 @@ use axum::{
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode as SpanStatus};
 use serde_json::Value;
 
-use super::otlp_receiver::{Received, Store};
+use super::otlp_receiver::{Received, Receiver, Store};
 
 /// The W3C example IDs, as a caller would send them.
 pub const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -153,6 +153,35 @@ pub async fn send_scenario(addr: SocketAddr) -> Scenario {
         failed,
         unmatched,
     }
+}
+
+/// The receiver tests' whole run: init exporting to `receiver` over
+/// `protocol`, send the scenario through a served app, shut down (which
+/// flushes the spans) and check what the collector got.
+pub async fn round_trip(receiver: Receiver, protocol: glimpse_obs::OtlpProtocol, service: &str) {
+    let logs = glimpse_obs::testing::SharedBuffer::new();
+    let guard = glimpse_obs::Config::default()
+        .service(service)
+        .version("1.2.3")
+        .environment(glimpse_obs::Environment::Staging)
+        .otlp_endpoint(Some(receiver.endpoint()))
+        .otlp_protocol(protocol)
+        .metrics_addr(None)
+        .log_writer(logs.clone())
+        .shutdown_timeout(Duration::from_secs(5))
+        .init()
+        .unwrap();
+    let addr = serve().await;
+    let sent = send_scenario(addr).await;
+
+    // Shutting down flushes the spans; it blocks, so not on a worker thread.
+    tokio::task::spawn_blocking(move || guard.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(receiver.store.exports() >= 1);
+    check_scenario(&receiver.store, &logs.lines(), &sent, service);
 }
 
 fn server_span(store: &Store, path: &str) -> Received {
