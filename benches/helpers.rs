@@ -114,6 +114,19 @@ fn helpers(c: &mut Criterion) {
     // Log lines filtered out: the helpers' metric work alone (spans still
     // reach the OpenTelemetry layer).
     obs.set_filter("off").expect("filter");
+    // The floor of a helper that counts and logs: the counter plus a
+    // filtered-out event.
+    g.bench_function("raw counter + filtered-out warn!, cached handle", |b| {
+        b.iter(|| {
+            raw.increment(1);
+            tracing::warn!(
+                target: "glimpse_obs::security",
+                log_type = "user_activity",
+                reason = black_box("invalid_password"),
+                "authentication failed"
+            );
+        })
+    });
     g.bench_function("business::payment_processed (lines off)", |b| {
         b.iter(|| {
             business::payment_processed("stripe", black_box("EUR"), 1299, PaymentStatus::Succeeded)

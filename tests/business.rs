@@ -286,3 +286,21 @@ fn payment_lines_are_valid_json_without_duplicate_keys() {
     let l = lines.iter().find(|l| l["currency"] == "E\"R").unwrap();
     assert_eq!(l["provider"], "x\"\n\u{7}");
 }
+
+#[test]
+fn revenue_is_summed_exactly_in_minor_units() {
+    // Summed as floats, ten 0.10 and one 0.20 give 1.1999999999999997.
+    let (_, after, _) = run(|| {
+        for _ in 0..10 {
+            business::payment_processed("stripe", "CHF", 10, PaymentStatus::Succeeded);
+        }
+        business::payment_processed("stripe", "chf", 20, PaymentStatus::Succeeded);
+    });
+    assert!(
+        after
+            .lines()
+            .any(|l| l
+                == r#"glimpse_payment_amount_total{service="payment",env="development",currency="CHF"} 1.2"#),
+        "{after}"
+    );
+}

@@ -22,7 +22,7 @@
 use metrics::Counter;
 
 use super::{
-    float_counter::{FloatCounter, FloatFamily},
+    amount_counter::{AmountCounter, AmountFamily},
     handles::{Family, Single},
     names::{self, labels as keys},
 };
@@ -43,7 +43,7 @@ static REGISTRATIONS: Family<Counter> = Family::new(
 /// ```
 #[inline]
 pub fn user_registered(method: &str) {
-    REGISTRATIONS.get(method, "").increment(1);
+    REGISTRATIONS.with(method, "", |c| c.increment(1));
 }
 
 static MATCHES: Single<Counter> = Single::new(|| metrics::counter!(names::MATCHES_CREATED));
@@ -77,7 +77,7 @@ static MESSAGES: Family<Counter> = Family::new(
 /// ```
 #[inline]
 pub fn message_sent(kind: &str) {
-    MESSAGES.get(kind, "").increment(1);
+    MESSAGES.with(kind, "", |c| c.increment(1));
 }
 
 /// The outcome of a payment: the `status` label and log field.
@@ -116,15 +116,15 @@ impl PaymentStatus {
 struct PaymentHandles {
     succeeded: Counter,
     failed: Counter,
-    /// Revenue in major units, the series of `currency` (shared by every
-    /// provider): a float counter of our own, because the `metrics`
-    /// facade's counters are integers.
-    revenue: FloatCounter,
+    /// Revenue of `currency` (shared by every provider), kept in minor
+    /// units and rendered in major units: a counter of our own, because the
+    /// `metrics` facade's counters cannot add 12.99.
+    revenue: AmountCounter,
 }
 
 /// `glimpse_payment_amount_total{currency}`, rendered into the scrape text
 /// by the exporter.
-pub(crate) static REVENUE: FloatFamily = FloatFamily::new(
+pub(crate) static REVENUE: AmountFamily = AmountFamily::new(
     names::PAYMENT_AMOUNT,
     keys::CURRENCY,
     "Revenue of succeeded payments in major currency units, by currency.",
@@ -180,7 +180,8 @@ pub fn currency_exponent(currency: &str) -> u32 {
 /// assert_eq!(major_units(1299, "JPY"), 1299.0);
 /// ```
 pub fn major_units(amount_minor: u64, currency: &str) -> f64 {
-    amount_minor as f64 / 10f64.powi(currency_exponent(currency) as i32)
+    const SCALE: [f64; 5] = [1.0, 10.0, 100.0, 1000.0, 10000.0];
+    amount_minor as f64 / SCALE[currency_exponent(currency) as usize]
 }
 
 /// Count one payment and log it.
@@ -218,18 +219,20 @@ pub fn major_units(amount_minor: u64, currency: &str) -> f64 {
 pub fn payment_processed(provider: &str, currency: &str, amount_minor: u64, status: PaymentStatus) {
     let mut buf = [0u8; 3];
     let currency = upper_code(currency, &mut buf);
-    let h = PAYMENTS.get(provider, currency);
-    let amount = major_units(amount_minor, currency);
     let status_str = status.as_str();
+    // The major-unit `amount` is computed only for a line that is written
+    // (field values are evaluated after the level check).
     match status {
         PaymentStatus::Succeeded => {
-            h.succeeded.increment(1);
-            h.revenue.increment(amount);
+            PAYMENTS.with(provider, currency, |h| {
+                h.succeeded.increment(1);
+                h.revenue.increment(amount_minor);
+            });
             tracing::info!(
                 target: "glimpse_obs::business",
                 log_type = "payment",
                 status = status_str,
-                amount,
+                amount = major_units(amount_minor, currency),
                 amount_minor,
                 currency,
                 provider,
@@ -237,12 +240,12 @@ pub fn payment_processed(provider: &str, currency: &str, amount_minor: u64, stat
             );
         }
         PaymentStatus::Failed => {
-            h.failed.increment(1);
+            PAYMENTS.with(provider, currency, |h| h.failed.increment(1));
             tracing::warn!(
                 target: "glimpse_obs::business",
                 log_type = "payment",
                 status = status_str,
-                amount,
+                amount = major_units(amount_minor, currency),
                 amount_minor,
                 currency,
                 provider,
@@ -283,7 +286,7 @@ static FEATURES: Family<Counter> = Family::new(
 /// ```
 #[inline]
 pub fn feature_used(feature: &str) {
-    FEATURES.get(feature, "").increment(1);
+    FEATURES.with(feature, "", |c| c.increment(1));
 }
 
 static CONVERSIONS: Family<Counter> = Family::new(names::CONVERSIONS, |funnel, step| {
@@ -304,7 +307,7 @@ static CONVERSIONS: Family<Counter> = Family::new(names::CONVERSIONS, |funnel, s
 /// ```
 #[inline]
 pub fn conversion(funnel: &str, step: &str) {
-    CONVERSIONS.get(funnel, step).increment(1);
+    CONVERSIONS.with(funnel, step, |c| c.increment(1));
 }
 
 #[cfg(test)]

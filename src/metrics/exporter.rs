@@ -17,9 +17,9 @@ static PROCESS: OnceLock<Option<metrics_process::Collector>> = OnceLock::new();
 /// series rendered outside the recorder.
 static GLOBAL_LABELS: OnceLock<String> = OnceLock::new();
 
-/// Float counters the `metrics` facade cannot hold, rendered after the
+/// Money counters the `metrics` facade cannot hold, rendered after the
 /// recorder's text.
-const FLOAT_COUNTERS: &[&super::float_counter::FloatFamily] = &[&super::business::REVENUE];
+const AMOUNT_COUNTERS: &[&super::amount_counter::AmountFamily] = &[&super::business::REVENUE];
 
 /// How often histogram buckets are drained when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -77,7 +77,7 @@ pub(crate) fn render() -> Option<String> {
     }
     let mut text = handle.render();
     let labels = GLOBAL_LABELS.get().map_or("", String::as_str);
-    for family in FLOAT_COUNTERS {
+    for family in AMOUNT_COUNTERS {
         family.render(labels, &mut text);
     }
     Some(text)
@@ -85,7 +85,7 @@ pub(crate) fn render() -> Option<String> {
 
 /// The global labels as `build_recorder` sets them, in the same order.
 fn global_labels(config: &Config) -> String {
-    use super::float_counter::escape_label_value;
+    use super::amount_counter::escape_label_value;
     let mut out = String::new();
     for (i, (key, value)) in [
         (names::labels::SERVICE, config.service.as_str()),

@@ -1,12 +1,12 @@
 //! Prometheus metrics: the catalogue of names, the exporter, the cardinality
 //! guard and the domain helpers.
 
+mod amount_counter;
 pub mod business;
 pub mod cache;
 pub(crate) mod cardinality;
 pub mod db;
 pub(crate) mod exporter;
-mod float_counter;
 pub(crate) mod handles;
 pub mod names;
 pub mod security;

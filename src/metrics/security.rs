@@ -48,7 +48,7 @@ static AUTH_FAILURES: Family<Counter> = Family::new(
 /// # assert_eq!(seen.find(|l| l["message"] == "authentication failed").unwrap()["reason"], "expired_token");
 /// ```
 pub fn auth_failed(reason: &str) {
-    AUTH_FAILURES.get(reason, "").increment(1);
+    AUTH_FAILURES.with(reason, "", |c| c.increment(1));
     tracing::warn!(
         target: "glimpse_obs::security",
         log_type = "user_activity",
@@ -76,7 +76,7 @@ static API_KEYS: Family<Counter> = Family::new(
 /// ```
 #[inline]
 pub fn api_key_used(key_id: &str) {
-    API_KEYS.get(key_id, "").increment(1);
+    API_KEYS.with(key_id, "", |c| c.increment(1));
 }
 
 static ADMIN_ACTIONS: Family<Counter> = Family::new(
@@ -96,5 +96,5 @@ static ADMIN_ACTIONS: Family<Counter> = Family::new(
 /// ```
 #[inline]
 pub fn admin_action(action: &str) {
-    ADMIN_ACTIONS.get(action, "").increment(1);
+    ADMIN_ACTIONS.with(action, "", |c| c.increment(1));
 }

@@ -1,12 +1,16 @@
-//! Prometheus counters with float values, for revenue in major currency units.
+//! Money counters: revenue kept exactly in minor currency units and
+//! rendered in major units.
 //!
-//! The `metrics` facade's counters are `u64`: they cannot add 12.99. A gauge
-//! that only grows would do the arithmetic, but `promtool check metrics`
-//! rejects a `_total` name on anything but a counter. A [`FloatFamily`]
-//! keeps one `f64` per label value (its bits in an `AtomicU64`, added with
-//! compare-and-swap) and renders itself as a counter into the scrape text
+//! The `metrics` facade's counters are `u64`: they cannot add 12.99, and a
+//! gauge that only grows would do the arithmetic but `promtool check
+//! metrics` rejects a `_total` name on anything but a counter. An
+//! [`AmountFamily`] keeps one integer per currency — the sum of the amounts
+//! in minor units (cents), added with one `fetch_add` — and renders itself
+//! as a counter in major units into the scrape text
 //! ([`super::exporter::render`]), with the same global labels as the
-//! recorder's series.
+//! recorder's series. Summing integers is exact (a float sum of 0.01s
+//! drifts: 0.1 + 0.2 is not 0.3) and costs no division or compare-and-swap
+//! on the payment path.
 
 use std::{
     collections::BTreeMap,
@@ -17,46 +21,39 @@ use std::{
     },
 };
 
-/// One series of a [`FloatFamily`]; cloning shares the value.
+/// One series of an [`AmountFamily`]; cloning shares the value.
 #[derive(Clone, Debug)]
-pub(crate) struct FloatCounter(Arc<AtomicU64>);
+pub(crate) struct AmountCounter(Arc<AtomicU64>);
 
-impl FloatCounter {
+impl AmountCounter {
     /// A counter no family renders (before `init`, like the facade's no-op
     /// handles).
     fn detached() -> Self {
-        Self(Arc::new(AtomicU64::new(0f64.to_bits())))
+        Self(Arc::new(AtomicU64::new(0)))
     }
 
-    /// Add `v`; negative, NaN and zero amounts are ignored, since a counter
-    /// never decreases.
+    /// Add `minor` minor units (wrapping past `u64::MAX` minor units,
+    /// 1.8e17 euros).
     #[inline]
-    pub(crate) fn increment(&self, v: f64) {
-        if v.is_nan() || v <= 0.0 {
-            return;
-        }
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + v).to_bits())
-            });
+    pub(crate) fn increment(&self, minor: u64) {
+        self.0.fetch_add(minor, Ordering::Relaxed);
     }
 
-    fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
-/// A float counter metric with one caller-fed label. Callers cap the label
+/// A money counter metric labelled by currency. Callers cap the currency
 /// values (the cardinality guard) before asking for a series.
-pub(crate) struct FloatFamily {
+pub(crate) struct AmountFamily {
     name: &'static str,
     label: &'static str,
     help: &'static str,
-    series: Mutex<BTreeMap<Box<str>, FloatCounter>>,
+    series: Mutex<BTreeMap<Box<str>, AmountCounter>>,
 }
 
-impl FloatFamily {
+impl AmountFamily {
     pub(crate) const fn new(name: &'static str, label: &'static str, help: &'static str) -> Self {
         Self {
             name,
@@ -66,22 +63,23 @@ impl FloatFamily {
         }
     }
 
-    /// The series of `value`, created at 0 on first use. Resolve once and
-    /// keep the handle: this takes a lock.
-    pub(crate) fn counter(&self, value: &str) -> FloatCounter {
+    /// The series of `currency`, created at 0 on first use. Resolve once
+    /// and keep the handle: this takes a lock.
+    pub(crate) fn counter(&self, currency: &str) -> AmountCounter {
         if !super::handles::ready() {
-            return FloatCounter::detached();
+            return AmountCounter::detached();
         }
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = series.get(value) {
+        if let Some(c) = series.get(currency) {
             return c.clone();
         }
-        let c = FloatCounter::detached();
-        series.insert(value.into(), c.clone());
+        let c = AmountCounter::detached();
+        series.insert(currency.into(), c.clone());
         c
     }
 
-    /// Append `# HELP`, `# TYPE … counter` and one line per series to `out`;
+    /// Append `# HELP`, `# TYPE … counter` and one line per currency, in
+    /// major units ([`super::business::major_units`]), to `out`;
     /// `global_labels` is the pre-escaped `service="…",env="…"` run (may be
     /// empty). Nothing when the family has no series yet, as for the
     /// recorder's metrics.
@@ -92,7 +90,7 @@ impl FloatFamily {
         }
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} counter", self.name);
-        for (value, c) in series.iter() {
+        for (currency, c) in series.iter() {
             out.push_str(self.name);
             out.push('{');
             if !global_labels.is_empty() {
@@ -101,9 +99,9 @@ impl FloatFamily {
             }
             out.push_str(self.label);
             out.push_str("=\"");
-            escape_label_value(value, out);
+            escape_label_value(currency, out);
             out.push_str("\"} ");
-            push_value(c.get(), out);
+            push_value(super::business::major_units(c.get(), currency), out);
             out.push('\n');
         }
         out.push('\n');
@@ -141,28 +139,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn increments_add_floats_and_ignore_what_a_counter_cannot_do() {
-        let c = FloatCounter::detached();
-        c.increment(12.99);
-        c.increment(0.01);
-        c.increment(-5.0);
-        c.increment(f64::NAN);
-        assert!((c.get() - 13.0).abs() < 1e-9, "{}", c.get());
+    fn increments_sum_minor_units_exactly() {
+        let c = AmountCounter::detached();
+        // Ten 0.1s and a 0.2: a float sum would drift (0.1 + 0.2 != 0.3).
+        for _ in 0..10 {
+            c.increment(10);
+        }
+        c.increment(20);
+        c.increment(0);
+        assert_eq!(c.get(), 120);
     }
 
     #[test]
     fn concurrent_increments_are_not_lost() {
-        let c = FloatCounter::detached();
+        let c = AmountCounter::detached();
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..10_000 {
-                        c.increment(1.0);
+                        c.increment(1);
                     }
                 });
             }
         });
-        assert_eq!(c.get(), 40_000.0);
+        assert_eq!(c.get(), 40_000);
     }
 
     #[test]
@@ -185,13 +185,21 @@ mod tests {
     }
 
     #[test]
-    fn a_family_renders_help_type_and_one_line_per_series() {
-        let family = FloatFamily::new("x_total", "currency", "Help text.");
+    fn a_family_renders_help_type_and_one_line_per_series_in_major_units() {
+        let family = AmountFamily::new("x_total", "currency", "Help text.");
         let mut series = family.series.lock().unwrap();
-        let eur = FloatCounter::detached();
-        eur.increment(1.5);
+        let eur = AmountCounter::detached();
+        eur.increment(150);
         series.insert("EUR".into(), eur);
-        series.insert("a\"b".into(), FloatCounter::detached());
+        let jpy = AmountCounter::detached();
+        jpy.increment(1299);
+        series.insert("JPY".into(), jpy);
+        let cents = AmountCounter::detached();
+        for _ in 0..3 {
+            cents.increment(1);
+        }
+        series.insert("USD".into(), cents);
+        series.insert("a\"b".into(), AmountCounter::detached());
         drop(series);
         let mut out = String::new();
         family.render(r#"service="s",env="dev""#, &mut out);
@@ -199,10 +207,12 @@ mod tests {
             out,
             "# HELP x_total Help text.\n# TYPE x_total counter\n\
              x_total{service=\"s\",env=\"dev\",currency=\"EUR\"} 1.5\n\
+             x_total{service=\"s\",env=\"dev\",currency=\"JPY\"} 1299.0\n\
+             x_total{service=\"s\",env=\"dev\",currency=\"USD\"} 0.03\n\
              x_total{service=\"s\",env=\"dev\",currency=\"a\\\"b\"} 0.0\n\n"
         );
         let mut empty = String::new();
-        FloatFamily::new("y_total", "currency", "h").render("", &mut empty);
+        AmountFamily::new("y_total", "currency", "h").render("", &mut empty);
         assert_eq!(empty, "");
     }
 }
