@@ -16,7 +16,7 @@ use crate::{
     Config, Error,
     config::{LogFormat, Settings},
     logging::{
-        filter::FilterHandle,
+        filter::{AccessGate, FilterHandle},
         layer::JsonLayer,
         writer::{LineQueue, WriterThread},
     },
@@ -93,6 +93,7 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
     })?;
     exporter::register(handle, config);
 
+    let gate = std::sync::Arc::new(AccessGate::new(&filter));
     let (filter_layer, filter_handle) = reload::Layer::new(filter);
     let out = config
         .writer
@@ -102,7 +103,7 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
     let log_layer = match config.log_format {
         LogFormat::Json => {
             crate::logging::layer::JSON_INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
-            JsonLayer::new(&config.service, queue.clone())
+            JsonLayer::new(&config.service, queue.clone(), gate.clone())
                 .with_filter(filter_layer)
                 .boxed()
         }
@@ -147,7 +148,10 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
             metrics_thread,
         })),
         queue,
-        filter: FilterHandle(filter_handle),
+        filter: FilterHandle {
+            reload: filter_handle,
+            gate,
+        },
         metrics_addr,
         timeout: config.shutdown_timeout,
     })

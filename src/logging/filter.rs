@@ -1,6 +1,13 @@
 //! The level filter and its runtime reload handle.
 
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU8, Ordering},
+};
+
+use tracing::{Level, Metadata, subscriber::Interest};
+use tracing_core::{Callsite, Kind, field::FieldSet};
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 /// The target of audit lines, kept at INFO whatever the level filter says.
 const AUDIT_TARGET: &str = "glimpse_obs::audit";
@@ -35,7 +42,11 @@ fn names_target(directive: &str, target: &str) -> bool {
 
 /// Changes the level filter of the JSON log while the service runs.
 #[derive(Clone)]
-pub(crate) struct FilterHandle(pub(crate) reload::Handle<EnvFilter, Registry>);
+pub(crate) struct FilterHandle {
+    pub(crate) reload: reload::Handle<EnvFilter, Registry>,
+    /// Kept in step with the filter (see [`AccessGate`]).
+    pub(crate) gate: Arc<AccessGate>,
+}
 
 impl FilterHandle {
     pub(crate) fn set(&self, directive: &str) -> Result<(), crate::Error> {
@@ -43,18 +54,153 @@ impl FilterHandle {
             directive: directive.to_owned(),
             reason,
         })?;
-        self.0
+        let gate = AccessGate::decide(&filter);
+        self.reload
             .reload(filter)
             .map_err(|e| crate::Error::InvalidFilter {
                 directive: directive.to_owned(),
                 reason: e.to_string(),
-            })
+            })?;
+        self.gate.store(gate);
+        Ok(())
     }
 }
+
+/// What the level filter decides for the access line at INFO and at WARN,
+/// so the tower layer can write the line without dispatching a `tracing`
+/// event (`JsonLayer::write_access_line`): the filter's answer for the
+/// access target depends only on the target and level unless the filter has
+/// span or field directives, and it changes only when the filter is
+/// replaced. Event dispatch (per-layer filter state, the value set, the
+/// field visitor) was a third of the access line's cost in
+/// `benches/layer.rs`.
+#[derive(Debug)]
+pub(crate) struct AccessGate([AtomicU8; 2]);
+
+/// The filter drops the access line at this level.
+pub(crate) const GATE_OFF: u8 = 0;
+/// The filter passes it.
+pub(crate) const GATE_ON: u8 = 1;
+/// The answer depends on the span context (dynamic directives): dispatch
+/// the event and let the filter decide.
+pub(crate) const GATE_DISPATCH: u8 = 2;
+
+impl AccessGate {
+    /// A gate that sends every line through event dispatch (until a filter
+    /// is stored).
+    pub(crate) const fn dispatch() -> Self {
+        Self([AtomicU8::new(GATE_DISPATCH), AtomicU8::new(GATE_DISPATCH)])
+    }
+
+    /// The gate of `filter`.
+    pub(crate) fn new(filter: &EnvFilter) -> Self {
+        let gate = Self::dispatch();
+        gate.store(Self::decide(filter));
+        gate
+    }
+
+    fn decide(filter: &EnvFilter) -> [u8; 2] {
+        [&ACCESS_INFO, &ACCESS_WARN].map(|meta| {
+            let interest = <EnvFilter as Layer<Registry>>::register_callsite(filter, meta);
+            if interest.is_always() {
+                GATE_ON
+            } else if interest.is_never() {
+                GATE_OFF
+            } else {
+                GATE_DISPATCH
+            }
+        })
+    }
+
+    fn store(&self, gate: [u8; 2]) {
+        for (slot, g) in self.0.iter().zip(gate) {
+            slot.store(g, Ordering::Relaxed);
+        }
+    }
+
+    /// The decision for an access line at `level` (INFO or WARN; ERROR
+    /// lines are always dispatched, so OpenTelemetry records them on the
+    /// span).
+    #[inline]
+    pub(crate) fn get(&self, level: Level) -> u8 {
+        match level {
+            Level::INFO => self.0[0].load(Ordering::Relaxed),
+            Level::WARN => self.0[1].load(Ordering::Relaxed),
+            _ => GATE_DISPATCH,
+        }
+    }
+}
+
+/// The access line's metadata at INFO and WARN, to ask a filter about them.
+/// Never registered with `tracing`: only handed to
+/// `EnvFilter::register_callsite`, which reads the target and level.
+struct AccessCallsite;
+
+impl Callsite for AccessCallsite {
+    fn set_interest(&self, _: Interest) {}
+
+    fn metadata(&self) -> &Metadata<'_> {
+        &ACCESS_INFO
+    }
+}
+
+static ACCESS_CALLSITE: AccessCallsite = AccessCallsite;
+
+const ACCESS_FIELDS: &[&str] = &["message", "log_type"];
+
+static ACCESS_INFO: Metadata<'static> = Metadata::new(
+    "request completed",
+    crate::http::ACCESS_TARGET,
+    Level::INFO,
+    None,
+    None,
+    None,
+    FieldSet::new(
+        ACCESS_FIELDS,
+        tracing_core::identify_callsite!(&ACCESS_CALLSITE),
+    ),
+    Kind::EVENT,
+);
+
+static ACCESS_WARN: Metadata<'static> = Metadata::new(
+    "request completed",
+    crate::http::ACCESS_TARGET,
+    Level::WARN,
+    None,
+    None,
+    None,
+    FieldSet::new(
+        ACCESS_FIELDS,
+        tracing_core::identify_callsite!(&ACCESS_CALLSITE),
+    ),
+    Kind::EVENT,
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gate(directive: &str) -> [u8; 2] {
+        AccessGate::decide(&parse(directive).unwrap())
+    }
+
+    #[test]
+    fn the_access_gate_follows_static_directives() {
+        assert_eq!(gate("info"), [GATE_ON, GATE_ON]);
+        assert_eq!(gate("warn"), [GATE_OFF, GATE_ON]);
+        assert_eq!(gate("off"), [GATE_OFF, GATE_OFF]);
+        assert_eq!(gate("info,glimpse_obs::access=warn"), [GATE_OFF, GATE_ON]);
+        assert_eq!(gate("error,glimpse_obs=info"), [GATE_ON, GATE_ON]);
+        assert_eq!(gate("debug,glimpse_obs::access=off"), [GATE_OFF, GATE_OFF]);
+    }
+
+    #[test]
+    fn span_directives_send_the_access_line_through_dispatch() {
+        // Whether `[request]=info` enables the line depends on the span the
+        // event is in: only the filter, at dispatch, can tell.
+        assert_eq!(gate("warn,[request]=info"), [GATE_DISPATCH, GATE_ON]);
+        assert_eq!(gate("off,[{user=1}]=info"), [GATE_DISPATCH, GATE_DISPATCH]);
+    }
 
     #[test]
     fn audit_stays_at_info_unless_the_directive_names_it() {
