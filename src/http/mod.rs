@@ -287,12 +287,8 @@ where
             };
         };
 
-        // The request's one clock read at its start: its duration and, when
-        // an ID is generated, the ID's time (`timestamp::wall_at`).
         let start = Instant::now();
-        let request_id = RequestId::from_headers(req.headers(), &settings.header, || {
-            crate::logging::timestamp::wall_at(start)
-        });
+        let request_id = RequestId::from_headers(req.headers(), &settings.header);
         entry.active.increment(1.0);
         // A clone of the URI shares its bytes: no copy of the path.
         let uri = req.uri().clone();
@@ -450,8 +446,7 @@ where
 impl Pending {
     fn finish(&mut self, status: u16) {
         self.done = true;
-        let end = Instant::now();
-        let elapsed = end.saturating_duration_since(self.start);
+        let elapsed = self.start.elapsed();
         self.entry.active.decrement(1.0);
         self.entry.duration(status).record(elapsed.as_secs_f64());
 
@@ -506,13 +501,9 @@ impl Pending {
             // INFO and WARN lines straight into the JSON log; ERROR lines are
             // events, so OpenTelemetry also records them on the span.
             if level != Level::ERROR
-                && crate::logging::layer::write_access_line(
-                    span,
-                    level,
-                    log_type_enum,
-                    end,
-                    |out| access_fields(out, method, route, path, status, ms, cancelled),
-                )
+                && crate::logging::layer::write_access_line(span, level, log_type_enum, |out| {
+                    access_fields(out, method, route, path, status, ms, cancelled)
+                })
             {
                 return;
             }

@@ -36,16 +36,11 @@ impl RequestId {
     /// assert_eq!(id.as_str().len(), 36); // hyphenated UUID
     /// ```
     pub fn generate() -> Self {
-        Self::generate_at(std::time::SystemTime::now())
-    }
-
-    /// A new UUID v7 ID for the wall-clock time `now`.
-    pub(crate) fn generate_at(now: std::time::SystemTime) -> Self {
         use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
         // Milliseconds and 80 random bits from the thread-local generator the
         // trace IDs use, instead of `Uuid::now_v7`'s process-wide counter
         // lock. IDs stay ordered by millisecond, which is what log search needs.
-        let millis = now
+        let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let random = RandomIdGenerator::default().new_trace_id().to_bytes();
@@ -70,21 +65,16 @@ impl RequestId {
 
     /// The caller's ID when `headers` carry exactly one valid `name` header;
     /// otherwise a fresh one. An invalid value is never reflected.
-    /// `now` dates a generated ID.
-    pub(crate) fn from_headers(
-        headers: &HeaderMap,
-        name: &HeaderName,
-        now: impl FnOnce() -> std::time::SystemTime,
-    ) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Self {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (Some(v), None) if is_valid(v.as_bytes()) => {
                 // Valid bytes are ASCII, so this cannot fail.
                 v.to_str()
                     .map(|s| Self(Arc::from(s)))
-                    .unwrap_or_else(|_| Self::generate_at(now()))
+                    .unwrap_or_else(|_| Self::generate())
             }
-            _ => Self::generate_at(now()),
+            _ => Self::generate(),
         }
     }
 
@@ -147,7 +137,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
 
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -158,22 +147,8 @@ mod tests {
     }
 
     #[test]
-    fn generated_ids_carry_the_given_millisecond() {
-        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
-        let id = RequestId::generate_at(at);
-        let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
-        assert_eq!(uuid.get_version_num(), 7);
-        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
-        assert_eq!((secs, nanos / 1_000_000), (1_795_000_000, 123));
-    }
-
-    #[test]
     fn a_single_valid_header_is_kept() {
-        let id = RequestId::from_headers(
-            &headers(&[b"abc-123_x.y:z@w"]),
-            &X_REQUEST_ID,
-            SystemTime::now,
-        );
+        let id = RequestId::from_headers(&headers(&[b"abc-123_x.y:z@w"]), &X_REQUEST_ID);
         assert_eq!(id.as_str(), "abc-123_x.y:z@w");
     }
 
@@ -189,7 +164,7 @@ mod tests {
             headers(&[b"caf\xc3\xa9"]),
             HeaderMap::new(),
         ] {
-            let id = RequestId::from_headers(&h, &X_REQUEST_ID, SystemTime::now);
+            let id = RequestId::from_headers(&h, &X_REQUEST_ID);
             let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
             assert_eq!(uuid.get_version_num(), 7);
         }

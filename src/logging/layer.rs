@@ -4,7 +4,7 @@ use std::{
     cell::RefCell,
     fmt::Write as _,
     sync::{Arc, Mutex},
-    time::{Instant, SystemTime},
+    time::SystemTime,
 };
 
 use tracing::{Event, Level, Subscriber, field::Field, span};
@@ -255,16 +255,14 @@ impl JsonLayer {
     /// Write the access line of the request span `id` without dispatching
     /// an event, when the level filter's answer is known ([`AccessGate`]):
     /// the same line the event would give (`format` with the fields staged
-    /// by [`stage_access_fields`]), dated by the monotonic instant `at`.
-    /// `fields` renders the access fields. `false` when the event must be
-    /// dispatched instead.
+    /// by [`stage_access_fields`]). `fields` renders the access fields.
+    /// `false` when the event must be dispatched instead.
     fn write_access_line(
         &self,
         registry: &Registry,
         id: &span::Id,
         level: Level,
         log_type: LogType,
-        at: Instant,
         fields: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
         match self.gate.get(level) {
@@ -283,7 +281,7 @@ impl JsonLayer {
             b.seen.extend_from_slice(ACCESS_KEYS);
             self.write_line(
                 b,
-                timestamp::wall_at(at),
+                SystemTime::now(),
                 level,
                 crate::http::ACCESS_TARGET,
                 log_type,
@@ -301,21 +299,19 @@ impl JsonLayer {
 
 /// Write the access line (INFO or WARN) of the request span `span` straight
 /// into the JSON log when the level filter's answer for it is known,
-/// skipping event dispatch (about a third of the line's cost), dated by the
-/// monotonic instant `at` (the request's end). `false` when the caller must
-/// emit the event instead: no JSON layer in the span's subscriber, or a
-/// filter whose answer depends on the span context.
+/// skipping event dispatch (about a third of the line's cost). `false` when
+/// the caller must emit the event instead: no JSON layer in the span's
+/// subscriber, or a filter whose answer depends on the span context.
 pub(crate) fn write_access_line(
     span: &tracing::Span,
     level: Level,
     log_type: LogType,
-    at: Instant,
     fields: impl FnOnce(&mut Vec<u8>),
 ) -> bool {
     span.with_subscriber(|(id, dispatch)| {
         let json = dispatch.downcast_ref::<JsonLayer>()?;
         let registry = dispatch.downcast_ref::<Registry>()?;
-        Some(json.write_access_line(registry, id, level, log_type, at, fields))
+        Some(json.write_access_line(registry, id, level, log_type, fields))
     })
     .flatten()
     .unwrap_or(false)

@@ -1,54 +1,13 @@
-//! RFC 3339 UTC timestamps with microseconds, written without allocating,
-//! and wall-clock time derived from a monotonic reading.
+//! RFC 3339 UTC timestamps with microseconds, written without allocating.
 
-use std::{
-    cell::Cell,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
-
-/// How long a thread's (monotonic, wall-clock) anchor pair is used before it
-/// is read again.
-const REANCHOR: Duration = Duration::from_secs(1);
-
-/// The wall-clock time at the monotonic instant `at`, without reading the
-/// wall clock: the tower layer reads the clock once at the start of a
-/// request (its duration, its UUID v7) and once at the end (the duration,
-/// the access line's timestamp) instead of four times; a clock read is
-/// ~25 ns of the layer's cost in `benches/layer.rs`.
-///
-/// Linux keeps `CLOCK_REALTIME` as `CLOCK_MONOTONIC` plus an offset that
-/// only a clock step changes (NTP slewing moves both alike), so the
-/// derived time is exact until the wall clock is stepped; each thread reads
-/// the pair again every second, which bounds the effect of a step.
-pub(crate) fn wall_at(at: Instant) -> SystemTime {
-    thread_local! {
-        static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
-    }
-    // `None` past `limit` from the anchor (or on overflow).
-    let derive = |(mono, wall): (Instant, SystemTime), limit: Duration| {
-        if at >= mono {
-            let d = at - mono;
-            (d < limit).then(|| wall.checked_add(d)).flatten()
-        } else {
-            let d = mono - at;
-            (d < limit).then(|| wall.checked_sub(d)).flatten()
-        }
-    };
-    ANCHOR.with(|anchor| {
-        if let Some(t) = anchor.get().and_then(|pair| derive(pair, REANCHOR)) {
-            return t;
-        }
-        let pair = (Instant::now(), SystemTime::now());
-        anchor.set(Some(pair));
-        derive(pair, Duration::MAX).unwrap_or(pair.1)
-    })
-}
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Append `now` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 ///
 /// The text up to the second is cached per thread: lines of the same second
 /// (nearly all of them under load) only format the microseconds.
 pub(crate) fn rfc3339_into(out: &mut Vec<u8>, now: SystemTime) {
+    use std::cell::Cell;
     thread_local! {
         static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
     }
@@ -110,31 +69,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn micros_apart(a: SystemTime, b: SystemTime) -> u128 {
-        match a.duration_since(b) {
-            Ok(d) => d.as_micros(),
-            Err(e) => e.duration().as_micros(),
-        }
-    }
-
-    #[test]
-    fn wall_time_derived_from_a_monotonic_reading_matches_the_wall_clock() {
-        for _ in 0..3 {
-            let (mono, wall) = (Instant::now(), SystemTime::now());
-            assert!(micros_apart(wall_at(mono), wall) < 1_000);
-            // Instants before and after the thread's anchor.
-            let earlier = mono - Duration::from_millis(300);
-            assert!(micros_apart(wall_at(earlier), wall - Duration::from_millis(300)) < 1_000);
-            let later = mono + Duration::from_millis(300);
-            assert!(micros_apart(wall_at(later), wall + Duration::from_millis(300)) < 1_000);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // Far from the anchor: read again, still right.
-        let far = Instant::now() + Duration::from_secs(5);
-        let expected = SystemTime::now() + Duration::from_secs(5);
-        assert!(micros_apart(wall_at(far), expected) < 1_000);
-    }
+    use std::time::Duration;
 
     fn fmt(secs: u64, micros: u32) -> String {
         let mut out = Vec::new();
