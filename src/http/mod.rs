@@ -334,27 +334,24 @@ where
 }
 
 /// The access line's fields as `,"key":value` runs, in the order the
-/// event-field form writes them.
+/// event-field form writes them; `entry_json` is the entry's pre-rendered
+/// method and route.
 fn access_fields(
     out: &mut Vec<u8>,
-    method: &str,
-    route: &str,
+    entry_json: &[u8],
     path: &str,
     status: u16,
-    ms: f64,
+    micros: u64,
     cancelled: bool,
 ) {
     use crate::logging::json;
-    out.extend_from_slice(b",\"method\":");
-    json::string_into(out, method);
-    out.extend_from_slice(b",\"route\":");
-    json::string_into(out, route);
+    out.extend_from_slice(entry_json);
     out.extend_from_slice(b",\"path\":");
     json::string_into(out, path);
     out.extend_from_slice(b",\"http_status\":");
     json::int_into(out, status);
     out.extend_from_slice(b",\"response_time\":");
-    json::f64_into(out, ms);
+    json::millis_into(out, micros);
     if cancelled {
         out.extend_from_slice(b",\"cancelled\":true");
     }
@@ -448,7 +445,7 @@ impl Pending {
         self.done = true;
         let elapsed = self.start.elapsed();
         self.entry.active.decrement(1.0);
-        self.entry.duration(status).record(elapsed.as_secs_f64());
+        self.entry.record_duration(status, elapsed.as_secs_f64());
 
         let span = &self.span;
         let user = self.scope.user();
@@ -487,13 +484,9 @@ impl Pending {
             LogType::System
         };
         let log_type = log_type_enum.as_str();
-        // Whole microseconds divided by 1000 print as short decimals (1.430762).
-        let ms = elapsed.as_micros() as f64 / 1000.0;
-        let (method, route, path) = (
-            self.entry.method,
-            &*self.entry.route,
-            cap_path(self.uri.path()),
-        );
+        // Milliseconds with microsecond precision (1.43).
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let path = cap_path(self.uri.path());
         let cancelled = status == CANCELLED_STATUS;
         // An explicit parent rather than `in_scope`: the line gets the
         // request's fields without entering and exiting the span again.
@@ -502,13 +495,29 @@ impl Pending {
             // events, so OpenTelemetry also records them on the span.
             if level != Level::ERROR
                 && crate::logging::layer::write_access_line(span, level, log_type_enum, |out| {
-                    access_fields(out, method, route, path, status, ms, cancelled)
+                    access_fields(
+                        out,
+                        &self.entry.access_json,
+                        path,
+                        status,
+                        micros,
+                        cancelled,
+                    )
                 })
             {
                 return;
             }
             crate::logging::layer::stage_access_fields(
-                |out| access_fields(out, method, route, path, status, ms, cancelled),
+                |out| {
+                    access_fields(
+                        out,
+                        &self.entry.access_json,
+                        path,
+                        status,
+                        micros,
+                        cancelled,
+                    )
+                },
                 || match level {
                     Level::ERROR => {
                         tracing::error!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
@@ -523,6 +532,9 @@ impl Pending {
             );
             return;
         }
+        // The pretty format: the access fields as event fields.
+        let (method, route) = (self.entry.method, &*self.entry.route);
+        let ms = micros as f64 / 1000.0;
         match level {
             Level::ERROR => {
                 tracing::error!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")

@@ -39,12 +39,15 @@ pub(crate) struct RouteEntry {
     pub(crate) route: Arc<str>,
     /// `"{method} {route}"`, the span name.
     pub(crate) span_name: Arc<str>,
+    /// `,"method":"…","route":"…"`, the access line's first fields.
+    pub(crate) access_json: Box<[u8]>,
     pub(crate) active: Gauge,
     by_status: RwLock<Vec<(u16, Histogram)>>,
 }
 
 impl RouteEntry {
-    pub(crate) fn duration(&self, status: u16) -> Histogram {
+    /// Record a request's duration under its status.
+    pub(crate) fn record_duration(&self, status: u16, secs: f64) {
         if let Some((_, h)) = self
             .by_status
             .read()
@@ -52,23 +55,50 @@ impl RouteEntry {
             .iter()
             .find(|(s, _)| *s == status)
         {
-            return h.clone();
+            h.record(secs);
+            return;
         }
         let h = metrics::histogram!(names::HTTP_SERVER_REQUEST_DURATION,
             labels::METHOD => self.method,
             labels::ROUTE => self.route.to_string(),
             labels::STATUS => status.to_string());
+        h.record(secs);
         self.by_status
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push((status, h.clone()));
-        h
+            .push((status, h));
     }
 }
 
 type Entries = [Option<Arc<RouteEntry>>; METHODS.len()];
 
-static CACHE: LazyLock<RwLock<HashMap<Box<str>, Entries>>> = LazyLock::new(Default::default);
+/// FNV-1a: route templates are short, known strings (the cache holds only
+/// routes of the app and the unmatched label), so a fast hash beats the
+/// default SipHash on this per-request look-up.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Cache = HashMap<Box<str>, Entries, std::hash::BuildHasherDefault<Fnv>>;
+
+static CACHE: LazyLock<RwLock<Cache>> = LazyLock::new(Default::default);
 
 /// The entry of (`route`, method index `m`), created on first use. Before
 /// `init` the handles belong to the no-op recorder: such an entry is built
@@ -101,8 +131,13 @@ pub(crate) fn is_template(route: &str) -> bool {
 fn new_entry(route: &str, m: usize) -> RouteEntry {
     let method = METHODS[m];
     let route: Arc<str> = Arc::from(route);
+    let mut access_json = b",\"method\":".to_vec();
+    crate::logging::json::string_into(&mut access_json, method);
+    access_json.extend_from_slice(b",\"route\":");
+    crate::logging::json::string_into(&mut access_json, &route);
     RouteEntry {
         method,
+        access_json: access_json.into_boxed_slice(),
         // Semantic conventions: `{method} {route}`, or the method alone when
         // no route matched.
         span_name: if is_template(&route) {

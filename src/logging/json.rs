@@ -98,6 +98,30 @@ pub(crate) fn f64_into(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Append `micros` microseconds as milliseconds, a JSON number with up to
+/// three decimals: 1430 µs is `1.43`, 2000 µs is `2.0` (what `f64_into`
+/// writes for `micros as f64 / 1000.0`, without float formatting: it is on
+/// every access line).
+pub(crate) fn millis_into(out: &mut Vec<u8>, micros: u64) {
+    int_into(out, micros / 1000);
+    let frac = (micros % 1000) as u32;
+    let digits = [
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    // `2.0`, `1.5`, `1.43`, `1.431`: trailing zeros dropped, one kept.
+    let len = if frac.is_multiple_of(100) {
+        2
+    } else if frac.is_multiple_of(10) {
+        3
+    } else {
+        4
+    };
+    out.extend_from_slice(&digits[..len]);
+}
+
 /// Append an integer.
 pub(crate) fn int_into(out: &mut Vec<u8>, v: impl itoa::Integer) {
     let mut b = itoa::Buffer::new();
@@ -120,6 +144,33 @@ pub(crate) fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn millis_read_as_the_float_would() {
+        for micros in [
+            0u64,
+            1,
+            10,
+            100,
+            999,
+            1000,
+            1430,
+            1500,
+            2000,
+            12_345,
+            1_000_001,
+            987_654_321,
+        ] {
+            let mut ours = Vec::new();
+            millis_into(&mut ours, micros);
+            let mut float = Vec::new();
+            f64_into(&mut float, micros as f64 / 1000.0);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(float).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn hex_is_lowercase_and_complete_for_any_length() {

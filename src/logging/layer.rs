@@ -118,17 +118,58 @@ pub(crate) struct JsonLayer {
     /// The level filter's answer for the access line, kept in step with
     /// the filter by its handle.
     gate: Arc<AccessGate>,
+    /// The access line's schema fields after the timestamp, by level (INFO,
+    /// WARN) and `log_type` (`system`, `user_activity`): they differ only
+    /// in those.
+    access_heads: [[Box<[u8]>; 2]; 2],
+}
+
+/// Append the schema fields after the timestamp: `","level":…` to `log_type`.
+fn head_into(
+    line: &mut Vec<u8>,
+    level: Level,
+    service: &[u8],
+    msg: &[u8],
+    target: &str,
+    log_type: LogType,
+) {
+    line.extend_from_slice(b"\",\"level\":\"");
+    line.extend_from_slice(level_str(level).as_bytes());
+    line.push(b'"');
+    line.extend_from_slice(service);
+    line.extend_from_slice(b",\"message\":\"");
+    line.extend_from_slice(msg);
+    line.extend_from_slice(b"\",\"target\":");
+    json::string_into(line, target);
+    line.extend_from_slice(b",\"log_type\":\"");
+    line.extend_from_slice(log_type.as_str().as_bytes());
+    line.push(b'"');
 }
 
 impl JsonLayer {
     pub(crate) fn new(service: &str, queue: LineQueue, gate: Arc<AccessGate>) -> Self {
         let mut s = b",\"service\":".to_vec();
         json::string_into(&mut s, service);
+        let access_heads = [Level::INFO, Level::WARN].map(|level| {
+            [LogType::System, LogType::UserActivity].map(|log_type| {
+                let mut head = Vec::new();
+                head_into(
+                    &mut head,
+                    level,
+                    &s,
+                    b"request completed",
+                    crate::http::ACCESS_TARGET,
+                    log_type,
+                );
+                head.into_boxed_slice()
+            })
+        });
         Self {
             service: s.into_boxed_slice(),
             queue,
             counters: LevelCounters::new(),
             gate,
+            access_heads,
         }
     }
 
@@ -165,6 +206,7 @@ impl JsonLayer {
         self.write_line(
             b,
             SystemTime::now(),
+            None,
             level,
             meta.target(),
             log_type,
@@ -174,14 +216,16 @@ impl JsonLayer {
     }
 
     /// Complete and queue the line whose message is in `b.msg` and whose
-    /// own fields are in `b.fields`: the schema fields, then the IDs, the
-    /// request scope and the fields of the spans of `scope` (innermost
-    /// first), then the fields.
+    /// own fields are in `b.fields`: the schema fields (`head` when they are
+    /// pre-rendered: everything after the timestamp up to `log_type`), then
+    /// the IDs, the request scope and the fields of the spans of `scope`
+    /// (innermost first), then the fields.
     #[allow(clippy::too_many_arguments)]
     fn write_line<'a, R: LookupSpan<'a>>(
         &self,
         b: &mut Bufs,
         now: SystemTime,
+        head: Option<&[u8]>,
         level: Level,
         target: &str,
         log_type: LogType,
@@ -197,17 +241,10 @@ impl JsonLayer {
         } = b;
         line.extend_from_slice(b"{\"timestamp\":\"");
         timestamp::rfc3339_into(line, now);
-        line.extend_from_slice(b"\",\"level\":\"");
-        line.extend_from_slice(level_str(level).as_bytes());
-        line.push(b'"');
-        line.extend_from_slice(&self.service);
-        line.extend_from_slice(b",\"message\":\"");
-        line.extend_from_slice(msg);
-        line.extend_from_slice(b"\",\"target\":");
-        json::string_into(line, target);
-        line.extend_from_slice(b",\"log_type\":\"");
-        line.extend_from_slice(log_type.as_str().as_bytes());
-        line.push(b'"');
+        match head {
+            Some(head) => line.extend_from_slice(head),
+            None => head_into(line, level, &self.service, msg, target, log_type),
+        }
 
         if let Some(scope) = scope {
             let (mut have_ids, mut have_request) = (false, false);
@@ -274,14 +311,16 @@ impl JsonLayer {
             return false;
         };
         self.counters.count(level);
+        let head = &self.access_heads[usize::from(level == Level::WARN)]
+            [usize::from(log_type == LogType::UserActivity)];
         let write = |b: &mut Bufs| {
             b.clear();
-            b.msg.extend_from_slice(b"request completed");
             fields(&mut b.fields);
             b.seen.extend_from_slice(ACCESS_KEYS);
             self.write_line(
                 b,
                 SystemTime::now(),
+                Some(head),
                 level,
                 crate::http::ACCESS_TARGET,
                 log_type,
