@@ -10,13 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tracing_subscriber::{Layer, layer::SubscriberExt, reload};
+use tracing_subscriber::{Layer, layer::SubscriberExt};
 
 use crate::{
     Config, Error,
     config::{LogFormat, Settings},
     logging::{
-        filter::{AccessGate, FilterHandle},
+        filter::{AccessGate, FilterHandle, LevelFilter},
         layer::JsonLayer,
         writer::{LineQueue, WriterThread},
     },
@@ -94,7 +94,8 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
     exporter::register(handle, config);
 
     let gate = std::sync::Arc::new(AccessGate::new(&filter));
-    let (filter_layer, filter_handle) = reload::Layer::new(filter);
+    let filter_layer = LevelFilter::new(filter, &config.log_filter);
+    let filter_layer_handle = filter_layer.clone();
     let out = config
         .writer
         .take()
@@ -149,7 +150,7 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
         })),
         queue,
         filter: FilterHandle {
-            reload: filter_handle,
+            filter: filter_layer_handle,
             gate,
         },
         metrics_addr,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use glimpse_obs::{Config, testing::SharedBuffer};
 
 #[test]
-fn set_filter_turns_on_debug_for_one_module_and_rejects_bad_directives() {
+fn set_filter_turns_on_debug_for_one_module_or_span_and_rejects_bad_directives() {
     let buf = SharedBuffer::new();
     let guard = Config::default()
         .metrics_addr(None)
@@ -30,4 +30,21 @@ fn set_filter_turns_on_debug_for_one_module_and_rejects_bad_directives() {
         .map(|l| l["message"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(msgs, ["shown", "filter unchanged after a bad directive"]);
+
+    // A span directive applies inside its span only, and goes away with
+    // the next filter (the filter follows spans only while it has one).
+    buf.clear();
+    guard.set_filter("info,[job]=debug").unwrap();
+    tracing::info_span!("job", id = 1).in_scope(|| tracing::debug!("debug inside the job span"));
+    tracing::debug!("debug outside any span");
+    guard.set_filter("info").unwrap();
+    tracing::info_span!("job", id = 2)
+        .in_scope(|| tracing::debug!("debug after the directive is gone"));
+    tracing::info!("info still shown");
+    assert!(guard.flush(Duration::from_secs(5)));
+    let msgs: Vec<String> = common::strict_lines(&buf.contents())
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(msgs, ["debug inside the job span", "info still shown"]);
 }

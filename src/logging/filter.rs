@@ -1,13 +1,16 @@
-//! The level filter and its runtime reload handle.
+//! The level filter and its runtime handle.
 
 use std::sync::{
-    Arc,
-    atomic::{AtomicU8, Ordering},
+    Arc, RwLock,
+    atomic::{AtomicBool, AtomicU8, Ordering},
 };
 
-use tracing::{Level, Metadata, subscriber::Interest};
+use tracing::{Level, Metadata, Subscriber, span, subscriber::Interest};
 use tracing_core::{Callsite, Kind, field::FieldSet};
-use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
+use tracing_subscriber::{
+    EnvFilter, Layer, Registry,
+    layer::{Context, Filter},
+};
 
 /// The target of audit lines, kept at INFO whatever the level filter says.
 const AUDIT_TARGET: &str = "glimpse_obs::audit";
@@ -40,10 +43,103 @@ fn names_target(directive: &str, target: &str) -> bool {
     })
 }
 
+/// The JSON log's level filter, replaceable while the service runs: what
+/// `tracing_subscriber::reload` does, without its lock on every span
+/// callback. An `EnvFilter` only follows spans (enter, exit, new, record,
+/// close) for its span and field directives; without any (nearly always),
+/// those callbacks are skipped, which saves a lock and a look-up on each of
+/// them (several per request: `benches/layer.rs`).
+#[derive(Clone)]
+pub(crate) struct LevelFilter(Arc<Current>);
+
+struct Current {
+    filter: RwLock<EnvFilter>,
+    /// Whether `filter` has span or field directives.
+    dynamic: AtomicBool,
+}
+
+impl LevelFilter {
+    /// `filter`, parsed from `directive`.
+    pub(crate) fn new(filter: EnvFilter, directive: &str) -> Self {
+        Self(Arc::new(Current {
+            filter: RwLock::new(filter),
+            dynamic: AtomicBool::new(is_dynamic(directive)),
+        }))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, EnvFilter> {
+        self.0.filter.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[inline]
+    fn dynamic(&self) -> bool {
+        self.0.dynamic.load(Ordering::Acquire)
+    }
+
+    fn replace(&self, filter: EnvFilter, directive: &str) {
+        *self.0.filter.write().unwrap_or_else(|e| e.into_inner()) = filter;
+        self.0
+            .dynamic
+            .store(is_dynamic(directive), Ordering::Release);
+        // Outside the lock: rebuilding asks the filter about every callsite.
+        tracing_core::callsite::rebuild_interest_cache();
+    }
+}
+
+/// Whether `directive` has span or field directives (`target[span{field}]`):
+/// every such directive has a `[`.
+fn is_dynamic(directive: &str) -> bool {
+    directive.contains('[')
+}
+
+impl<S: Subscriber> Filter<S> for LevelFilter {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        Filter::<S>::enabled(&*self.read(), meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        Filter::<S>::callsite_enabled(&*self.read(), meta)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Filter::<S>::max_level_hint(&*self.read())
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, cx: Context<'_, S>) {
+        if self.dynamic() {
+            Filter::<S>::on_new_span(&*self.read(), attrs, id, cx);
+        }
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, cx: Context<'_, S>) {
+        if self.dynamic() {
+            Filter::<S>::on_record(&*self.read(), id, values, cx);
+        }
+    }
+
+    fn on_enter(&self, id: &span::Id, cx: Context<'_, S>) {
+        if self.dynamic() {
+            Filter::<S>::on_enter(&*self.read(), id, cx);
+        }
+    }
+
+    fn on_exit(&self, id: &span::Id, cx: Context<'_, S>) {
+        if self.dynamic() {
+            Filter::<S>::on_exit(&*self.read(), id, cx);
+        }
+    }
+
+    fn on_close(&self, id: span::Id, cx: Context<'_, S>) {
+        if self.dynamic() {
+            Filter::<S>::on_close(&*self.read(), id, cx);
+        }
+    }
+}
+
 /// Changes the level filter of the JSON log while the service runs.
 #[derive(Clone)]
 pub(crate) struct FilterHandle {
-    pub(crate) reload: reload::Handle<EnvFilter, Registry>,
+    pub(crate) filter: LevelFilter,
     /// Kept in step with the filter (see [`AccessGate`]).
     pub(crate) gate: Arc<AccessGate>,
 }
@@ -55,12 +151,7 @@ impl FilterHandle {
             reason,
         })?;
         let gate = AccessGate::decide(&filter);
-        self.reload
-            .reload(filter)
-            .map_err(|e| crate::Error::InvalidFilter {
-                directive: directive.to_owned(),
-                reason: e.to_string(),
-            })?;
+        self.filter.replace(filter, directive);
         self.gate.store(gate);
         Ok(())
     }
