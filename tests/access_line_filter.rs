@@ -24,6 +24,17 @@ fn app() -> Router {
                 "slow"
             }),
         )
+        .route(
+            "/boom",
+            get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route(
+            "/warns",
+            get(|| async {
+                tracing::warn!("handler warning");
+                "ok"
+            }),
+        )
         .layer(glimpse_obs::layer().slow_request(Duration::from_millis(40)))
 }
 
@@ -34,20 +45,24 @@ async fn get_path(path: &str) {
         .header("x-request-id", "req-filter-1")
         .body(axum::body::Body::empty())
         .unwrap();
-    let res = app()
+    app()
         .oneshot(req)
         .instrument(tracing::info_span!("connection", shard = 3))
         .await
         .unwrap();
-    assert!(res.status().is_success());
 }
 
-/// The access lines written since the last call.
-fn access_lines(guard: &Guard, logs: &SharedBuffer) -> Vec<Value> {
+/// The lines written since the last call.
+fn all_lines(guard: &Guard, logs: &SharedBuffer) -> Vec<Value> {
     assert!(guard.flush(Duration::from_secs(5)));
     let lines = strict_lines(&logs.contents());
     logs.clear();
     lines
+}
+
+/// The access lines written since the last call.
+fn access_lines(guard: &Guard, logs: &SharedBuffer) -> Vec<Value> {
+    all_lines(guard, logs)
         .into_iter()
         .filter(|l| l["target"] == glimpse_obs::ACCESS_TARGET)
         .collect()
@@ -127,6 +142,31 @@ async fn access_lines_follow_every_filter_and_read_the_same_either_way() {
     get_path("/slow").await;
     assert_eq!(access_lines(&guard, &logs), Vec::<Value>::new());
     assert_eq!(info_events(), before);
+
+    // "warn" disables the INFO server span for the log, yet every line of
+    // the request keeps its request ID and trace IDs: the slow line written
+    // directly, the 5xx line dispatched as an event, a handler's warning.
+    guard.set_filter("warn").unwrap();
+    get_path("/slow").await;
+    get_path("/boom").await;
+    get_path("/warns").await;
+    let lines = all_lines(&guard, &logs);
+    let levels: Vec<&str> = lines.iter().map(|l| l["level"].as_str().unwrap()).collect();
+    assert_eq!(levels, ["WARN", "ERROR", "WARN"], "{lines:?}");
+    assert_eq!(lines[2]["message"], "handler warning");
+    for l in &lines {
+        assert_eq!(l["requestId"], "req-filter-1", "{l}");
+        assert_eq!(l["traceId"].as_str().unwrap().len(), 32, "{l}");
+        assert_eq!(l["spanId"].as_str().unwrap().len(), 16, "{l}");
+        // The connection span was disabled for the log: no fields of it.
+        assert!(l.get("shard").is_none(), "{l}");
+    }
+    let keys = |l: &Value| -> Vec<String> { l.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(
+        keys(&lines[0]),
+        keys(&lines[1]),
+        "direct and dispatched lines"
+    );
 
     // Back on.
     guard.set_filter("info").unwrap();

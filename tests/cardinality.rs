@@ -217,6 +217,20 @@ fn payment_providers_and_currencies_are_capped_separately() {
         overflow(&text, "glimpse_payments_total"),
         (DISTINCT - CAP) as f64 + overflowed
     );
+
+    // `other` sums currencies of different exponents in major units: 1299
+    // JPY is 1299, 1299 KWD fils is 1.299 (not 12.99 twice).
+    payment_processed("v0", "JPY", 1299, Succeeded);
+    payment_processed("v0", "KWD", 1299, Succeeded);
+    let text = obs().render_metrics();
+    assert_eq!(
+        metric_value(
+            &text,
+            "glimpse_payment_amount_total",
+            &[("currency", "other")]
+        ),
+        Some((overflowed * 10_000.0 + 12_990_000.0 + 12_990.0) / 10_000.0)
+    );
 }
 
 #[test]

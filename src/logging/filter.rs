@@ -1,7 +1,7 @@
 //! The level filter and its runtime handle.
 
 use std::sync::{
-    Arc, RwLock,
+    Arc, Mutex, RwLock,
     atomic::{AtomicBool, AtomicU8, Ordering},
 };
 
@@ -56,6 +56,9 @@ struct Current {
     filter: RwLock<EnvFilter>,
     /// Whether `filter` has span or field directives.
     dynamic: AtomicBool,
+    /// Serialises replacements, so the filter, `dynamic` and the access
+    /// gate always come from the same directive.
+    replacing: Mutex<()>,
 }
 
 impl LevelFilter {
@@ -64,6 +67,7 @@ impl LevelFilter {
         Self(Arc::new(Current {
             filter: RwLock::new(filter),
             dynamic: AtomicBool::new(is_dynamic(directive)),
+            replacing: Mutex::new(()),
         }))
     }
 
@@ -76,12 +80,24 @@ impl LevelFilter {
         self.0.dynamic.load(Ordering::Acquire)
     }
 
-    fn replace(&self, filter: EnvFilter, directive: &str) {
+    /// Put `filter` (parsed from `directive`) in place, and its access gate
+    /// into `gates`.
+    fn replace(&self, filter: EnvFilter, directive: &str, gates: &AccessGate) {
+        let gate = AccessGate::decide(&filter);
+        let dynamic = is_dynamic(directive);
+        let _one_at_a_time = self.0.replacing.lock().unwrap_or_else(|e| e.into_inner());
+        // A filter with span directives sees span callbacks from before it
+        // is in place (it ignores spans it does not know, as a reloaded
+        // filter would); a static one stops seeing them only after.
+        if dynamic {
+            self.0.dynamic.store(true, Ordering::Release);
+        }
         *self.0.filter.write().unwrap_or_else(|e| e.into_inner()) = filter;
-        self.0
-            .dynamic
-            .store(is_dynamic(directive), Ordering::Release);
-        // Outside the lock: rebuilding asks the filter about every callsite.
+        if !dynamic {
+            self.0.dynamic.store(false, Ordering::Release);
+        }
+        gates.store(gate);
+        // Outside the filter's lock: rebuilding asks it about every callsite.
         tracing_core::callsite::rebuild_interest_cache();
     }
 }
@@ -150,9 +166,7 @@ impl FilterHandle {
             directive: directive.to_owned(),
             reason,
         })?;
-        let gate = AccessGate::decide(&filter);
-        self.filter.replace(filter, directive);
-        self.gate.store(gate);
+        self.filter.replace(filter, directive, &self.gate);
         Ok(())
     }
 }

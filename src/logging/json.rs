@@ -99,9 +99,10 @@ pub(crate) fn f64_into(out: &mut Vec<u8>, v: f64) {
 }
 
 /// Append `micros` microseconds as milliseconds, a JSON number with up to
-/// three decimals: 1430 µs is `1.43`, 2000 µs is `2.0` (what `f64_into`
-/// writes for `micros as f64 / 1000.0`, without float formatting: it is on
-/// every access line).
+/// three decimals: 1430 µs is `1.43`, 2000 µs is `2.0` — what `f64_into`
+/// writes for `micros as f64 / 1000.0` (for any duration under 285 years,
+/// where f64 still holds every microsecond), without float formatting: it
+/// is on every access line.
 pub(crate) fn millis_into(out: &mut Vec<u8>, micros: u64) {
     int_into(out, micros / 1000);
     let frac = (micros % 1000) as u32;

@@ -203,16 +203,32 @@ impl JsonLayer {
         } else {
             LogType::System
         });
-        self.write_line(
-            b,
-            SystemTime::now(),
-            None,
-            level,
-            meta.target(),
-            log_type,
-            audit,
-            ctx.event_scope(event),
-        );
+        // The event's spans as the registry has them, not through this
+        // layer's filter: the request scope and the trace IDs belong on
+        // every line of a request even when the filter (`warn`, say)
+        // disabled the INFO server span for this layer. Spans this layer
+        // did not see carry no fields for it, so nothing else changes. The
+        // filtered context is the fallback when the registry is out of
+        // reach (a scoped dispatcher is being entered).
+        let target = meta.target();
+        tracing::dispatcher::get_default(|dispatch| {
+            let now = SystemTime::now();
+            match dispatch.downcast_ref::<Registry>() {
+                Some(registry) => {
+                    let parent = match event.parent() {
+                        Some(id) => Some(id.clone()),
+                        None if event.is_contextual() => registry.current_span().id().cloned(),
+                        None => None,
+                    };
+                    let scope = parent.and_then(|id| registry.span(&id)).map(|s| s.scope());
+                    self.write_line(b, now, None, level, target, log_type, audit, scope);
+                }
+                None => {
+                    let scope = ctx.event_scope(event);
+                    self.write_line(b, now, None, level, target, log_type, audit, scope);
+                }
+            }
+        });
     }
 
     /// Complete and queue the line whose message is in `b.msg` and whose

@@ -1,14 +1,16 @@
-//! Money counters: revenue kept exactly in minor currency units and
-//! rendered in major units.
+//! Money counters: revenue kept exactly as an integer and rendered in major
+//! currency units.
 //!
 //! The `metrics` facade's counters are `u64`: they cannot add 12.99, and a
 //! gauge that only grows would do the arithmetic but `promtool check
 //! metrics` rejects a `_total` name on anything but a counter. An
 //! [`AmountFamily`] keeps one integer per currency — the sum of the amounts
-//! in minor units (cents), added with one `fetch_add` — and renders itself
-//! as a counter in major units into the scrape text
-//! ([`super::exporter::render`]), with the same global labels as the
-//! recorder's series. Summing integers is exact (a float sum of 0.01s
+//! in ten-thousandths of a major unit ([`UNITS_PER_MAJOR`]: every ISO 4217
+//! minor unit is a whole number of them, and `other`, which gathers
+//! currencies past the label cap, can sum any of them), added with one
+//! `fetch_add` — and renders itself as a counter in major units into the
+//! scrape text ([`super::exporter::render`]), with the same global labels
+//! as the recorder's series. Summing integers is exact (a float sum of 0.01s
 //! drifts: 0.1 + 0.2 is not 0.3) and costs no division or compare-and-swap
 //! on the payment path.
 
@@ -21,6 +23,9 @@ use std::{
     },
 };
 
+/// Ten-thousandths of a major unit: the unit the counters sum in.
+pub(crate) const UNITS_PER_MAJOR: u64 = 10_000;
+
 /// One series of an [`AmountFamily`]; cloning shares the value.
 #[derive(Clone, Debug)]
 pub(crate) struct AmountCounter(Arc<AtomicU64>);
@@ -32,11 +37,11 @@ impl AmountCounter {
         Self(Arc::new(AtomicU64::new(0)))
     }
 
-    /// Add `minor` minor units (wrapping past `u64::MAX` minor units,
-    /// 1.8e17 euros).
+    /// Add `units` ten-thousandths of a major unit (the total wraps past
+    /// `u64::MAX` of them: 1.8e15 major units).
     #[inline]
-    pub(crate) fn increment(&self, minor: u64) {
-        self.0.fetch_add(minor, Ordering::Relaxed);
+    pub(crate) fn increment(&self, units: u64) {
+        self.0.fetch_add(units, Ordering::Relaxed);
     }
 
     fn get(&self) -> u64 {
@@ -79,7 +84,7 @@ impl AmountFamily {
     }
 
     /// Append `# HELP`, `# TYPE … counter` and one line per currency, in
-    /// major units ([`super::business::major_units`]), to `out`;
+    /// major units, to `out`;
     /// `global_labels` is the pre-escaped `service="…",env="…"` run (may be
     /// empty). Nothing when the family has no series yet, as for the
     /// recorder's metrics.
@@ -101,7 +106,7 @@ impl AmountFamily {
             out.push_str("=\"");
             escape_label_value(currency, out);
             out.push_str("\"} ");
-            push_value(super::business::major_units(c.get(), currency), out);
+            push_value(c.get() as f64 / UNITS_PER_MAJOR as f64, out);
             out.push('\n');
         }
         out.push('\n');
@@ -189,14 +194,14 @@ mod tests {
         let family = AmountFamily::new("x_total", "currency", "Help text.");
         let mut series = family.series.lock().unwrap();
         let eur = AmountCounter::detached();
-        eur.increment(150);
+        eur.increment(15_000);
         series.insert("EUR".into(), eur);
         let jpy = AmountCounter::detached();
-        jpy.increment(1299);
+        jpy.increment(1299 * UNITS_PER_MAJOR);
         series.insert("JPY".into(), jpy);
         let cents = AmountCounter::detached();
         for _ in 0..3 {
-            cents.increment(1);
+            cents.increment(100);
         }
         series.insert("USD".into(), cents);
         series.insert("a\"b".into(), AmountCounter::detached());

@@ -184,6 +184,14 @@ pub fn major_units(amount_minor: u64, currency: &str) -> f64 {
     amount_minor as f64 / SCALE[currency_exponent(currency) as usize]
 }
 
+/// `amount_minor` in the revenue counter's unit, ten-thousandths of a major
+/// unit: the same for every currency, so `currency="other"` (currencies
+/// past the label cap) sums amounts of different exponents correctly.
+fn revenue_units(amount_minor: u64, currency: &str) -> u64 {
+    const SCALE: [u64; 5] = [10_000, 1_000, 100, 10, 1];
+    amount_minor.saturating_mul(SCALE[currency_exponent(currency) as usize])
+}
+
 /// Count one payment and log it.
 ///
 /// - `glimpse_payments_total{status,provider,currency}` +1;
@@ -226,7 +234,7 @@ pub fn payment_processed(provider: &str, currency: &str, amount_minor: u64, stat
         PaymentStatus::Succeeded => {
             PAYMENTS.with(provider, currency, |h| {
                 h.succeeded.increment(1);
-                h.revenue.increment(amount_minor);
+                h.revenue.increment(revenue_units(amount_minor, currency));
             });
             tracing::info!(
                 target: "glimpse_obs::business",
@@ -331,5 +339,14 @@ mod tests {
         assert_eq!(major_units(1299, "KRW"), 1299.0);
         assert_eq!(major_units(1299, "KWD"), 1.299);
         assert_eq!(major_units(0, "EUR"), 0.0);
+    }
+
+    #[test]
+    fn revenue_units_are_ten_thousandths_of_a_major_unit_in_every_currency() {
+        assert_eq!(revenue_units(1299, "EUR"), 129_900);
+        assert_eq!(revenue_units(1299, "JPY"), 12_990_000);
+        assert_eq!(revenue_units(1299, "KWD"), 12_990);
+        assert_eq!(revenue_units(1299, "CLF"), 1299);
+        assert_eq!(revenue_units(u64::MAX, "JPY"), u64::MAX);
     }
 }

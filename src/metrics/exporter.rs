@@ -287,7 +287,7 @@ fn describe_all() {
         Unit::Count,
         "Payments processed, by status, provider and currency."
     );
-    // PAYMENT_AMOUNT is a float counter outside the recorder; its HELP text
+    // PAYMENT_AMOUNT is a money counter outside the recorder; its HELP text
     // is in `business::REVENUE`.
     describe_counter!(FEATURE_USAGE, Unit::Count, "Feature uses, by feature.");
     describe_counter!(
