@@ -23,6 +23,7 @@ use metrics::Counter;
 
 use super::{
     amount_counter::{AmountCounter, AmountFamily},
+    cardinality::OVERFLOW_VALUE,
     handles::{Family, Single},
     names::{self, labels as keys},
 };
@@ -116,10 +117,14 @@ impl PaymentStatus {
 struct PaymentHandles {
     succeeded: Counter,
     failed: Counter,
-    /// Revenue of `currency` (shared by every provider), kept in minor
-    /// units and rendered in major units: a counter of our own, because the
-    /// `metrics` facade's counters cannot add 12.99.
+    /// Revenue of `currency` (shared by every provider), kept in
+    /// ten-thousandths of a major unit and rendered in major units: a
+    /// counter of our own, because the `metrics` facade's counters cannot
+    /// add 12.99.
     revenue: AmountCounter,
+    /// Ten-thousandths of a major unit per minor unit of `currency`; `None`
+    /// for `other`, whose payments come in any currency.
+    scale: Option<u64>,
 }
 
 /// `glimpse_payment_amount_total{currency}`, rendered into the scrape text
@@ -145,6 +150,7 @@ static PAYMENTS: Family<PaymentHandles> =
             succeeded: count(PaymentStatus::Succeeded),
             failed: count(PaymentStatus::Failed),
             revenue: REVENUE.counter(currency),
+            scale: (currency != OVERFLOW_VALUE).then(|| revenue_scale(currency)),
         }
     });
 
@@ -188,8 +194,13 @@ pub fn major_units(amount_minor: u64, currency: &str) -> f64 {
 /// unit: the same for every currency, so `currency="other"` (currencies
 /// past the label cap) sums amounts of different exponents correctly.
 fn revenue_units(amount_minor: u64, currency: &str) -> u64 {
+    amount_minor.saturating_mul(revenue_scale(currency))
+}
+
+/// Ten-thousandths of a major unit per minor unit of `currency`.
+fn revenue_scale(currency: &str) -> u64 {
     const SCALE: [u64; 5] = [10_000, 1_000, 100, 10, 1];
-    amount_minor.saturating_mul(SCALE[currency_exponent(currency) as usize])
+    SCALE[currency_exponent(currency) as usize]
 }
 
 /// Count one payment and log it.
@@ -234,7 +245,11 @@ pub fn payment_processed(provider: &str, currency: &str, amount_minor: u64, stat
         PaymentStatus::Succeeded => {
             PAYMENTS.with(provider, currency, |h| {
                 h.succeeded.increment(1);
-                h.revenue.increment(revenue_units(amount_minor, currency));
+                // The scale is resolved with the handles, except for `other`.
+                h.revenue.increment(match h.scale {
+                    Some(scale) => amount_minor.saturating_mul(scale),
+                    None => revenue_units(amount_minor, currency),
+                });
             });
             tracing::info!(
                 target: "glimpse_obs::business",
