@@ -48,13 +48,13 @@ static AUTH_FAILURES: Family<Counter> = Family::new(
 /// # assert_eq!(seen.find(|l| l["message"] == "authentication failed").unwrap()["reason"], "expired_token");
 /// ```
 pub fn auth_failed(reason: &str) {
-    AUTH_FAILURES.with(reason, "", |c| c.increment(1));
     tracing::warn!(
         target: "glimpse_obs::security",
         log_type = "user_activity",
         reason,
         "authentication failed"
     );
+    AUTH_FAILURES.with(reason, "", |c| c.increment(1));
 }
 
 static API_KEYS: Family<Counter> = Family::new(
