@@ -493,43 +493,32 @@ impl Pending {
         if crate::logging::layer::JSON_INSTALLED.load(std::sync::atomic::Ordering::Relaxed) {
             // INFO and WARN lines straight into the JSON log; ERROR lines are
             // events, so OpenTelemetry also records them on the span.
+            let fields = |out: &mut Vec<u8>| {
+                access_fields(
+                    out,
+                    &self.entry.access_json,
+                    path,
+                    status,
+                    micros,
+                    cancelled,
+                )
+            };
             if level != Level::ERROR
-                && crate::logging::layer::write_access_line(span, level, log_type_enum, |out| {
-                    access_fields(
-                        out,
-                        &self.entry.access_json,
-                        path,
-                        status,
-                        micros,
-                        cancelled,
-                    )
-                })
+                && crate::logging::layer::write_access_line(span, level, log_type_enum, fields)
             {
                 return;
             }
-            crate::logging::layer::stage_access_fields(
-                |out| {
-                    access_fields(
-                        out,
-                        &self.entry.access_json,
-                        path,
-                        status,
-                        micros,
-                        cancelled,
-                    )
-                },
-                || match level {
-                    Level::ERROR => {
-                        tracing::error!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
-                    }
-                    Level::WARN => {
-                        tracing::warn!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
-                    }
-                    _ => {
-                        tracing::info!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
-                    }
-                },
-            );
+            crate::logging::layer::stage_access_fields(fields, || match level {
+                Level::ERROR => {
+                    tracing::error!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
+                }
+                Level::WARN => {
+                    tracing::warn!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
+                }
+                _ => {
+                    tracing::info!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
+                }
+            });
             return;
         }
         // The pretty format: the access fields as event fields.

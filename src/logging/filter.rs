@@ -253,33 +253,25 @@ static ACCESS_CALLSITE: AccessCallsite = AccessCallsite;
 
 const ACCESS_FIELDS: &[&str] = &["message", "log_type"];
 
-static ACCESS_INFO: Metadata<'static> = Metadata::new(
-    "request completed",
-    crate::http::ACCESS_TARGET,
-    Level::INFO,
-    None,
-    None,
-    None,
-    FieldSet::new(
-        ACCESS_FIELDS,
-        tracing_core::identify_callsite!(&ACCESS_CALLSITE),
-    ),
-    Kind::EVENT,
-);
+/// The access line's metadata at `level`.
+const fn access_metadata(level: Level) -> Metadata<'static> {
+    Metadata::new(
+        "request completed",
+        crate::http::ACCESS_TARGET,
+        level,
+        None,
+        None,
+        None,
+        FieldSet::new(
+            ACCESS_FIELDS,
+            tracing_core::identify_callsite!(&ACCESS_CALLSITE),
+        ),
+        Kind::EVENT,
+    )
+}
 
-static ACCESS_WARN: Metadata<'static> = Metadata::new(
-    "request completed",
-    crate::http::ACCESS_TARGET,
-    Level::WARN,
-    None,
-    None,
-    None,
-    FieldSet::new(
-        ACCESS_FIELDS,
-        tracing_core::identify_callsite!(&ACCESS_CALLSITE),
-    ),
-    Kind::EVENT,
-);
+static ACCESS_INFO: Metadata<'static> = access_metadata(Level::INFO);
+static ACCESS_WARN: Metadata<'static> = access_metadata(Level::WARN);
 
 #[cfg(test)]
 mod tests {
