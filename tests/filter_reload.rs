@@ -47,4 +47,18 @@ fn set_filter_turns_on_debug_for_one_module_or_span_and_rejects_bad_directives()
         .map(|l| l["message"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(msgs, ["debug inside the job span", "info still shown"]);
+
+    // With a span directive, an event every filter disabled does not take
+    // the next lines with it.
+    buf.clear();
+    guard.set_filter("info,[job]=debug").unwrap();
+    tracing::debug!("disabled everywhere");
+    tracing::error!("error after a disabled event");
+    tracing::warn!("warn after");
+    assert!(guard.flush(Duration::from_secs(5)));
+    let msgs: Vec<String> = common::strict_lines(&buf.contents())
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(msgs, ["error after a disabled event", "warn after"]);
 }
