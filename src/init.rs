@@ -162,24 +162,40 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
 /// span events), never the exporter's own transport stack, whose spans would
 /// feed back into the exporter.
 fn otel_filter() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
-    const QUIET: &[&str] = &[
-        "h2",
-        "hyper",
-        "tonic",
-        "tower",
-        "reqwest",
-        "opentelemetry",
-        "sqlx",
-        "axum::serve",
-    ];
     tracing_subscriber::filter::filter_fn(|meta| {
         let wanted = if meta.is_span() {
             *meta.level() <= tracing::Level::INFO
         } else {
             *meta.level() == tracing::Level::ERROR
         };
-        wanted && !QUIET.iter().any(|q| meta.target().starts_with(q))
+        wanted && !is_transport(meta.target())
     })
+}
+
+/// Whether `target` belongs to the exporter's transport stack (or the
+/// database driver, whose query spans `db::query` replaces), by crate name:
+/// `tower::buffer` is, `tower_http::trace` (a layer a team adds on purpose)
+/// is not.
+fn is_transport(target: &str) -> bool {
+    const CRATES: &[&str] = &[
+        "h2",
+        "hyper",
+        "hyper_util",
+        "tonic",
+        "tower",
+        "reqwest",
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+        "opentelemetry_http",
+        "sqlx",
+        "sqlx_core",
+        "sqlx_sqlite",
+        "sqlx_postgres",
+        "sqlx_mysql",
+    ];
+    let krate = target.split("::").next().unwrap_or(target);
+    CRATES.contains(&krate) || target == "axum::serve" || target.starts_with("axum::serve::")
 }
 
 /// A `MakeWriter` that sends the pretty format through the same queue.
@@ -418,6 +434,36 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown_inner() {
             eprintln!("glimpse_obs: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transport;
+
+    #[test]
+    fn transport_crates_are_kept_out_of_traces_by_crate_name() {
+        for t in [
+            "h2::proto",
+            "hyper",
+            "hyper_util::client::legacy",
+            "tonic::transport",
+            "tower::buffer::worker",
+            "opentelemetry_sdk::trace",
+            "sqlx::query",
+            "axum::serve",
+        ] {
+            assert!(is_transport(t), "{t}");
+        }
+        for t in [
+            "tower_http::trace::on_request",
+            "h2o",
+            "glimpse_obs::http",
+            "axum::routing",
+            "my_service",
+        ] {
+            assert!(!is_transport(t), "{t}");
         }
     }
 }
