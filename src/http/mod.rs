@@ -300,6 +300,9 @@ where
             otel.kind = "server",
             otel.status_code = Empty,
             "http.request.method" = entry.method,
+            // The method as sent when it is not one of the known nine.
+            "http.request.method_original" = (entry.method == route_metrics::OTHER_METHOD)
+                .then(|| req.method().as_str()),
             // Absent when no route matched (semantic conventions).
             "http.route" = route_metrics::is_template(&entry.route).then_some(&*entry.route),
             "url.path" = path,

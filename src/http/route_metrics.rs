@@ -13,6 +13,9 @@ use metrics::{Gauge, Histogram};
 
 use crate::metrics::names::{self, labels};
 
+/// The label of methods outside [`METHODS`]' first nine.
+pub(crate) const OTHER_METHOD: &str = "_OTHER";
+
 /// Methods with a label of their own; anything else is `_OTHER`.
 pub(crate) const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
@@ -139,11 +142,18 @@ fn new_entry(route: &str, m: usize) -> RouteEntry {
         method,
         access_json: access_json.into_boxed_slice(),
         // Semantic conventions: `{method} {route}`, or the method alone when
-        // no route matched.
-        span_name: if is_template(&route) {
-            Arc::from(format!("{method} {route}"))
-        } else {
-            Arc::from(method)
+        // no route matched; `HTTP` stands for a method outside their list.
+        span_name: {
+            let method = if method == OTHER_METHOD {
+                "HTTP"
+            } else {
+                method
+            };
+            if is_template(&route) {
+                Arc::from(format!("{method} {route}"))
+            } else {
+                Arc::from(method)
+            }
         },
         active: metrics::gauge!(names::HTTP_SERVER_ACTIVE_REQUESTS,
             labels::METHOD => method, labels::ROUTE => route.to_string()),

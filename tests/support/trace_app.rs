@@ -84,6 +84,16 @@ async fn get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Sent {
+    send_with(client, reqwest::Method::GET, base, path, headers).await
+}
+
+async fn send_with(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Sent {
     let mut map = reqwest::header::HeaderMap::new();
     for (k, v) in headers {
         map.append(
@@ -92,7 +102,7 @@ async fn get_with(
         );
     }
     let resp = client
-        .get(format!("{base}{path}"))
+        .request(method, format!("{base}{path}"))
         .headers(map)
         .send()
         .await
@@ -117,6 +127,7 @@ pub struct Scenario {
     pub invalid: Sent,
     pub failed: Sent,
     pub unmatched: Sent,
+    pub other_method: Sent,
 }
 
 pub async fn send_scenario(addr: SocketAddr) -> Scenario {
@@ -146,12 +157,15 @@ pub async fn send_scenario(addr: SocketAddr) -> Scenario {
     let invalid = get_with(&client, &base, "/users/44", &[("traceparent", &upper)]).await;
     let failed = get_with(&client, &base, "/error", &[("traceparent", &valid)]).await;
     let unmatched = get_with(&client, &base, "/no/such/route", &[]).await;
+    let purge = reqwest::Method::from_bytes(b"PURGE").unwrap();
+    let other_method = send_with(&client, purge, &base, "/cache/purge", &[]).await;
     Scenario {
         continued,
         duplicated,
         invalid,
         failed,
         unmatched,
+        other_method,
     }
 }
 
@@ -311,4 +325,16 @@ pub fn check_scenario(store: &Store, logs: &[Value], sent: &Scenario, service: &
     assert_eq!(sent.unmatched.status, 404);
     assert_eq!(unmatched.name(), "GET");
     assert_eq!(unmatched.attr("http.route"), None, "no route matched");
+    assert_eq!(unmatched.attr("http.request.method_original"), None);
+
+    // 8. A method outside the semantic conventions' list: `_OTHER`, the
+    // original kept, the span named `HTTP`.
+    let other = server_span(store, "/cache/purge");
+    assert_eq!(sent.other_method.status, 404);
+    assert_eq!(other.name(), "HTTP");
+    assert_eq!(other.attr("http.request.method").as_deref(), Some("_OTHER"));
+    assert_eq!(
+        other.attr("http.request.method_original").as_deref(),
+        Some("PURGE")
+    );
 }
