@@ -168,6 +168,29 @@ async fn access_lines_follow_every_filter_and_read_the_same_either_way() {
         "direct and dispatched lines"
     );
 
+    // The same while another thread holds a scoped dispatcher (a test's
+    // `with_default`, say), which changes how the current dispatcher is
+    // found process-wide.
+    let (hold, release) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let _scoped =
+            tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+        held.send(()).unwrap();
+        release.recv().unwrap();
+    });
+    is_held.recv().unwrap();
+    get_path("/warns").await;
+    get_path("/boom").await;
+    hold.send(()).unwrap();
+    other.join().unwrap();
+    let lines = all_lines(&guard, &logs);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for l in &lines {
+        assert_eq!(l["requestId"], "req-filter-1", "{l}");
+        assert_eq!(l["traceId"].as_str().unwrap().len(), 32, "{l}");
+    }
+
     // Back on.
     guard.set_filter("info").unwrap();
     get_path("/users/7").await;

@@ -3,7 +3,7 @@
 use std::{
     cell::RefCell,
     fmt::Write as _,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::SystemTime,
 };
 
@@ -122,6 +122,8 @@ pub(crate) struct JsonLayer {
     /// WARN) and `log_type` (`system`, `user_activity`): they differ only
     /// in those.
     access_heads: [[Box<[u8]>; 2]; 2],
+    /// The dispatcher this layer belongs to (see `format`).
+    dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
 }
 
 /// Append the schema fields after the timestamp: `","level":…` to `log_type`.
@@ -170,6 +172,7 @@ impl JsonLayer {
             counters: LevelCounters::new(),
             gate,
             access_heads,
+            dispatch: OnceLock::new(),
         }
     }
 
@@ -207,28 +210,52 @@ impl JsonLayer {
         // layer's filter: the request scope and the trace IDs belong on
         // every line of a request even when the filter (`warn`, say)
         // disabled the INFO server span for this layer. Spans this layer
-        // did not see carry no fields for it, so nothing else changes. The
-        // filtered context is the fallback when the registry is out of
-        // reach (a scoped dispatcher is being entered).
+        // did not see carry no fields for it, so nothing else changes.
+        //
+        // The registry is reached through the dispatcher that owns this
+        // layer: the current default when no scoped dispatcher exists in
+        // the process (free), else the one `on_register_dispatch` recorded
+        // (a reference-count round trip). Inside event dispatch,
+        // `get_default` answers "none" once any thread holds a scoped
+        // dispatcher, so it cannot be the only way.
         let target = meta.target();
-        tracing::dispatcher::get_default(|dispatch| {
+        let write = |dispatch: &tracing::Dispatch, b: &mut Bufs| {
+            let registry = dispatch
+                .downcast_ref::<JsonLayer>()
+                .filter(|layer| std::ptr::eq(*layer, self))
+                .and(dispatch.downcast_ref::<Registry>());
+            let Some(registry) = registry else {
+                return false;
+            };
+            let parent = match event.parent() {
+                Some(id) => Some(id.clone()),
+                None if event.is_contextual() => registry.current_span().id().cloned(),
+                None => None,
+            };
+            let scope = parent.and_then(|id| registry.span(&id)).map(|s| s.scope());
             let now = SystemTime::now();
-            match dispatch.downcast_ref::<Registry>() {
-                Some(registry) => {
-                    let parent = match event.parent() {
-                        Some(id) => Some(id.clone()),
-                        None if event.is_contextual() => registry.current_span().id().cloned(),
-                        None => None,
-                    };
-                    let scope = parent.and_then(|id| registry.span(&id)).map(|s| s.scope());
-                    self.write_line(b, now, None, level, target, log_type, audit, scope);
-                }
-                None => {
-                    let scope = ctx.event_scope(event);
-                    self.write_line(b, now, None, level, target, log_type, audit, scope);
-                }
-            }
-        });
+            self.write_line(b, now, None, level, target, log_type, audit, scope);
+            true
+        };
+        if tracing::dispatcher::get_default(|d| write(d, b)) {
+            return;
+        }
+        if let Some(dispatch) = self.dispatch.get().and_then(|w| w.upgrade())
+            && write(&dispatch, b)
+        {
+            return;
+        }
+        let scope = ctx.event_scope(event);
+        self.write_line(
+            b,
+            SystemTime::now(),
+            None,
+            level,
+            target,
+            log_type,
+            audit,
+            scope,
+        );
     }
 
     /// Complete and queue the line whose message is in `b.msg` and whose
@@ -386,6 +413,10 @@ impl<S> Layer<S> for JsonLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         if is_request_span(attrs.metadata()) {
             return;
