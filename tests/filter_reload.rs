@@ -14,6 +14,16 @@ fn set_filter_turns_on_debug_for_one_module_or_span_and_rejects_bad_directives()
         .log_writer(buf.clone())
         .init()
         .unwrap();
+    // The messages written since the last call.
+    let messages = || -> Vec<String> {
+        assert!(guard.flush(Duration::from_secs(5)));
+        let msgs = common::strict_lines(&buf.contents())
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_owned())
+            .collect();
+        buf.clear();
+        msgs
+    };
     tracing::debug!("hidden");
     guard.set_filter("info,filter_reload=debug").unwrap();
     tracing::debug!("shown");
@@ -24,16 +34,13 @@ fn set_filter_turns_on_debug_for_one_module_or_span_and_rejects_bad_directives()
         "{err}"
     );
     tracing::debug!("filter unchanged after a bad directive");
-    assert!(guard.flush(Duration::from_secs(5)));
-    let msgs: Vec<String> = common::strict_lines(&buf.contents())
-        .iter()
-        .map(|l| l["message"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(msgs, ["shown", "filter unchanged after a bad directive"]);
+    assert_eq!(
+        messages(),
+        ["shown", "filter unchanged after a bad directive"]
+    );
 
     // A span directive applies inside its span only, and goes away with
     // the next filter (the filter follows spans only while it has one).
-    buf.clear();
     guard.set_filter("info,[job]=debug").unwrap();
     tracing::info_span!("job", id = 1).in_scope(|| tracing::debug!("debug inside the job span"));
     tracing::debug!("debug outside any span");
@@ -41,24 +48,16 @@ fn set_filter_turns_on_debug_for_one_module_or_span_and_rejects_bad_directives()
     tracing::info_span!("job", id = 2)
         .in_scope(|| tracing::debug!("debug after the directive is gone"));
     tracing::info!("info still shown");
-    assert!(guard.flush(Duration::from_secs(5)));
-    let msgs: Vec<String> = common::strict_lines(&buf.contents())
-        .iter()
-        .map(|l| l["message"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(msgs, ["debug inside the job span", "info still shown"]);
+    assert_eq!(
+        messages(),
+        ["debug inside the job span", "info still shown"]
+    );
 
     // With a span directive, an event every filter disabled does not take
     // the next lines with it.
-    buf.clear();
     guard.set_filter("info,[job]=debug").unwrap();
     tracing::debug!("disabled everywhere");
     tracing::error!("error after a disabled event");
     tracing::warn!("warn after");
-    assert!(guard.flush(Duration::from_secs(5)));
-    let msgs: Vec<String> = common::strict_lines(&buf.contents())
-        .iter()
-        .map(|l| l["message"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(msgs, ["error after a disabled event", "warn after"]);
+    assert_eq!(messages(), ["error after a disabled event", "warn after"]);
 }

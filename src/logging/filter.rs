@@ -191,17 +191,9 @@ pub(crate) const GATE_ON: u8 = 1;
 pub(crate) const GATE_DISPATCH: u8 = 2;
 
 impl AccessGate {
-    /// A gate that sends every line through event dispatch (until a filter
-    /// is stored).
-    pub(crate) const fn dispatch() -> Self {
-        Self([AtomicU8::new(GATE_DISPATCH), AtomicU8::new(GATE_DISPATCH)])
-    }
-
     /// The gate of `filter`.
     pub(crate) fn new(filter: &EnvFilter) -> Self {
-        let gate = Self::dispatch();
-        gate.store(Self::decide(filter));
-        gate
+        Self(Self::decide(filter).map(AtomicU8::new))
     }
 
     fn decide(filter: &EnvFilter) -> [u8; 2] {

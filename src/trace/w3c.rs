@@ -500,20 +500,10 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::headers;
 
     const TRACE: &str = "12345678901234567890123456789012";
     const PARENT: &str = "1234567890123456";
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
 
     fn parent_of(pairs: &[(&str, &str)]) -> Option<String> {
         Incoming::from_headers(&headers(pairs))
