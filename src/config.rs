@@ -11,6 +11,8 @@
 
 use std::{fmt, io::Write, net::SocketAddr, sync::Arc, time::Duration};
 
+use tracing_subscriber::EnvFilter;
+
 use crate::Error;
 
 /// Service name (standard OpenTelemetry name). Wins over [`GLIMPSE_SERVICE`].
@@ -176,7 +178,7 @@ pub struct Config {
     pub(crate) otlp_traces_endpoint: Option<String>,
     pub(crate) otlp_protocol: OtlpProtocol,
     /// The span batch settings (`OTEL_BSP_*`).
-    pub(crate) batch: crate::trace::BatchSettings,
+    pub(crate) batch: BatchSettings,
     pub(crate) sampler: Sampler,
     pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) slow_query: Duration,
@@ -231,15 +233,15 @@ impl Default for Config {
             otlp_endpoint: None,
             otlp_traces_endpoint: None,
             otlp_protocol: OtlpProtocol::Grpc,
-            batch: crate::trace::BatchSettings::default(),
+            batch: BatchSettings::default(),
             sampler: Sampler::ParentBasedAlwaysOn,
             metrics_addr: Some(DEFAULT_METRICS_ADDR),
-            slow_query: Duration::from_millis(500),
+            slow_query: DEFAULT_SLOW_QUERY,
             slow_request: Duration::from_millis(1000),
             log_sample: vec![("/health".to_owned(), 0.0)],
             log_queue_bytes: 8 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(5),
-            label_cap: 100,
+            label_cap: DEFAULT_LABEL_CAP,
             writer: None,
             process_metrics: true,
         }
@@ -342,7 +344,7 @@ impl Config {
             None => (RUST_LOG, get(RUST_LOG)),
         };
         if let Some(v) = filter {
-            crate::logging::filter::parse(&v).map_err(|reason| invalid(filter_var, &v, &reason))?;
+            parse_filter(&v).map_err(|reason| invalid(filter_var, &v, &reason))?;
             config.log_filter = v;
         }
         if let Some(v) = get(GLIMPSE_LOG_FORMAT) {
@@ -373,7 +375,7 @@ impl Config {
             config.otlp_endpoint = Some(t.to_owned());
             config.otlp_traces_endpoint = traces_endpoint.map(|v| v.trim().to_owned());
         }
-        config.batch = crate::trace::BatchSettings::from_lookup(&lookup)?;
+        config.batch = BatchSettings::from_lookup(&lookup)?;
         if let Some(v) = get(OTEL_EXPORTER_OTLP_PROTOCOL) {
             config.otlp_protocol = match v.trim() {
                 "grpc" => OtlpProtocol::Grpc,
@@ -470,7 +472,7 @@ impl Config {
     /// ```
     pub fn log_filter(mut self, directive: impl Into<String>) -> Result<Self, Error> {
         let directive = directive.into();
-        crate::logging::filter::parse(&directive).map_err(|reason| Error::InvalidFilter {
+        parse_filter(&directive).map_err(|reason| Error::InvalidFilter {
             directive: directive.clone(),
             reason,
         })?;
@@ -633,32 +635,12 @@ impl Config {
         self
     }
 
-    /// Install logging, metrics and tracing with this configuration, and
-    /// return the [`Guard`](crate::Guard) to keep for the life of the service.
-    ///
-    /// ```
-    /// let guard = glimpse_obs::Config::default()
-    ///     .service("payment")
-    ///     .metrics_addr(None)
-    ///     .log_writer(std::io::sink())
-    ///     .init()?;
-    /// tracing::info!("ready");
-    /// guard.shutdown()?; // or drop it
-    /// # Ok::<(), glimpse_obs::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// See [`crate::init`].
-    pub fn init(self) -> Result<crate::Guard, Error> {
-        crate::init::install(self)
-    }
-
     pub(crate) fn shared_settings(&self) -> Arc<Settings> {
         Arc::new(Settings {
-            slow_query: self.slow_query,
             slow_request: self.slow_request,
             log_sample: self.log_sample.clone(),
-            label_cap: self.label_cap,
+            exporting: false,
+            record_span_fields: true,
         })
     }
 }
@@ -666,16 +648,135 @@ impl Config {
 /// The part of the configuration that request-time code reads.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) slow_query: Duration,
     pub(crate) slow_request: Duration,
     pub(crate) log_sample: Vec<(String, f64)>,
-    pub(crate) label_cap: usize,
+    /// Whether spans are exported over OTLP (the full OpenTelemetry layer)
+    /// rather than given IDs only.
+    pub(crate) exporting: bool,
+    /// Whether anything reads the server span's response fields (the
+    /// OpenTelemetry layer, the pretty format, a subscriber not ours).
+    pub(crate) record_span_fields: bool,
 }
+
+/// A layer that carries a telemetry's [`Settings`] inside its subscriber,
+/// so the tower layer built by [`crate::layer`] before or without a
+/// telemetry finds them through the dispatcher (`downcast_ref`) rather
+/// than through a global. It is always behind a filter that disables
+/// every callsite for it: it receives no callback.
+pub(crate) struct SettingsLayer(pub(crate) Arc<Settings>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SettingsLayer {}
 
 impl Default for Settings {
     fn default() -> Self {
         Config::default().shared_settings().as_ref().clone()
     }
+}
+
+/// Most spans waiting for export; more are dropped and counted.
+pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// Delay between two scheduled exports, in milliseconds.
+pub(crate) const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// Most spans in one export.
+pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// Longest time one export may take, in milliseconds.
+pub(crate) const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+
+/// Distinct values one metric label keeps before the rest become `other`.
+pub(crate) const DEFAULT_LABEL_CAP: usize = 100;
+/// Queries slower than this count in `db_slow_queries_total` and log WARN.
+pub(crate) const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(500);
+
+/// Batch settings, from the standard `OTEL_BSP_*` variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchSettings {
+    pub(crate) max_queue_size: usize,
+    pub(crate) scheduled_delay: Duration,
+    pub(crate) max_export_batch_size: usize,
+    pub(crate) export_timeout: Duration,
+}
+
+impl Default for BatchSettings {
+    /// The OpenTelemetry specification's defaults.
+    fn default() -> Self {
+        Self {
+            max_queue_size: 2048,
+            scheduled_delay: Duration::from_millis(5000),
+            max_export_batch_size: 512,
+            export_timeout: Duration::from_millis(30_000),
+        }
+    }
+}
+
+impl BatchSettings {
+    /// Defaults overridden by each `OTEL_BSP_*` variable that `lookup` finds
+    /// (empty counts as unset). A value that is not a positive whole number is
+    /// an error naming the variable, not a silent fallback.
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let get = |name: &'static str| -> Result<Option<u64>, Error> {
+            let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+                return Ok(None);
+            };
+            match raw.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(Error::InvalidEnv {
+                    name,
+                    value: raw,
+                    reason: "expected a positive whole number".to_owned(),
+                }),
+            }
+        };
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let mut s = Self::default();
+        if let Some(n) = get(OTEL_BSP_MAX_QUEUE_SIZE)? {
+            s.max_queue_size = to_usize(n);
+        }
+        if let Some(n) = get(OTEL_BSP_SCHEDULE_DELAY)? {
+            s.scheduled_delay = Duration::from_millis(n);
+        }
+        if let Some(n) = get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)? {
+            s.max_export_batch_size = to_usize(n);
+        }
+        if let Some(n) = get(OTEL_BSP_EXPORT_TIMEOUT)? {
+            s.export_timeout = Duration::from_millis(n);
+        }
+        // As the specification says: a batch never exceeds the queue.
+        s.max_export_batch_size = s.max_export_batch_size.min(s.max_queue_size);
+        Ok(s)
+    }
+}
+
+/// The target of audit lines, kept at INFO whatever the level filter says.
+const AUDIT_TARGET: &str = "glimpse_obs::audit";
+
+/// Parse an `EnvFilter` directive, explaining what is wrong.
+///
+/// Audit lines are compliance records (DESIGN §3: never dropped): unless
+/// the directive names `glimpse_obs::audit` itself, `glimpse_obs::audit=info`
+/// is added, so `warn` or `off` still lets them through. The business
+/// payment line is not an audit record and follows the filter.
+pub(crate) fn parse_filter(directive: &str) -> Result<EnvFilter, String> {
+    let filter = EnvFilter::builder()
+        .parse(directive)
+        .map_err(|e| e.to_string())?;
+    if names_target(directive, AUDIT_TARGET) {
+        return Ok(filter);
+    }
+    let audit = format!("{AUDIT_TARGET}=info")
+        .parse()
+        .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())?;
+    Ok(filter.add_directive(audit))
+}
+
+/// Whether one of the comma-separated directives has exactly `target` as
+/// its target (`target=level`, `target[span]=level` or a bare `target`).
+fn names_target(directive: &str, target: &str) -> bool {
+    directive.split(',').any(|d| {
+        let end = d.find(['[', '=']).unwrap_or(d.len());
+        d[..end].trim() == target
+    })
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> Error {
@@ -892,7 +993,7 @@ mod tests {
         let c =
             Config::from_lookup(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])).unwrap();
         assert_eq!(c.otlp_traces_endpoint, None);
-        assert_eq!(c.batch, crate::trace::BatchSettings::default());
+        assert_eq!(c.batch, BatchSettings::default());
     }
 
     #[test]

@@ -60,9 +60,12 @@ pub mod audit;
 mod config;
 mod error;
 pub(crate) mod http;
+mod ids;
 mod init;
 pub mod logging;
 pub mod metrics;
+pub mod propagation;
+mod telemetry;
 #[cfg(test)]
 mod test_util;
 pub(crate) mod trace;
@@ -88,4 +91,4 @@ pub use logging::{
     scope::{current_user_id, record_user_id},
 };
 pub use metrics::{business, cache, db, metrics_handler, security, ws};
-pub use trace::propagation;
+pub use telemetry::{Telemetry, TracingLayer};

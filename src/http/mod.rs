@@ -14,7 +14,6 @@
 //!     );
 //! ```
 
-mod request_id;
 mod route_metrics;
 
 use std::{
@@ -33,29 +32,20 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Level, Span, field::Empty};
 
-pub use request_id::{RequestId, X_REQUEST_ID};
+pub use crate::ids::{ACCESS_TARGET, CANCELLED_STATUS, RequestId, UNMATCHED_ROUTE, X_REQUEST_ID};
 
-use crate::logging::{
-    LogType,
-    scope::{self, RequestScope},
+use crate::{
+    config::{Settings as Shared, SettingsLayer},
+    logging::{
+        LogType,
+        scope::{self, RequestScope},
+    },
+    metrics::SharedRecorder,
 };
+use route_metrics::RouteCache;
 
-pub(crate) const REQUEST_SPAN_NAME: &str = "request";
-pub(crate) const REQUEST_SPAN_TARGET: &str = "glimpse_obs::http";
-/// Target of the access line, so a filter can tune it: `glimpse_obs::access=warn`.
-pub const ACCESS_TARGET: &str = "glimpse_obs::access";
-/// Label of the `route` of requests that matched no route.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
-/// Status recorded for requests whose future was dropped before a response
-/// (client gone, timeout): nginx's "client closed request".
-pub const CANCELLED_STATUS: u16 = 499;
 /// Longest `path` written on the access line and span; longer ones are cut.
 const MAX_PATH: usize = 256;
-
-/// The request ID of the current request, for outbound propagation.
-pub(crate) fn current_request_id() -> Option<RequestId> {
-    RequestId::current()
-}
 
 /// The glimpse_obs tower layer with the settings of `init()` (or defaults):
 /// request ID, server span, HTTP metrics and one access line per request.
@@ -84,6 +74,12 @@ struct Settings {
     /// Set with [`ObsLayer::slow_request`]; else `GLIMPSE_SLOW_REQUEST_MS`.
     slow: Option<Duration>,
     unmatched: String,
+    /// The telemetry settings of [`Telemetry::http_layer`](crate::Telemetry::http_layer);
+    /// `None` for [`layer`], which finds them through the dispatcher.
+    bound: Option<Arc<Shared>>,
+    /// Metric handles per route and method, against the bound telemetry's
+    /// recorder or the global one.
+    routes: Arc<RouteCache>,
 }
 
 /// Tower layer for axum routers: request ID, user-ID slot, server span with
@@ -129,8 +125,18 @@ impl ObsLayer {
                 sample: Vec::new(),
                 slow: None,
                 unmatched: UNMATCHED_ROUTE.into(),
+                bound: None,
+                routes: Arc::new(RouteCache::new(None)),
             }),
         }
+    }
+
+    /// A layer bound to a telemetry's settings and recorder.
+    pub(crate) fn bound(shared: Arc<Shared>, recorder: SharedRecorder) -> Self {
+        Self::new().edit(|s| {
+            s.bound = Some(shared);
+            s.routes = Arc::new(RouteCache::new(Some(recorder)));
+        })
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Settings)) -> Self {
@@ -274,10 +280,11 @@ where
                 None
             } else {
                 let route: &str = matched.unwrap_or(&settings.unmatched);
-                Some(route_metrics::entry(
-                    route,
-                    route_metrics::method_index(req.method()),
-                ))
+                Some(
+                    settings
+                        .routes
+                        .entry(route, route_metrics::method_index(req.method())),
+                )
             }
         };
         let Some(entry) = entry else {
@@ -288,6 +295,7 @@ where
         };
 
         let start = Instant::now();
+        let shared = shared_settings(settings);
         let request_id = RequestId::from_headers(req.headers(), &settings.header);
         entry.active.increment(1.0);
         // A clone of the URI shares its bytes: no copy of the path.
@@ -314,7 +322,7 @@ where
             "glimpse.request_id" = request_id.as_str(),
             "error.type" = Empty,
         );
-        crate::trace::set_parent_from_headers(&span, req.headers());
+        crate::trace::set_parent_from_headers(&span, req.headers(), shared.exporting);
         let scope = Arc::new(RequestScope::new(request_id.clone()));
         let traceparent = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
@@ -329,6 +337,7 @@ where
                 entry,
                 uri,
                 settings: settings.clone(),
+                shared,
                 traceparent,
                 done: false,
             }),
@@ -400,6 +409,7 @@ struct Pending {
     entry: Arc<route_metrics::RouteEntry>,
     uri: http::Uri,
     settings: Arc<Settings>,
+    shared: Arc<Shared>,
     /// The response's `traceparent`, when known at the start (light layer).
     traceparent: Option<HeaderValue>,
     done: bool,
@@ -456,9 +466,7 @@ impl Pending {
         // the pretty format only: the JSON lines of a request never repeat
         // its server span's fields, and the ID-only trace layer exports
         // nothing. Recording them costs a registry walk per field.
-        let json_only = crate::logging::layer::JSON_INSTALLED
-            .load(std::sync::atomic::Ordering::Relaxed)
-            && !crate::trace::EXPORTING.load(std::sync::atomic::Ordering::Relaxed);
+        let json_only = !self.shared.record_span_fields;
         if !json_only {
             span.record("http.response.status_code", status);
             if status >= 500 {
@@ -491,12 +499,13 @@ impl Pending {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let path = cap_path(self.uri.path());
         let cancelled = status == CANCELLED_STATUS;
-        // An explicit parent rather than `in_scope`: the line gets the
-        // request's fields without entering and exiting the span again.
-        if crate::logging::layer::JSON_INSTALLED.load(std::sync::atomic::Ordering::Relaxed) {
-            // INFO and WARN lines straight into the JSON log; ERROR lines are
-            // events, so OpenTelemetry also records them on the span.
-            let fields = |out: &mut Vec<u8>| {
+        // INFO and WARN lines straight into the JSON log when the span's
+        // subscriber has our JSON layer and its filter's answer is known;
+        // otherwise (ERROR lines, which OpenTelemetry also records on the
+        // span; the pretty format; a subscriber not ours) an event with the
+        // access fields, which the JSON layer writes as the same line.
+        if level != Level::ERROR
+            && crate::logging::layer::write_access_line(span, level, log_type_enum, |out| {
                 access_fields(
                     out,
                     &self.entry.access_json,
@@ -505,26 +514,12 @@ impl Pending {
                     micros,
                     cancelled,
                 )
-            };
-            if level != Level::ERROR
-                && crate::logging::layer::write_access_line(span, level, log_type_enum, fields)
-            {
-                return;
-            }
-            crate::logging::layer::stage_access_fields(fields, || match level {
-                Level::ERROR => {
-                    tracing::error!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
-                }
-                Level::WARN => {
-                    tracing::warn!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
-                }
-                _ => {
-                    tracing::info!(target: ACCESS_TARGET, parent: span, log_type, "request completed")
-                }
-            });
+            })
+        {
             return;
         }
-        // The pretty format: the access fields as event fields.
+        // An explicit parent rather than `in_scope`: the line gets the
+        // request's fields without entering and exiting the span again.
         let (method, route) = (self.entry.method, &*self.entry.route);
         let ms = micros as f64 / 1000.0;
         match level {
@@ -544,9 +539,7 @@ impl Pending {
     }
 
     fn slow_threshold(&self) -> Duration {
-        self.settings
-            .slow
-            .unwrap_or_else(|| crate::init::settings().slow_request)
+        self.settings.slow.unwrap_or(self.shared.slow_request)
     }
 
     fn sampled_in(&self) -> bool {
@@ -555,7 +548,7 @@ impl Pending {
             .settings
             .sample
             .iter()
-            .chain(crate::init::settings().log_sample.iter())
+            .chain(self.shared.log_sample.iter())
             .find(|(r, _)| **r == *route);
         match rate {
             None => true,
@@ -574,6 +567,19 @@ impl Drop for Pending {
             self.finish(CANCELLED_STATUS);
         }
     }
+}
+
+/// The telemetry settings this request follows: the bound telemetry's, or
+/// those of the telemetry whose tracing layer is in the current subscriber
+/// (one `downcast_ref` through the subscriber's layers), or the defaults.
+fn shared_settings(settings: &Settings) -> Arc<Shared> {
+    static DEFAULTS: std::sync::LazyLock<Arc<Shared>> =
+        std::sync::LazyLock::new(|| Arc::new(Shared::default()));
+    if let Some(bound) = &settings.bound {
+        return bound.clone();
+    }
+    tracing::dispatcher::get_default(|d| d.downcast_ref::<SettingsLayer>().map(|l| l.0.clone()))
+        .unwrap_or_else(|| DEFAULTS.clone())
 }
 
 /// A uniform number in `[0, 1)` from a per-thread xorshift generator: sampling

@@ -6,12 +6,15 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, LazyLock, RwLock},
+    sync::{Arc, RwLock},
 };
 
 use metrics::{Gauge, Histogram};
 
-use crate::metrics::names::{self, labels};
+use crate::metrics::{
+    SharedRecorder,
+    names::{self, labels},
+};
 
 /// The label of methods outside [`METHODS`]' first nine.
 pub(crate) const OTHER_METHOD: &str = "_OTHER";
@@ -46,6 +49,9 @@ pub(crate) struct RouteEntry {
     pub(crate) access_json: Box<[u8]>,
     pub(crate) active: Gauge,
     by_status: RwLock<Vec<(u16, Histogram)>>,
+    /// The recorder the handles belong to: a bound layer's own, or `None`
+    /// for the one current where they are resolved (the global one).
+    recorder: Option<SharedRecorder>,
 }
 
 impl RouteEntry {
@@ -61,10 +67,12 @@ impl RouteEntry {
             h.record(secs);
             return;
         }
-        let h = metrics::histogram!(names::HTTP_SERVER_REQUEST_DURATION,
-            labels::METHOD => self.method,
-            labels::ROUTE => self.route.to_string(),
-            labels::STATUS => status.to_string());
+        let h = with_recorder(self.recorder.as_ref(), || {
+            metrics::histogram!(names::HTTP_SERVER_REQUEST_DURATION,
+                labels::METHOD => self.method,
+                labels::ROUTE => self.route.to_string(),
+                labels::STATUS => status.to_string())
+        });
         h.record(secs);
         self.by_status
             .write()
@@ -101,28 +109,62 @@ impl std::hash::Hasher for Fnv {
 
 type Cache = HashMap<Box<str>, Entries, std::hash::BuildHasherDefault<Fnv>>;
 
-static CACHE: LazyLock<RwLock<Cache>> = LazyLock::new(Default::default);
+/// Run `f` with `recorder` as the current one, or with whatever is current.
+fn with_recorder<T>(recorder: Option<&SharedRecorder>, f: impl FnOnce() -> T) -> T {
+    match recorder {
+        Some(r) => metrics::with_local_recorder(r, f),
+        None => f(),
+    }
+}
 
-/// The entry of (`route`, method index `m`), created on first use. Before
-/// `init` the handles belong to the no-op recorder: such an entry is built
-/// for the one request and never cached, or the route would stay without
-/// metrics for good.
-pub(crate) fn entry(route: &str, m: usize) -> Arc<RouteEntry> {
-    if !crate::metrics::handles::ready() {
-        return Arc::new(new_entry(route, m));
+/// The handles of one tower layer, per (route, method): resolved against
+/// the layer's own recorder when it is bound to a telemetry, else against
+/// the global one.
+#[derive(Default)]
+pub(crate) struct RouteCache {
+    recorder: Option<SharedRecorder>,
+    cache: RwLock<Cache>,
+}
+
+impl std::fmt::Debug for RouteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCache")
+            .field("bound", &self.recorder.is_some())
+            .finish_non_exhaustive()
     }
-    if let Some(Some(e)) = CACHE
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(route)
-        .map(|es| &es[m])
-    {
-        return e.clone();
+}
+
+impl RouteCache {
+    /// A cache for the handles of `recorder`, or of the global recorder.
+    pub(crate) fn new(recorder: Option<SharedRecorder>) -> Self {
+        Self {
+            recorder,
+            cache: RwLock::default(),
+        }
     }
-    let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
-    let slot = &mut cache.entry(route.into()).or_default()[m];
-    slot.get_or_insert_with(|| Arc::new(new_entry(route, m)))
-        .clone()
+
+    /// The entry of (`route`, method index `m`), created on first use.
+    /// Unbound, before `install()` the handles belong to the no-op
+    /// recorder: such an entry is built for the one request and never
+    /// cached, or the route would stay without metrics for good.
+    pub(crate) fn entry(&self, route: &str, m: usize) -> Arc<RouteEntry> {
+        if self.recorder.is_none() && !crate::metrics::handles::ready() {
+            return Arc::new(new_entry(route, m, None));
+        }
+        if let Some(Some(e)) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .map(|es| &es[m])
+        {
+            return e.clone();
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut cache.entry(route.into()).or_default()[m];
+        slot.get_or_insert_with(|| Arc::new(new_entry(route, m, self.recorder.clone())))
+            .clone()
+    }
 }
 
 /// Whether `route` is a matched route template rather than the label of
@@ -131,7 +173,7 @@ pub(crate) fn is_template(route: &str) -> bool {
     route.starts_with('/')
 }
 
-fn new_entry(route: &str, m: usize) -> RouteEntry {
+fn new_entry(route: &str, m: usize, recorder: Option<SharedRecorder>) -> RouteEntry {
     let method = METHODS[m];
     let route: Arc<str> = Arc::from(route);
     let mut access_json = b",\"method\":".to_vec();
@@ -155,9 +197,12 @@ fn new_entry(route: &str, m: usize) -> RouteEntry {
                 Arc::from(method)
             }
         },
-        active: metrics::gauge!(names::HTTP_SERVER_ACTIVE_REQUESTS,
-            labels::METHOD => method, labels::ROUTE => route.to_string()),
+        active: with_recorder(recorder.as_ref(), || {
+            metrics::gauge!(names::HTTP_SERVER_ACTIVE_REQUESTS,
+                labels::METHOD => method, labels::ROUTE => route.to_string())
+        }),
         route,
         by_status: RwLock::new(Vec::new()),
+        recorder,
     }
 }

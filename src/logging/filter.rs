@@ -12,36 +12,7 @@ use tracing_subscriber::{
     layer::{Context, Filter},
 };
 
-/// The target of audit lines, kept at INFO whatever the level filter says.
-const AUDIT_TARGET: &str = "glimpse_obs::audit";
-
-/// Parse an `EnvFilter` directive, explaining what is wrong.
-///
-/// Audit lines are compliance records (DESIGN §3: never dropped): unless
-/// the directive names `glimpse_obs::audit` itself, `glimpse_obs::audit=info`
-/// is added, so `warn` or `off` still lets them through. The business
-/// payment line is not an audit record and follows the filter.
-pub(crate) fn parse(directive: &str) -> Result<EnvFilter, String> {
-    let filter = EnvFilter::builder()
-        .parse(directive)
-        .map_err(|e| e.to_string())?;
-    if names_target(directive, AUDIT_TARGET) {
-        return Ok(filter);
-    }
-    let audit = format!("{AUDIT_TARGET}=info")
-        .parse()
-        .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())?;
-    Ok(filter.add_directive(audit))
-}
-
-/// Whether one of the comma-separated directives has exactly `target` as
-/// its target (`target=level`, `target[span]=level` or a bare `target`).
-fn names_target(directive: &str, target: &str) -> bool {
-    directive.split(',').any(|d| {
-        let end = d.find(['[', '=']).unwrap_or(d.len());
-        d[..end].trim() == target
-    })
-}
+pub(crate) use crate::config::parse_filter as parse;
 
 /// The JSON log's level filter, replaceable while the service runs: what
 /// `tracing_subscriber::reload` does, without its lock on every span
@@ -249,7 +220,7 @@ const ACCESS_FIELDS: &[&str] = &["message", "log_type"];
 const fn access_metadata(level: Level) -> Metadata<'static> {
     Metadata::new(
         "request completed",
-        crate::http::ACCESS_TARGET,
+        crate::ids::ACCESS_TARGET,
         level,
         None,
         None,

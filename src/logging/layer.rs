@@ -8,6 +8,8 @@ use std::{
 };
 
 use tracing::{Event, Level, Subscriber, field::Field, span};
+
+use crate::ids::{SpanIds, is_request_span};
 use tracing_subscriber::{
     Layer, Registry,
     layer::Context,
@@ -55,13 +57,6 @@ pub(crate) struct SpanFields {
 #[derive(Clone)]
 pub(crate) struct CaptureExt(pub(crate) Arc<Mutex<Vec<u8>>>);
 
-/// Whether `meta` is the server span of [`crate::layer`]; its fields are
-/// OpenTelemetry attributes, already on the access line, so lines do not repeat them.
-pub(crate) fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.name() == crate::http::REQUEST_SPAN_NAME
-        && meta.target() == crate::http::REQUEST_SPAN_TARGET
-}
-
 #[derive(Default)]
 struct Bufs {
     line: Vec<u8>,
@@ -74,12 +69,9 @@ struct Bufs {
 thread_local! {
     // Reused per thread so formatting allocates nothing in steady state.
     static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
-    // The access line's fields, rendered by the tower layer right before it
-    // emits the line on this thread (see `stage_access_fields`).
-    static ACCESS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Keys of the staged access-line fields, so span fields never repeat them.
+/// Keys of the access line's fields, so span fields never repeat them.
 const ACCESS_KEYS: &[&str] = &[
     "method",
     "route",
@@ -88,26 +80,6 @@ const ACCESS_KEYS: &[&str] = &[
     "response_time",
     "cancelled",
 ];
-
-/// Whether the JSON layer is installed, so the tower layer may stage the
-/// access line's fields instead of passing them as event fields.
-pub(crate) static JSON_INSTALLED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Run `emit` (which dispatches one event of target [`crate::http::ACCESS_TARGET`])
-/// with the access line's fields pre-rendered by `render` as `,"key":value`
-/// runs. The fields have fixed names and types, so rendering them directly
-/// skips the visitor's per-field work (reserved-key, redaction and
-/// duplicate checks): about 0.2 µs per request in `benches/layer.rs`.
-pub(crate) fn stage_access_fields(render: impl FnOnce(&mut Vec<u8>), emit: impl FnOnce()) {
-    ACCESS.with(|a| {
-        let mut a = a.borrow_mut();
-        a.clear();
-        render(&mut a);
-    });
-    emit();
-    ACCESS.with(|a| a.borrow_mut().clear());
-}
 
 /// Writes each event as one JSON line into the line queue.
 pub(crate) struct JsonLayer {
@@ -160,7 +132,7 @@ impl JsonLayer {
                     level,
                     &s,
                     b"request completed",
-                    crate::http::ACCESS_TARGET,
+                    crate::ids::ACCESS_TARGET,
                     log_type,
                 );
                 head.into_boxed_slice()
@@ -193,14 +165,6 @@ impl JsonLayer {
         };
         event.record(&mut v);
         let (log_type, audit) = (v.log_type, v.audit);
-        if meta.target() == crate::http::ACCESS_TARGET {
-            ACCESS.with(|a| {
-                if let Ok(a) = a.try_borrow() {
-                    b.fields.extend_from_slice(&a);
-                }
-            });
-            b.seen.extend_from_slice(ACCESS_KEYS);
-        }
         let log_type = log_type.unwrap_or(if level >= Level::DEBUG {
             LogType::Debug
         } else {
@@ -293,7 +257,11 @@ impl JsonLayer {
             let (mut have_ids, mut have_request) = (false, false);
             for span in scope {
                 let ext = span.extensions();
-                if !have_ids && let Some((trace_id, span_id)) = crate::trace::ids(&ext) {
+                if !have_ids
+                    && let Some(&SpanIds {
+                        trace_id, span_id, ..
+                    }) = ext.get::<SpanIds>()
+                {
                     line.extend_from_slice(b",\"traceId\":\"");
                     json::hex_into(line, &trace_id.to_bytes());
                     line.extend_from_slice(b"\",\"spanId\":\"");
@@ -335,7 +303,7 @@ impl JsonLayer {
     /// Write the access line of the request span `id` without dispatching
     /// an event, when the level filter's answer is known ([`AccessGate`]):
     /// the same line the event would give (`format` with the fields staged
-    /// by [`stage_access_fields`]). `fields` renders the access fields.
+    /// with the access fields as event fields). `fields` renders them.
     /// `false` when the event must be dispatched instead.
     fn write_access_line(
         &self,
@@ -365,7 +333,7 @@ impl JsonLayer {
                 SystemTime::now(),
                 Some(head),
                 level,
-                crate::http::ACCESS_TARGET,
+                crate::ids::ACCESS_TARGET,
                 log_type,
                 false,
                 Some(span.scope()),

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::{Registry, registry::LookupSpan};
 
-use crate::RequestId;
+use crate::ids::RequestId;
 
 /// Values of one request, shared between the layer and the formatter.
 #[derive(Debug)]
@@ -69,7 +69,8 @@ pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) -> Option<h
         let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
         let mut ext = span.extensions_mut();
         ext.insert(ScopeExt(scope));
-        crate::trace::traceparent_in(&mut ext)
+        ext.get_mut::<crate::ids::SpanIds>()
+            .map(|ids| ids.traceparent())
     })
     .flatten()
 }
@@ -84,6 +85,26 @@ pub(crate) fn current() -> Option<Arc<RequestScope>> {
                 .find_map(|s| s.extensions().get::<ScopeExt>().map(|e| e.0.clone()))
         })
         .flatten()
+}
+
+impl RequestId {
+    /// The ID of the request the current span belongs to: the same value as
+    /// the extractor, from code that has no access to the request (a
+    /// repository, a spawned task instrumented with the request's span).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use glimpse_obs::RequestId;
+    ///
+    /// async fn handler() -> String {
+    ///     RequestId::current().map(|id| id.to_string()).unwrap_or_default()
+    /// }
+    /// let app: Router = Router::new().route("/", get(handler)).layer(glimpse_obs::layer());
+    /// assert!(RequestId::current().is_none()); // outside a request
+    /// ```
+    pub fn current() -> Option<Self> {
+        current().map(|s| s.request_id.clone())
+    }
 }
 
 /// Record the authenticated user of the current request: the access line and

@@ -43,7 +43,7 @@ impl LabelGuard {
         {
             return Cow::Borrowed(value);
         }
-        let cap = crate::init::settings().label_cap;
+        let cap = super::limits::label_cap();
         let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
         if seen.contains(value) {
             return Cow::Borrowed(value);
@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn values_past_the_cap_become_other() {
         let guard = LabelGuard::new("test_metric");
-        let cap = crate::init::settings().label_cap;
+        let cap = crate::metrics::limits::label_cap();
         for i in 0..cap {
             assert_eq!(guard.admit(&format!("v{i}")), format!("v{i}"));
         }

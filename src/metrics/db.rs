@@ -58,9 +58,6 @@ const OK: &str = "ok";
 const ERROR: &str = "error";
 const CANCELLED: &str = "cancelled";
 
-/// The threshold before `init` (the default of `GLIMPSE_SLOW_QUERY_MS`).
-const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(500);
-
 struct OpHandles {
     ok: Histogram,
     error: Histogram,
@@ -147,13 +144,7 @@ impl Timer<'_> {
             _ => &h.cancelled,
         };
         histogram.record(elapsed.as_secs_f64());
-        // Before init the settings are not read: reading them would fix
-        // the defaults for good.
-        let threshold = if super::handles::ready() {
-            crate::init::settings().slow_query
-        } else {
-            DEFAULT_SLOW_QUERY
-        };
+        let threshold = super::limits::slow_query();
         let slow = elapsed > threshold;
         if slow {
             h.slow.increment(1);

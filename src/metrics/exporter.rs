@@ -1,9 +1,17 @@
 //! The Prometheus recorder and its scrape listener.
 
-use std::{future::IntoFuture, net::SocketAddr, sync::OnceLock, time::Duration};
+use std::{
+    future::IntoFuture,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{
+    Key, KeyName, Metadata, SharedString, Unit, describe_counter, describe_gauge,
+    describe_histogram,
+};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -11,11 +19,10 @@ use metrics_exporter_prometheus::{
 use super::names;
 use crate::{Config, Error};
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-static PROCESS: OnceLock<Option<metrics_process::Collector>> = OnceLock::new();
-/// `service="…",env="…"`, escaped: the recorder's global labels, for the
-/// series rendered outside the recorder.
-static GLOBAL_LABELS: OnceLock<String> = OnceLock::new();
+/// The exporter `install()` made the process's own: what
+/// [`metrics_handler`] and the domain helpers' handle caches use. Set only
+/// by the facade ([`install_global`]).
+static INSTALLED: OnceLock<Arc<Exporter>> = OnceLock::new();
 
 /// Money counters the `metrics` facade cannot hold, rendered after the
 /// recorder's text.
@@ -24,7 +31,111 @@ const AMOUNT_COUNTERS: &[&super::amount_counter::AmountFamily] = &[&super::busin
 /// How often histogram buckets are drained when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-pub(crate) fn build_recorder(config: &Config) -> Result<PrometheusRecorder, Error> {
+/// One telemetry's Prometheus recorder and what renders alongside it.
+pub(crate) struct Exporter {
+    recorder: SharedRecorder,
+    handle: PrometheusHandle,
+    process: Option<metrics_process::Collector>,
+    /// `service="…",env="…"`, escaped: the recorder's global labels, for
+    /// the series rendered outside the recorder.
+    labels: String,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Prometheus recorder shared between the telemetry that built it and
+/// whoever installs it (the global slot, a team's fan-out recorder, a
+/// local-recorder scope): a clone records into the same series.
+#[derive(Clone)]
+pub struct SharedRecorder(Arc<PrometheusRecorder>);
+
+impl std::fmt::Debug for SharedRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedRecorder")
+    }
+}
+
+impl metrics::Recorder for SharedRecorder {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_histogram(key, unit, description);
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Counter {
+        self.0.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Histogram {
+        self.0.register_histogram(key, metadata)
+    }
+}
+
+impl Exporter {
+    /// A recorder for `config` with every metric described (HELP text and
+    /// units) and `glimpse_build_info` set; installs nothing.
+    pub(crate) fn new(config: &Config) -> Result<Self, Error> {
+        let recorder = build_recorder(config)?;
+        let handle = recorder.handle();
+        let recorder = SharedRecorder(Arc::new(recorder));
+        metrics::with_local_recorder(&recorder, || {
+            describe_all();
+            metrics::gauge!(names::BUILD_INFO, "version" => config.version.clone(), "glimpse_obs" => env!("CARGO_PKG_VERSION"))
+                .set(1.0);
+        });
+        let process = config.process_metrics.then(|| {
+            let c = metrics_process::Collector::default();
+            metrics::with_local_recorder(&recorder, || {
+                c.describe();
+                c.collect();
+            });
+            c
+        });
+        Ok(Self {
+            recorder,
+            handle,
+            process,
+            labels: global_labels(config),
+        })
+    }
+
+    /// The recorder, to install or to record into.
+    pub(crate) fn recorder(&self) -> &SharedRecorder {
+        &self.recorder
+    }
+
+    /// The text a scrape receives, with fresh process metrics: the one
+    /// render path of the scrape listener, [`metrics_handler`],
+    /// `render_metrics` and the `testing` snapshots.
+    pub(crate) fn render(&self) -> String {
+        if let Some(c) = &self.process {
+            metrics::with_local_recorder(&self.recorder, || c.collect());
+        }
+        let mut text = self.handle.render();
+        for family in AMOUNT_COUNTERS {
+            family.render(&self.labels, &mut text);
+        }
+        text
+    }
+
+    /// Drains histogram buckets; called periodically.
+    fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+fn build_recorder(config: &Config) -> Result<PrometheusRecorder, Error> {
     let bad = |e: metrics_exporter_prometheus::BuildError| Error::InvalidConfig {
         name: "metrics buckets",
         reason: e.to_string(),
@@ -47,40 +158,21 @@ pub(crate) fn build_recorder(config: &Config) -> Result<PrometheusRecorder, Erro
         .build_recorder())
 }
 
-/// Remember the handle and describe every metric (HELP text and units).
-pub(crate) fn register(handle: PrometheusHandle, config: &Config) {
-    let _ = GLOBAL_LABELS.set(global_labels(config));
-    let _ = HANDLE.set(handle);
-    describe_all();
-    metrics::gauge!(names::BUILD_INFO, "version" => config.version.clone(), "glimpse_obs" => env!("CARGO_PKG_VERSION"))
-        .set(1.0);
-    let _ = PROCESS.set(config.process_metrics.then(|| {
-        let c = metrics_process::Collector::default();
-        c.describe();
-        c.collect();
-        c
-    }));
+/// Make `exporter` the process's own (its recorder must be the global
+/// one): [`metrics_handler`] renders it and the domain helpers start
+/// caching handles. Called by the facade only, once.
+pub(crate) fn install_global(exporter: Arc<Exporter>) {
+    let _ = INSTALLED.set(exporter);
 }
 
 /// Whether the recorder is installed (handles resolved from now on are live).
 pub(crate) fn installed() -> bool {
-    HANDLE.get().is_some()
+    INSTALLED.get().is_some()
 }
 
-/// The text a scrape receives, with fresh process metrics: the one render
-/// path of the scrape listener, [`metrics_handler`], `Guard::render_metrics`
-/// and the `testing` snapshots.
+/// The installed exporter's text, `None` before `install()`.
 pub(crate) fn render() -> Option<String> {
-    let handle = HANDLE.get()?;
-    if let Some(Some(c)) = PROCESS.get() {
-        c.collect();
-    }
-    let mut text = handle.render();
-    let labels = GLOBAL_LABELS.get().map_or("", String::as_str);
-    for family in AMOUNT_COUNTERS {
-        family.render(labels, &mut text);
-    }
-    Some(text)
+    INSTALLED.get().map(|e| e.render())
 }
 
 /// The global labels as `build_recorder` sets them, in the same order.
@@ -105,13 +197,6 @@ fn global_labels(config: &Config) -> String {
     out
 }
 
-/// Drains histogram buckets; called periodically.
-pub(crate) fn upkeep() {
-    if let Some(h) = HANDLE.get() {
-        h.run_upkeep();
-    }
-}
-
 /// An axum handler that serves the Prometheus text, for teams that scrape
 /// the application's own port instead of `GLIMPSE_METRICS_ADDR`.
 ///
@@ -120,7 +205,12 @@ pub(crate) fn upkeep() {
 /// let app: Router = Router::new().route("/metrics", get(glimpse_obs::metrics_handler));
 /// ```
 pub async fn metrics_handler() -> impl IntoResponse {
-    match render() {
+    prometheus_text(render())
+}
+
+/// The scrape response for `text`, 503 when nothing is installed.
+fn prometheus_text(text: Option<String>) -> axum::response::Response {
+    match text {
         Some(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -153,6 +243,7 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
 /// thread returns whether every scrape finished within the grace period.
 pub(crate) fn spawn(
     listener: Option<std::net::TcpListener>,
+    exporter: Arc<Exporter>,
     stop: tokio::sync::oneshot::Receiver<Duration>,
 ) -> Result<std::thread::JoinHandle<bool>, Error> {
     // A runtime of its own: init may run outside any runtime, and scrapes
@@ -168,11 +259,12 @@ pub(crate) fn spawn(
         .name("glimpse-metrics".into())
         .spawn(move || {
             let graceful = rt.block_on(async move {
-                let upkeep_task = tokio::spawn(async {
+                let upkeeper = exporter.clone();
+                let upkeep_task = tokio::spawn(async move {
                     let mut tick = tokio::time::interval(UPKEEP_EVERY);
                     loop {
                         tick.tick().await;
-                        upkeep();
+                        upkeeper.upkeep();
                     }
                 });
                 let (grace_tx, grace_rx) = tokio::sync::oneshot::channel();
@@ -183,9 +275,13 @@ pub(crate) fn spawn(
                 };
                 let graceful = match listener.map(tokio::net::TcpListener::from_std) {
                     Some(Ok(listener)) => {
+                        let scrape = move || {
+                            let exporter = exporter.clone();
+                            async move { prometheus_text(Some(exporter.render())) }
+                        };
                         let app = Router::new()
-                            .route("/metrics", get(metrics_handler))
-                            .route("/", get(metrics_handler));
+                            .route("/metrics", get(scrape.clone()))
+                            .route("/", get(scrape));
                         let serve = axum::serve(listener, app)
                             .with_graceful_shutdown(signal)
                             .into_future();

@@ -257,7 +257,7 @@ impl<H> Family<H> {
         }
         let (a, b) = (&*a, &*b);
         let table = self.table.get_or_init(|| {
-            let cap = crate::init::settings().label_cap;
+            let cap = super::limits::label_cap();
             // Per label, up to cap × cap pairs may exist; room for twice the
             // cap keeps the table small, and pairs past half of it are
             // resolved on each call (slower, still correct).

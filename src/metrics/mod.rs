@@ -8,6 +8,7 @@ pub(crate) mod cardinality;
 pub mod db;
 pub(crate) mod exporter;
 pub(crate) mod handles;
+pub(crate) mod limits;
 pub mod names;
 pub mod security;
 pub mod ws;
@@ -30,4 +31,4 @@ pub const CONNECTION_BUCKETS: &[f64] = &[
 ];
 
 pub use cardinality::OVERFLOW_VALUE;
-pub use exporter::metrics_handler;
+pub use exporter::{SharedRecorder, metrics_handler};

@@ -37,75 +37,7 @@ use tokio::runtime::Handle;
 
 use crate::{Error, OtlpProtocol};
 
-/// Most spans waiting for export; more are dropped and counted.
-pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
-/// Delay between two scheduled exports, in milliseconds.
-pub(crate) const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
-/// Most spans in one export.
-pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
-/// Longest time one export may take, in milliseconds.
-pub(crate) const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
-
-/// Batch settings, from the standard `OTEL_BSP_*` variables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BatchSettings {
-    pub(crate) max_queue_size: usize,
-    pub(crate) scheduled_delay: Duration,
-    pub(crate) max_export_batch_size: usize,
-    pub(crate) export_timeout: Duration,
-}
-
-impl Default for BatchSettings {
-    /// The OpenTelemetry specification's defaults.
-    fn default() -> Self {
-        Self {
-            max_queue_size: 2048,
-            scheduled_delay: Duration::from_millis(5000),
-            max_export_batch_size: 512,
-            export_timeout: Duration::from_millis(30_000),
-        }
-    }
-}
-
-impl BatchSettings {
-    /// Defaults overridden by each `OTEL_BSP_*` variable that `lookup` finds
-    /// (empty counts as unset). A value that is not a positive whole number is
-    /// an error naming the variable, not a silent fallback.
-    pub(crate) fn from_lookup(
-        lookup: impl Fn(&'static str) -> Option<String>,
-    ) -> Result<Self, Error> {
-        let get = |name: &'static str| -> Result<Option<u64>, Error> {
-            let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
-                return Ok(None);
-            };
-            match raw.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Ok(Some(n)),
-                _ => Err(Error::InvalidEnv {
-                    name,
-                    value: raw,
-                    reason: "expected a positive whole number".to_owned(),
-                }),
-            }
-        };
-        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let mut s = Self::default();
-        if let Some(n) = get(OTEL_BSP_MAX_QUEUE_SIZE)? {
-            s.max_queue_size = to_usize(n);
-        }
-        if let Some(n) = get(OTEL_BSP_SCHEDULE_DELAY)? {
-            s.scheduled_delay = Duration::from_millis(n);
-        }
-        if let Some(n) = get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)? {
-            s.max_export_batch_size = to_usize(n);
-        }
-        if let Some(n) = get(OTEL_BSP_EXPORT_TIMEOUT)? {
-            s.export_timeout = Duration::from_millis(n);
-        }
-        // As the specification says: a batch never exceeds the queue.
-        s.max_export_batch_size = s.max_export_batch_size.min(s.max_queue_size);
-        Ok(s)
-    }
-}
+pub(crate) use crate::config::BatchSettings;
 
 /// Counts spans between "ended" and "taken by the exporter", and those dropped.
 #[derive(Debug)]

@@ -18,8 +18,10 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing::{Subscriber, span};
 use tracing_subscriber::{Layer, Registry, layer::Context as LayerContext, registry::LookupSpan};
 
-use super::SpanIds;
-use crate::{config::Sampler, logging::layer::is_request_span};
+use crate::{
+    config::Sampler,
+    ids::{SpanIds, is_request_span},
+};
 
 /// The remote parent of a server span: `tracestate` and `baggage` kept for
 /// outbound propagation.
@@ -112,7 +114,7 @@ fn ratio(r: f64, trace_id: TraceId) -> bool {
 /// caller's trace ID and sampling decision, or becomes a new root when `cx`
 /// has no valid span context. Returns `false` when `span` is not known to a
 /// light layer (the exporting pipeline handles it then).
-pub(super) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
+pub(crate) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
     span.with_subscriber(|(id, dispatch)| {
         let Some(sampler) = dispatch.downcast_ref::<LightLayer>().map(|l| l.sampler) else {
             return false;
@@ -143,7 +145,7 @@ pub(super) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
 
 /// The OpenTelemetry context of the current span in the light mode: its IDs,
 /// the remote parent's `tracestate` and the request's baggage.
-pub(super) fn current_context() -> Option<Context> {
+pub(crate) fn current_context() -> Option<Context> {
     tracing::Span::current()
         .with_subscriber(|(id, dispatch)| {
             let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
@@ -185,7 +187,7 @@ mod tests {
                 ("tracestate", "congo=t61rcWkgMzE"),
                 ("baggage", "userId=alice"),
             ]);
-            super::super::set_parent_from_headers(&span, &h);
+            super::super::set_parent_from_headers(&span, &h, false);
             let tp = super::super::traceparent(&span).unwrap();
             let tp = tp.to_str().unwrap();
             assert!(
@@ -216,6 +218,7 @@ mod tests {
             super::super::set_parent_from_headers(
                 &span,
                 &headers(&[("traceparent", "00-garbage")]),
+                false,
             );
             let outer_tp = super::super::traceparent(&outer).unwrap();
             let tp = super::super::traceparent(&span).unwrap();
@@ -235,6 +238,7 @@ mod tests {
             super::super::set_parent_from_headers(
                 &span,
                 &headers(&[("traceparent", &format!("00-{TRACE}-b7ad6b7169203331-01"))]),
+                false,
             );
             let tp = super::super::traceparent(&span).unwrap();
             let tp = tp.to_str().unwrap();

@@ -14,8 +14,7 @@
 //! - [`propagation::inject`] carries the context to downstream calls.
 
 mod export;
-mod light;
-pub mod propagation;
+pub(crate) mod light;
 pub(crate) mod w3c;
 
 use std::{
@@ -28,8 +27,8 @@ use std::{
 
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::{
-    InstrumentationScope, KeyValue, SpanId, TraceId,
-    trace::{SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider as _},
+    InstrumentationScope, KeyValue,
+    trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_sdk::{
     Resource,
@@ -45,12 +44,11 @@ use tracing_opentelemetry::{OpenTelemetryLayer, OpenTelemetrySpanExt};
 use tracing_subscriber::{
     Layer,
     layer::{Context, Layered},
-    registry::{Extensions, LookupSpan},
+    registry::LookupSpan,
 };
 
 use crate::{Config, Error, Sampler};
 
-pub(crate) use export::BatchSettings;
 use export::{ExportRuntime, Gate, GatedProcessor, RuntimeExporter};
 
 /// The tracing layer of the pipeline: OpenTelemetry spans, then the span IDs
@@ -281,23 +279,7 @@ fn sdk_sampler(sampler: Sampler) -> SdkSampler {
     }
 }
 
-/// Trace and span ID of a span, as stored in its extensions the first time
-/// it was entered: the IDs its exported span carries, whether or not it is
-/// sampled. `None` for a span never entered or unknown to OpenTelemetry
-/// (filtered out): callers walk up the scope to the nearest span that has
-/// them. One type-map lookup; called per log line.
-pub(crate) fn ids(ext: &Extensions<'_>) -> Option<(TraceId, SpanId)> {
-    ext.get::<SpanIds>().map(|ids| (ids.trace_id, ids.span_id))
-}
-
-/// The IDs of a span: those of its started OpenTelemetry span when
-/// exporting, those [`light::LightLayer`] assigned otherwise.
-#[derive(Debug, Clone, Copy)]
-struct SpanIds {
-    trace_id: TraceId,
-    span_id: SpanId,
-    sampled: bool,
-}
+use crate::ids::SpanIds;
 
 pub(crate) use light::LightLayer;
 
@@ -360,18 +342,13 @@ where
 /// continues the caller's trace (with its `tracestate`); none, several or an
 /// invalid one start a new root. `baggage` is kept either way. The ambient
 /// context (an enclosing span of the server itself) is never the parent.
-/// Whether the installed subscriber exports spans (full OpenTelemetry
-/// layer) rather than assigning IDs only ([`LightLayer`]).
-pub(crate) static EXPORTING: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap) {
+/// `exporting`: whether the span's subscriber exports spans (the full
+/// OpenTelemetry layer) rather than assigning IDs only ([`LightLayer`]).
+pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap, exporting: bool) {
     if span.is_disabled() {
         return;
     }
-    if !headers.contains_key(w3c::TRACEPARENT)
-        && !headers.contains_key(w3c::BAGGAGE)
-        && !EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+    if !headers.contains_key(w3c::TRACEPARENT) && !headers.contains_key(w3c::BAGGAGE) && !exporting
     {
         // No context to continue, and the light layer made the server span
         // a root already: nothing to do (the common case, kept cheap).
@@ -384,30 +361,6 @@ pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap)
     // Fails only when the span was already started or no OpenTelemetry
     // layer is installed; then there is nothing to continue.
     let _ = span.set_parent(cx);
-}
-
-fn format_ids(ids: &SpanIds) -> HeaderValue {
-    let flags = if ids.sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
-    };
-    let sc = SpanContext::new(
-        ids.trace_id,
-        ids.span_id,
-        flags,
-        false,
-        TraceState::default(),
-    );
-    w3c::format_traceparent(&sc)
-}
-
-/// The `traceparent` of the span owning `ext` when its IDs are already
-/// known (always with the light layer; once entered when exporting).
-pub(crate) fn traceparent_in(
-    ext: &mut tracing_subscriber::registry::ExtensionsMut<'_>,
-) -> Option<HeaderValue> {
-    ext.get_mut::<SpanIds>().map(|ids| format_ids(ids))
 }
 
 /// The `traceparent` header value of `span` (for the response), `None` when
@@ -425,7 +378,7 @@ pub(crate) fn traceparent(span: &tracing::Span) -> Option<HeaderValue> {
         })
         .flatten();
     if let Some(ids) = light {
-        return Some(format_ids(&ids));
+        return Some(ids.traceparent());
     }
     let cx = span.context();
     let otel_span = cx.span();
@@ -438,6 +391,7 @@ mod tests {
     use super::*;
     use crate::test_util::headers;
     use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::{SpanId, TraceId};
     use tracing_subscriber::{layer::SubscriberExt, registry::Registry};
 
     /// A test layer that captures the IDs `ids` reports for each event's span.
@@ -448,7 +402,11 @@ mod tests {
 
     impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
-            let got = ctx.event_span(event).and_then(|s| ids(&s.extensions()));
+            let got = ctx.event_span(event).and_then(|s| {
+                s.extensions()
+                    .get::<SpanIds>()
+                    .map(|i| (i.trace_id, i.span_id))
+            });
             self.0.lock().unwrap().push(got);
         }
     }
@@ -480,7 +438,7 @@ mod tests {
         let headers = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-01"))]);
         let (tp, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request", otel.kind = "server");
-            set_parent_from_headers(&span, &headers);
+            set_parent_from_headers(&span, &headers, true);
             span.in_scope(|| tracing::info!("inside"));
             traceparent(&span).unwrap()
         });
@@ -506,7 +464,7 @@ mod tests {
         let headers = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-00"))]);
         let (tp, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &headers);
+            set_parent_from_headers(&span, &headers, true);
             span.in_scope(|| tracing::info!("inside"));
             traceparent(&span).unwrap()
         });
@@ -526,7 +484,7 @@ mod tests {
             let outer = tracing::info_span!("connection");
             let _outer = outer.enter();
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &headers(&[("traceparent", "00-garbage")]));
+            set_parent_from_headers(&span, &headers(&[("traceparent", "00-garbage")]), true);
             span.in_scope(|| tracing::info!("inside"));
             (
                 outer.context().span().span_context().trace_id(),
@@ -542,7 +500,7 @@ mod tests {
     fn child_spans_share_the_trace_and_get_their_own_span_ids() {
         let (_, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &HeaderMap::new());
+            set_parent_from_headers(&span, &HeaderMap::new(), true);
             span.in_scope(|| {
                 tracing::info!("in request");
                 tracing::info_span!("db").in_scope(|| tracing::info!("in db"));
@@ -564,7 +522,7 @@ mod tests {
         ]);
         let (out, _) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &headers);
+            set_parent_from_headers(&span, &headers, true);
             span.in_scope(|| {
                 tracing::info_span!("child").in_scope(|| {
                     let mut out = HeaderMap::new();

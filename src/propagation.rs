@@ -23,10 +23,13 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{Context, trace::TraceContextExt};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::w3c;
+use crate::{
+    ids::RequestId,
+    trace::{light, w3c},
+};
 
 /// The request-ID header written by [`inject`].
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_REQUEST_ID: HeaderName = crate::ids::X_REQUEST_ID;
 
 /// Write `traceparent`, `tracestate`, `baggage` and `x-request-id` of the
 /// current span and request into `headers`, replacing values already there.
@@ -48,7 +51,7 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// ```
 pub fn inject(headers: &mut HeaderMap) {
     w3c::inject_context(&current_context(), headers);
-    if let Some(id) = crate::http::current_request_id()
+    if let Some(id) = RequestId::current()
         && let Ok(value) = HeaderValue::from_str(id.as_str())
     {
         headers.insert(X_REQUEST_ID, value);
@@ -88,8 +91,7 @@ pub fn extract(headers: &HeaderMap) -> Context {
 /// assert!(!glimpse_obs::propagation::set_parent(&span, cx));
 /// ```
 pub fn set_parent(span: &tracing::Span, cx: Context) -> bool {
-    !span.is_disabled()
-        && (super::light::set_parent(span, cx.clone()) || span.set_parent(cx).is_ok())
+    !span.is_disabled() && (light::set_parent(span, cx.clone()) || span.set_parent(cx).is_ok())
 }
 
 /// The OpenTelemetry context of the current span: the one attached when the
@@ -107,6 +109,6 @@ fn current_context() -> Context {
     if own.span().span_context().is_valid() {
         own
     } else {
-        super::light::current_context().unwrap_or(attached)
+        light::current_context().unwrap_or(attached)
     }
 }

@@ -77,24 +77,6 @@ impl RequestId {
             _ => Self::generate(),
         }
     }
-
-    /// The ID of the request the current span belongs to: the same value as
-    /// the extractor, from code that has no access to the request (a
-    /// repository, a spawned task instrumented with the request's span).
-    ///
-    /// ```
-    /// use axum::{Router, routing::get};
-    /// use glimpse_obs::RequestId;
-    ///
-    /// async fn handler() -> String {
-    ///     RequestId::current().map(|id| id.to_string()).unwrap_or_default()
-    /// }
-    /// let app: Router = Router::new().route("/", get(handler)).layer(glimpse_obs::layer());
-    /// assert!(RequestId::current().is_none()); // outside a request
-    /// ```
-    pub fn current() -> Option<Self> {
-        crate::logging::scope::current().map(|s| s.request_id.clone())
-    }
 }
 
 fn is_valid(v: &[u8]) -> bool {

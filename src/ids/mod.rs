@@ -1,0 +1,96 @@
+//! Names and IDs every other module shares: the request ID, the targets and
+//! names of the crate's own spans and events, and the trace IDs a span
+//! carries in its extensions.
+//!
+//! This module is the bottom of the crate's layering (see
+//! `docs/architecture.md`): it imports nothing from the crate, so
+//! `logging`, `metrics`, `trace` and `http` can all agree on these without
+//! importing each other.
+
+mod request_id;
+
+use opentelemetry::trace::{SpanId, TraceId};
+
+pub use request_id::{RequestId, X_REQUEST_ID};
+
+/// Name of the server span the tower layer opens for each request.
+pub(crate) const REQUEST_SPAN_NAME: &str = "request";
+/// Target of the server span the tower layer opens for each request.
+pub(crate) const REQUEST_SPAN_TARGET: &str = "glimpse_obs::http";
+/// Target of the access line, so a filter can tune it: `glimpse_obs::access=warn`.
+pub const ACCESS_TARGET: &str = "glimpse_obs::access";
+/// Label of the `route` of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// Status recorded for requests whose future was dropped before a response
+/// (client gone, timeout): nginx's "client closed request".
+pub const CANCELLED_STATUS: u16 = 499;
+
+/// Whether `meta` is the server span of the tower layer; its fields are
+/// OpenTelemetry attributes, already on the access line, so lines do not
+/// repeat them.
+pub(crate) fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.name() == REQUEST_SPAN_NAME && meta.target() == REQUEST_SPAN_TARGET
+}
+
+/// Span extension: the trace and span ID of a span, those of its started
+/// OpenTelemetry span when exporting, those the ID-only trace layer
+/// assigned otherwise. Written by `trace`, read by `logging` (every line
+/// carries them) and `http` (the response's `traceparent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanIds {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) sampled: bool,
+}
+
+impl SpanIds {
+    /// The W3C `traceparent` of this span:
+    /// `00-{trace-id}-{parent-id}-{flags}`, lowercase hex.
+    pub(crate) fn traceparent(&self) -> http::HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        let mut i = 3;
+        for b in self.trace_id.to_bytes() {
+            out[i] = HEX[usize::from(b >> 4)];
+            out[i + 1] = HEX[usize::from(b & 0xf)];
+            i += 2;
+        }
+        out[i] = b'-';
+        i += 1;
+        for b in self.span_id.to_bytes() {
+            out[i] = HEX[usize::from(b >> 4)];
+            out[i + 1] = HEX[usize::from(b & 0xf)];
+            i += 2;
+        }
+        out[i..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        // Only ASCII hex digits and dashes: always a valid header value.
+        http::HeaderValue::from_bytes(&out).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_the_w3c_form() {
+        let ids = SpanIds {
+            trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            sampled: true,
+        };
+        assert_eq!(
+            ids.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        let unsampled = SpanIds {
+            sampled: false,
+            ..ids
+        };
+        assert_eq!(
+            unsampled.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        );
+    }
+}

@@ -1,0 +1,565 @@
+//! [`Telemetry`]: every part of glimpse_obs built from a [`Config`], with
+//! nothing installed globally, so a service can compose the parts with its
+//! own (a Sentry layer, tokio-console, a recorder of its own).
+//!
+//! There are three ways to finish a [`Config`], as with
+//! `metrics-exporter-prometheus`:
+//! - [`Config::init`] (or [`crate::init`]) installs everything: the tracing
+//!   subscriber, the metrics recorder, the scrape listener;
+//! - [`Config::build`] then [`Telemetry::install`]: the same in two steps,
+//!   so the parts can be inspected between them;
+//! - [`Config::build`] then the parts: [`Telemetry::tracing_layer`] into a
+//!   subscriber of your own, [`Telemetry::recorder`] into a recorder of your
+//!   own (or [`Telemetry::install_recorder`]), [`Telemetry::http_layer`] on
+//!   the router, and [`Telemetry::into_guard`] (or the `Telemetry` itself)
+//!   kept alive to flush at the end.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tracing::Subscriber;
+use tracing_subscriber::{Layer, filter::filter_fn, registry::LookupSpan};
+
+use crate::{
+    Config, Error,
+    config::{LogFormat, Sampler, Settings, SettingsLayer},
+    http::ObsLayer,
+    logging::{
+        filter::{AccessGate, FilterHandle, LevelFilter},
+        layer::{JsonLayer, LevelCounters, pretty_fields},
+        writer::{LineQueue, WriterThread},
+    },
+    metrics::exporter::{self, Exporter, SharedRecorder},
+    trace::{LightLayer, TracePipeline},
+};
+
+/// The tracing layer [`Telemetry::tracing_layer`] hands out: the JSON (or
+/// pretty) log, the trace-ID layer or OTLP span pipeline, and the request
+/// scope, for any subscriber built on [`tracing_subscriber::registry()`].
+pub type TracingLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
+
+/// Every part of glimpse_obs, built and running (the log writer thread, the
+/// scrape listener, the span exporter) but installed nowhere. Made by
+/// [`Config::build`].
+///
+/// Dropping it (or the [`Guard`](crate::Guard) that
+/// [`install`](Telemetry::install) or [`into_guard`](Telemetry::into_guard)
+/// returns) flushes queued log lines and spans, bounded by
+/// [`Config::shutdown_timeout`].
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let telemetry = glimpse_obs::Config::default()
+///     .service("matches")
+///     .metrics_addr(None)
+///     .log_writer(std::io::sink())
+///     .build()?;
+/// let subscriber = tracing_subscriber::registry()
+///     .with(telemetry.tracing_layer())
+///     .with(tracing_subscriber::filter::LevelFilter::INFO); // a layer of your own
+/// tracing::subscriber::with_default(subscriber, || tracing::info!("composed"));
+/// # Ok::<(), glimpse_obs::Error>(())
+/// ```
+pub struct Telemetry {
+    core: Core,
+    exporter: Arc<Exporter>,
+    settings: Arc<Settings>,
+    pipeline: Arc<TracePipeline>,
+    service: String,
+    log_format: LogFormat,
+    sampler: Sampler,
+    gate: Arc<AccessGate>,
+    level_filter: LevelFilter,
+    label_cap: usize,
+    slow_query: Duration,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("service", &self.service)
+            .field("metrics_addr", &self.core.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Build every part (log writer, metrics recorder and scrape listener,
+    /// trace pipeline) and install nothing globally. Every fallible step of
+    /// [`init`](crate::init) runs here, so a later
+    /// [`Telemetry::install`] cannot fail half-way.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// let app: axum::Router = axum::Router::new().layer(telemetry.http_layer());
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::MetricsBind`] when the metrics port is busy,
+    /// [`Error::InvalidFilter`] for a bad level filter, [`Error::Trace`] when
+    /// the span exporter cannot be built, [`Error::Io`] when a background
+    /// thread cannot start.
+    pub fn build(mut self) -> Result<Telemetry, Error> {
+        let filter = crate::config::parse_filter(&self.log_filter).map_err(|reason| {
+            Error::InvalidFilter {
+                directive: self.log_filter.clone(),
+                reason,
+            }
+        })?;
+        let listener = self.metrics_addr.map(exporter::bind).transpose()?;
+        let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let exporter = Arc::new(Exporter::new(&self)?);
+        // The parts' own counters (dropped lines and spans) belong to this
+        // telemetry's recorder, whoever installs it.
+        let (pipeline, (queue, writer)) =
+            metrics::with_local_recorder(exporter.recorder(), || {
+                let pipeline = Arc::new(TracePipeline::new(&self)?);
+                let out = self
+                    .writer
+                    .take()
+                    .unwrap_or_else(|| Box::new(std::io::stdout()));
+                Ok::<_, Error>((pipeline, LineQueue::start(out, self.log_queue_bytes)?))
+            })?;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel();
+        let metrics_thread = exporter::spawn(listener, exporter.clone(), stop_rx)?;
+
+        let gate = Arc::new(AccessGate::new(&filter));
+        let level_filter = LevelFilter::new(filter, &self.log_filter);
+        let exporting = pipeline.exporting();
+        let mut settings = self.shared_settings();
+        {
+            let s = Arc::make_mut(&mut settings);
+            s.exporting = exporting;
+            // The server span's response fields are read by the OpenTelemetry
+            // layer and the pretty format only.
+            s.record_span_fields = exporting || self.log_format == LogFormat::Pretty;
+        }
+        Ok(Telemetry {
+            core: Core {
+                inner: Mutex::new(Some(Inner {
+                    writer,
+                    pipeline: pipeline.clone(),
+                    stop,
+                    metrics_thread,
+                })),
+                queue,
+                filter: FilterHandle {
+                    filter: level_filter.clone(),
+                    gate: gate.clone(),
+                },
+                metrics_addr,
+                timeout: self.shutdown_timeout,
+            },
+            exporter,
+            settings,
+            pipeline,
+            service: self.service,
+            log_format: self.log_format,
+            sampler: self.sampler,
+            gate,
+            level_filter,
+            label_cap: self.label_cap,
+            slow_query: self.slow_query,
+        })
+    }
+}
+
+impl Telemetry {
+    /// The tracing layer: the JSON (or pretty) log with its level filter,
+    /// the trace-ID layer (or the OTLP span pipeline when an endpoint is
+    /// set) and the request scope. Stack it on
+    /// [`tracing_subscriber::registry()`] with layers of your own; each
+    /// call returns a layer writing to the same log and exporter.
+    ///
+    /// ```
+    /// use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    ///
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// tracing_subscriber::registry()
+    ///     .with(telemetry.tracing_layer())
+    ///     .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)) // yours
+    ///     .try_init()
+    ///     .ok();
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn tracing_layer<S>(&self) -> TracingLayer<S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        // The level counters belong to this telemetry's recorder.
+        metrics::with_local_recorder(self.exporter.recorder(), || self.build_tracing_layer())
+    }
+
+    fn build_tracing_layer<S>(&self) -> TracingLayer<S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        let log = match self.log_format {
+            LogFormat::Json => {
+                JsonLayer::new(&self.service, self.core.queue.clone(), self.gate.clone())
+                    .with_filter(self.level_filter.clone())
+                    .boxed()
+            }
+            // The compact, coloured one-line format: `.pretty()` would
+            // format event fields with its own visitor, bypassing redaction.
+            LogFormat::Pretty => tracing_subscriber::fmt::layer()
+                .fmt_fields(pretty_fields())
+                .with_writer(QueueWriter(self.core.queue.clone()))
+                .and_then(LevelCounters::new())
+                .with_filter(self.level_filter.clone())
+                .boxed(),
+        };
+        // Exporting: full OpenTelemetry spans. Not exporting: IDs only, so
+        // logs, responses and outbound calls still carry W3C context.
+        // Boxed, not `Option`: `Option<L>` does not forward
+        // `on_register_dispatch`, which the exporting pipeline's ID layer
+        // needs.
+        let trace = if self.pipeline.exporting() {
+            self.pipeline.layer().with_filter(otel_filter()).boxed()
+        } else {
+            LightLayer::new(self.sampler)
+                .with_filter(otel_filter())
+                .boxed()
+        };
+        // Found by the tower layer through the dispatcher (`downcast_ref`);
+        // it sees no callsite, so it changes no filter's answer.
+        let settings = SettingsLayer(self.settings.clone()).with_filter(filter_fn(|_| false));
+        log.and_then(trace).and_then(settings).boxed()
+    }
+
+    /// The tower layer bound to this telemetry: its slow-request threshold
+    /// and sampling, its recorder for the HTTP metrics, nothing read from a
+    /// global at request time.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    ///
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// let app: Router = Router::new()
+    ///     .route("/matches/{id}", get(|| async { "a match" }))
+    ///     .layer(telemetry.http_layer().slow_request(std::time::Duration::from_millis(300)));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn http_layer(&self) -> ObsLayer {
+        ObsLayer::bound(self.settings.clone(), self.exporter.recorder().clone())
+    }
+
+    /// The metrics recorder, for a team that installs or wraps recorders
+    /// itself (e.g. in a `metrics_util::layers::FanoutBuilder`, or for a
+    /// scope with [`metrics::with_local_recorder`]). Clones record into the
+    /// same series, which the scrape listener and
+    /// [`render_metrics`](Telemetry::render_metrics) serve.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// let recorder = telemetry.recorder();
+    /// metrics::with_local_recorder(&recorder, || metrics::counter!("jobs_total").increment(1));
+    /// assert!(telemetry.render_metrics().contains("jobs_total"));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn recorder(&self) -> SharedRecorder {
+        self.exporter.recorder().clone()
+    }
+
+    /// Install the recorder as the process's global one (what
+    /// [`install`](Telemetry::install) does for metrics), and make
+    /// [`metrics_handler`](crate::metrics_handler) serve it.
+    ///
+    /// ```no_run
+    /// let telemetry = glimpse_obs::Config::default().build()?;
+    /// telemetry.install_recorder()?;
+    /// glimpse_obs::business::match_created(); // now recorded
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::GlobalTaken`] when a recorder is installed already.
+    pub fn install_recorder(&self) -> Result<(), Error> {
+        metrics::set_global_recorder(self.recorder()).map_err(|_| Error::GlobalTaken {
+            what: "metrics recorder",
+        })?;
+        self.publish_metrics();
+        Ok(())
+    }
+
+    /// After the recorder became the global one: the free `metrics_handler`
+    /// serves it and the domain helpers follow this configuration's limits.
+    fn publish_metrics(&self) {
+        exporter::install_global(self.exporter.clone());
+        crate::metrics::limits::set(self.label_cap, self.slow_query);
+    }
+
+    /// The current Prometheus text of this telemetry's recorder, as a scrape
+    /// would see it.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .service("payment")
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// assert!(telemetry.render_metrics().contains("service=\"payment\""));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn render_metrics(&self) -> String {
+        self.exporter.render()
+    }
+
+    /// The address the scrape listener is bound to, `None` when it is off.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(Some(([127, 0, 0, 1], 0).into()))
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// assert!(telemetry.metrics_addr().is_some());
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.core.metrics_addr
+    }
+
+    /// Wait until every log line emitted so far is written and every ended
+    /// span is exported, each up to `timeout`. Returns whether both finished.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// assert!(telemetry.flush(std::time::Duration::from_secs(1)));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.core.flush(timeout)
+    }
+
+    /// Keep only what flushes: a [`Guard`](crate::Guard) for the composed
+    /// path, once the layers and the recorder are in place.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// let _layer = telemetry.tracing_layer::<tracing_subscriber::Registry>();
+    /// let guard = telemetry.into_guard();
+    /// guard.shutdown()?;
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn into_guard(self) -> crate::Guard {
+        crate::init::Guard::new(self.core)
+    }
+
+    /// Install everything globally, as [`init`](crate::init) does: the
+    /// subscriber (this telemetry's [`tracing_layer`](Telemetry::tracing_layer)
+    /// on a registry), the metrics recorder, the limits the domain helpers
+    /// apply. Nothing here can fail half-way: every fallible step ran in
+    /// [`Config::build`], and both global slots are checked before either is
+    /// set.
+    ///
+    /// ```no_run
+    /// let _guard = glimpse_obs::Config::from_env()?.build()?.install()?;
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AlreadyInitialized`] after a successful install;
+    /// [`Error::GlobalTaken`] when another subscriber or recorder is
+    /// installed (then nothing of this telemetry is).
+    pub fn install(self) -> Result<crate::Guard, Error> {
+        crate::init::install(self)
+    }
+
+    pub(crate) fn install_globals(&self) -> Result<(), Error> {
+        use tracing_subscriber::layer::SubscriberExt;
+        if tracing::dispatcher::has_been_set() {
+            return Err(Error::GlobalTaken {
+                what: "tracing subscriber",
+            });
+        }
+        // The recorder first: its slot is the one that cannot be checked
+        // without setting it. The subscriber's was checked just above.
+        self.install_recorder()?;
+        let subscriber = tracing_subscriber::registry().with(self.tracing_layer());
+        tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::GlobalTaken {
+            what: "tracing subscriber",
+        })
+    }
+
+    pub(crate) fn into_core(self) -> Core {
+        self.core
+    }
+}
+
+/// What flushes and stops: the writer thread, the span pipeline, the
+/// metrics thread. Owned by a [`Telemetry`], then by its guard.
+pub(crate) struct Core {
+    inner: Mutex<Option<Inner>>,
+    pub(crate) queue: LineQueue,
+    pub(crate) filter: FilterHandle,
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    pub(crate) timeout: Duration,
+}
+
+struct Inner {
+    writer: WriterThread,
+    pipeline: Arc<TracePipeline>,
+    /// Stops the metrics thread; carries the grace period of scrapes in flight.
+    stop: tokio::sync::oneshot::Sender<Duration>,
+    metrics_thread: std::thread::JoinHandle<bool>,
+}
+
+impl Core {
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        let spans_ok = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|i| i.pipeline.force_flush(timeout).is_ok());
+        self.queue.flush(timeout) && spans_ok
+    }
+
+    pub(crate) fn dropped_spans(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |i| i.pipeline.dropped_spans())
+    }
+
+    pub(crate) fn shutdown(&self) -> Result<(), Error> {
+        let Some(inner) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        let Inner {
+            mut writer,
+            pipeline,
+            stop,
+            metrics_thread,
+        } = inner;
+        let start = Instant::now();
+        let span_result = pipeline.shutdown(self.timeout);
+        let left = self
+            .timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(100));
+        let logs_done = writer.shutdown(left);
+        // Scrapes in flight may use what is left; a stalled scrape connection
+        // is dropped then, and should the thread still not end, it is
+        // detached rather than joined forever.
+        let left = self.timeout.saturating_sub(start.elapsed());
+        let _ = stop.send(left);
+        let metrics_done =
+            join_within(metrics_thread, left.saturating_add(THREAD_EXIT_SLACK)) == Some(true);
+        span_result?;
+        if logs_done && metrics_done {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout(self.timeout))
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("glimpse_obs: {e}");
+        }
+    }
+}
+
+/// How long a worker may take to exit once its own deadline passed.
+const THREAD_EXIT_SLACK: Duration = Duration::from_millis(100);
+
+/// `thread`'s result if it ends within `timeout`; otherwise `None`, and the
+/// thread is left detached.
+fn join_within<T>(thread: std::thread::JoinHandle<T>, timeout: Duration) -> Option<T> {
+    let start = Instant::now();
+    while !thread.is_finished() {
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    thread.join().ok()
+}
+
+/// The pretty format's writer: lines into the same queue as JSON lines.
+#[derive(Clone)]
+struct QueueWriter(LineQueue);
+
+impl std::io::Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(buf, false);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QueueWriter {
+    type Writer = QueueWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// What reaches OpenTelemetry: spans at INFO and above (and ERROR events, as
+/// span events), never the exporter's own transport stack, whose spans would
+/// feed back into the exporter.
+fn otel_filter() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|meta| {
+        let wanted = if meta.is_span() {
+            *meta.level() <= tracing::Level::INFO
+        } else {
+            *meta.level() == tracing::Level::ERROR
+        };
+        wanted && !is_transport(meta.target())
+    })
+}
+
+/// Whether `target` belongs to the exporter's transport stack (or the
+/// database driver, whose query spans `db::query` replaces), by crate name:
+/// `tower::buffer` is, `tower_http::trace` (a layer a team adds on purpose)
+/// is not.
+pub(crate) fn is_transport(target: &str) -> bool {
+    const CRATES: &[&str] = &[
+        "h2",
+        "hyper",
+        "hyper_util",
+        "tonic",
+        "tower",
+        "reqwest",
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+        "opentelemetry_http",
+        "sqlx",
+        "sqlx_core",
+        "sqlx_sqlite",
+        "sqlx_postgres",
+        "sqlx_mysql",
+    ];
+    let krate = target.split("::").next().unwrap_or(target);
+    CRATES.contains(&krate) || target == "axum::serve" || target.starts_with("axum::serve::")
+}
