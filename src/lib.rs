@@ -85,10 +85,10 @@ pub use http::{
     ACCESS_TARGET, CANCELLED_STATUS, ObsLayer, ObsService, RequestId, ResponseFuture,
     UNMATCHED_ROUTE, X_REQUEST_ID, layer,
 };
-pub use init::{Guard, init};
+pub use init::init;
 pub use logging::{
     LogType,
     scope::{current_user_id, record_user_id},
 };
 pub use metrics::{business, cache, db, metrics_handler, security, ws};
-pub use telemetry::{Telemetry, TracingLayer};
+pub use telemetry::{Guard, Telemetry, TracingLayer};

@@ -16,7 +16,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -36,6 +39,9 @@ use crate::{
     trace::{LightLayer, TracePipeline},
 };
 
+/// Whether `install()` succeeded in this process.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
 /// The tracing layer [`Telemetry::tracing_layer`] hands out: the JSON (or
 /// pretty) log, the trace-ID layer or OTLP span pipeline, and the request
 /// scope, for any subscriber built on [`tracing_subscriber::registry()`].
@@ -45,7 +51,7 @@ pub type TracingLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
 /// scrape listener, the span exporter) but installed nowhere. Made by
 /// [`Config::build`].
 ///
-/// Dropping it (or the [`Guard`](crate::Guard) that
+/// Dropping it (or the [`Guard`](Guard) that
 /// [`install`](Telemetry::install) or [`into_guard`](Telemetry::into_guard)
 /// returns) flushes queued log lines and spans, bounded by
 /// [`Config::shutdown_timeout`].
@@ -351,7 +357,7 @@ impl Telemetry {
         self.core.flush(timeout)
     }
 
-    /// Keep only what flushes: a [`Guard`](crate::Guard) for the composed
+    /// Keep only what flushes: a [`Guard`](Guard) for the composed
     /// path, once the layers and the recorder are in place.
     ///
     /// ```
@@ -364,8 +370,8 @@ impl Telemetry {
     /// guard.shutdown()?;
     /// # Ok::<(), glimpse_obs::Error>(())
     /// ```
-    pub fn into_guard(self) -> crate::Guard {
-        crate::init::Guard::new(self.core)
+    pub fn into_guard(self) -> Guard {
+        Guard::new(self.core)
     }
 
     /// Install everything globally, as [`init`](crate::init) does: the
@@ -384,8 +390,8 @@ impl Telemetry {
     /// [`Error::AlreadyInitialized`] after a successful install;
     /// [`Error::GlobalTaken`] when another subscriber or recorder is
     /// installed (then nothing of this telemetry is).
-    pub fn install(self) -> Result<crate::Guard, Error> {
-        crate::init::install(self)
+    pub fn install(self) -> Result<Guard, Error> {
+        install(self)
     }
 
     pub(crate) fn install_globals(&self) -> Result<(), Error> {
@@ -562,4 +568,201 @@ pub(crate) fn is_transport(target: &str) -> bool {
     ];
     let krate = target.split("::").next().unwrap_or(target);
     CRATES.contains(&krate) || target == "axum::serve" || target.starts_with("axum::serve::")
+}
+
+/// [`Telemetry::install`]: the globals, set once per process.
+pub(crate) fn install(telemetry: Telemetry) -> Result<Guard, Error> {
+    if INITIALIZED.swap(true, Ordering::SeqCst) {
+        return Err(Error::AlreadyInitialized);
+    }
+    match telemetry.install_globals() {
+        Ok(()) => Ok(Guard::new(telemetry.into_core())),
+        Err(e) => {
+            // Both slots were checked before either was set: nothing of
+            // this telemetry is installed, and a retry may succeed.
+            INITIALIZED.store(false, Ordering::SeqCst);
+            Err(e)
+        }
+    }
+}
+
+/// Keeps `glimpse_obs` running; dropping it (or [`Guard::shutdown`]) flushes
+/// every queued log line and span, bounded by the shutdown timeout
+/// (`Config::shutdown_timeout`, 5 s by default).
+///
+/// ```
+/// let guard = glimpse_obs::Config::default()
+///     .metrics_addr(None)
+///     .log_writer(std::io::sink())
+///     .init()?;
+/// tracing::info!("serving");
+/// assert_eq!(guard.dropped_log_lines(), 0);
+/// guard.shutdown()?; // or let it drop at the end of `main`
+/// # Ok::<(), glimpse_obs::Error>(())
+/// ```
+#[must_use = "dropping the guard shuts logging and tracing down"]
+pub struct Guard {
+    core: Core,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("metrics_addr", &self.core.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    pub(crate) fn new(core: Core) -> Self {
+        Self { core }
+    }
+
+    /// Change the level filter while the service runs, e.g. to turn on DEBUG
+    /// for one module during an incident.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), glimpse_obs::Error> {
+    /// let obs = glimpse_obs::init()?;
+    /// obs.set_filter("info,glimpse_payments=debug")?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] when the directive does not parse; the
+    /// previous filter stays in force.
+    pub fn set_filter(&self, directive: &str) -> Result<(), Error> {
+        self.core.filter.set(directive)
+    }
+
+    /// The address the Prometheus listener is bound to (useful with port 0),
+    /// or `None` when it is off.
+    ///
+    /// ```no_run
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(Some(([127, 0, 0, 1], 0).into())) // any free port
+    ///     .init()?;
+    /// let addr = guard.metrics_addr().expect("the listener is on");
+    /// println!("scrape http://{addr}/metrics");
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.core.metrics_addr
+    }
+
+    /// The current Prometheus text, as a scrape would see it.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// glimpse_obs::business::match_created();
+    /// assert!(guard.render_metrics().contains("glimpse_matches_created_total"));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn render_metrics(&self) -> String {
+        exporter::render().unwrap_or_default()
+    }
+
+    /// Log lines dropped so far because stdout could not keep up (also
+    /// `glimpse_obs_dropped_total{signal="logs"}`).
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// assert_eq!(guard.dropped_log_lines(), 0);
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn dropped_log_lines(&self) -> u64 {
+        self.core.queue.dropped()
+    }
+
+    /// Wait until every log line emitted so far is written and every ended
+    /// span is exported, each up to `timeout`. Returns whether both finished.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// tracing::error!("about to restart");
+    /// assert!(guard.flush(Duration::from_secs(1)));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.core.flush(timeout)
+    }
+
+    /// Spans dropped so far: export queue full, export failed, or shutdown
+    /// cut short (also `glimpse_obs_dropped_total{signal="spans"}`). Always 0
+    /// without an OTLP endpoint: nothing is exported, so nothing is dropped.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// assert_eq!(guard.dropped_spans(), 0);
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn dropped_spans(&self) -> u64 {
+        self.core.dropped_spans()
+    }
+
+    /// Flush logs and spans and stop the background workers, within the
+    /// shutdown timeout. Dropping the guard does the same and prints the
+    /// error to stderr instead of returning it.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// tracing::info!("shutting down");
+    /// guard.shutdown()?;
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShutdownTimeout`] when flushing did not finish in time (a
+    /// stuck stdout or collector) or a scrape was still in flight (its
+    /// connection is dropped); nothing blocks past the timeout.
+    pub fn shutdown(self) -> Result<(), Error> {
+        self.core.shutdown()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transport;
+
+    #[test]
+    fn transport_crates_are_kept_out_of_traces_by_crate_name() {
+        for t in [
+            "h2::proto",
+            "hyper",
+            "hyper_util::client::legacy",
+            "tonic::transport",
+            "tower::buffer::worker",
+            "opentelemetry_sdk::trace",
+            "sqlx::query",
+            "axum::serve",
+        ] {
+            assert!(is_transport(t), "{t}");
+        }
+        for t in [
+            "tower_http::trace::on_request",
+            "h2o",
+            "glimpse_obs::http",
+            "axum::routing",
+            "my_service",
+        ] {
+            assert!(!is_transport(t), "{t}");
+        }
+    }
 }
