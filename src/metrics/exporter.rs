@@ -8,17 +8,18 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use super::names;
+use super::{names, process::ProcessMetrics};
 use crate::{Config, Error};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-static PROCESS: OnceLock<Option<metrics_process::Collector>> = OnceLock::new();
+static PROCESS: OnceLock<Option<ProcessMetrics>> = OnceLock::new();
 /// `service="…",env="…"`, escaped: the recorder's global labels, for the
 /// series rendered outside the recorder.
 static GLOBAL_LABELS: OnceLock<String> = OnceLock::new();
 
 /// Money counters the `metrics` facade cannot hold, rendered after the
-/// recorder's text.
+/// recorder's text (as is `process_cpu_seconds_total`, see
+/// [`super::process`]).
 const AMOUNT_COUNTERS: &[&super::amount_counter::AmountFamily] = &[&super::business::REVENUE];
 
 /// How often histogram buckets are drained when nobody scrapes.
@@ -55,10 +56,9 @@ pub(crate) fn register(handle: PrometheusHandle, config: &Config) {
     metrics::gauge!(names::BUILD_INFO, "version" => config.version.clone(), "glimpse_obs" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
     let _ = PROCESS.set(config.process_metrics.then(|| {
-        let c = metrics_process::Collector::default();
-        c.describe();
-        c.collect();
-        c
+        let p = ProcessMetrics::new();
+        p.collect();
+        p
     }));
 }
 
@@ -72,11 +72,17 @@ pub(crate) fn installed() -> bool {
 /// and the `testing` snapshots.
 pub(crate) fn render() -> Option<String> {
     let handle = HANDLE.get()?;
-    if let Some(Some(c)) = PROCESS.get() {
-        c.collect();
-    }
+    // Gauges are set before the recorder renders; the CPU time, which the
+    // facade's integer counters would cut to whole seconds, after it.
+    let cpu = PROCESS
+        .get()
+        .and_then(Option::as_ref)
+        .map(ProcessMetrics::collect);
     let mut text = handle.render();
     let labels = GLOBAL_LABELS.get().map_or("", String::as_str);
+    if let Some(cpu) = cpu {
+        cpu.render(labels, &mut text);
+    }
     for family in AMOUNT_COUNTERS {
         family.render(labels, &mut text);
     }
