@@ -14,7 +14,11 @@ use glimpse_obs::{Config, testing::SharedBuffer};
 /// Clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/self/stat`.
 fn clock_ticks_per_second() -> u64 {
     let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// `utime + stime` of this process, in clock ticks.
