@@ -292,7 +292,7 @@ fn joined_len(members: &[(&str, &str)]) -> usize {
 /// Cut `members` to at most [`MAX_TRACESTATE_LEN`] characters (joined with
 /// `,`) the way the spec describes: whole members only, members longer than
 /// 128 characters first (right-most first), then members from the end.
-pub(crate) fn truncate_tracestate(members: &mut Vec<(&str, &str)>) {
+fn truncate_tracestate(members: &mut Vec<(&str, &str)>) {
     let mut len = joined_len(members);
     while len > MAX_TRACESTATE_LEN {
         let Some(last) = members.len().checked_sub(1) else {
