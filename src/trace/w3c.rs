@@ -713,7 +713,7 @@ mod tests {
     }
 
     #[test]
-    fn the_random_flag_of_level_2_is_propagated_in_the_outbound_traceparent() {
+    fn the_random_flag_of_level_2_survives_parsing_and_formatting() {
         let cx = Incoming::from_headers(&headers(&[(
             "traceparent",
             &format!("00-{TRACE}-{PARENT}-02"),
