@@ -127,7 +127,7 @@ pub(crate) fn escape_label_value(value: &str, out: &mut String) {
 }
 
 /// A sample value as Prometheus parses it (`+Inf`, not Rust's `inf`).
-fn push_value(v: f64, out: &mut String) {
+pub(super) fn push_value(v: f64, out: &mut String) {
     if v.is_finite() {
         out.push_str(ryu::Buffer::new().format_finite(v));
     } else if v.is_nan() {

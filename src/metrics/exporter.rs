@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use super::names;
+use super::{names, process::ProcessMetrics};
 use crate::{Config, Error};
 
 /// The exporter `install()` made the process's own: what
@@ -25,7 +25,8 @@ use crate::{Config, Error};
 static INSTALLED: OnceLock<Arc<Exporter>> = OnceLock::new();
 
 /// Money counters the `metrics` facade cannot hold, rendered after the
-/// recorder's text.
+/// recorder's text (as is `process_cpu_seconds_total`, see
+/// [`super::process`]).
 const AMOUNT_COUNTERS: &[&super::amount_counter::AmountFamily] = &[&super::business::REVENUE];
 
 /// How often histogram buckets are drained when nobody scrapes.
@@ -35,7 +36,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 pub(crate) struct Exporter {
     recorder: SharedRecorder,
     handle: PrometheusHandle,
-    process: Option<metrics_process::Collector>,
+    process: Option<ProcessMetrics>,
     /// `service="…",env="…"`, escaped: the recorder's global labels, for
     /// the series rendered outside the recorder.
     labels: String,
@@ -95,12 +96,11 @@ impl Exporter {
                 .set(1.0);
         });
         let process = config.process_metrics.then(|| {
-            let c = metrics_process::Collector::default();
             metrics::with_local_recorder(&recorder, || {
-                c.describe();
-                c.collect();
-            });
-            c
+                let p = ProcessMetrics::new();
+                p.collect();
+                p
+            })
         });
         Ok(Self {
             recorder,
@@ -119,10 +119,16 @@ impl Exporter {
     /// render path of the scrape listener, [`metrics_handler`],
     /// `render_metrics` and the `testing` snapshots.
     pub(crate) fn render(&self) -> String {
-        if let Some(c) = &self.process {
-            metrics::with_local_recorder(&self.recorder, || c.collect());
-        }
+        // Gauges are set before the recorder renders; the CPU time, which
+        // the facade's integer counters would cut to whole seconds, after it.
+        let cpu = self
+            .process
+            .as_ref()
+            .map(|p| metrics::with_local_recorder(&self.recorder, || p.collect()));
         let mut text = self.handle.render();
+        if let Some(cpu) = cpu {
+            cpu.render(&self.labels, &mut text);
+        }
         for family in AMOUNT_COUNTERS {
             family.render(&self.labels, &mut text);
         }

@@ -10,6 +10,7 @@ pub(crate) mod exporter;
 pub(crate) mod handles;
 pub(crate) mod limits;
 pub mod names;
+mod process;
 pub mod security;
 pub mod ws;
 

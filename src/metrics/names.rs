@@ -99,16 +99,36 @@ pub const ALL: &[&str] = &[
     BUILD_INFO,
 ];
 
-/// Process metrics exported through `metrics-process` (prefix `process_`).
+// Process (read from the operating system at each scrape with
+// `metrics-process`; off with `Config::process_metrics(false)`).
+/// Counter of user and system CPU time in seconds, with its fraction of a
+/// second (clock ticks: 10 ms on Linux).
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+/// Gauge of resident memory in bytes.
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+/// Gauge of virtual memory in bytes.
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+/// Gauge of the virtual memory limit in bytes (0: unlimited).
+pub const PROCESS_VIRTUAL_MEMORY_MAX: &str = "process_virtual_memory_max_bytes";
+/// Gauge of open file descriptors.
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+/// Gauge of the file descriptor limit (0: unlimited).
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+/// Gauge of the process start time in seconds since the Unix epoch.
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+/// Gauge of OS threads in the process.
+pub const PROCESS_THREADS: &str = "process_threads";
+
+/// Process metrics (prefix `process_`).
 pub const PROCESS: &[&str] = &[
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_virtual_memory_bytes",
-    "process_virtual_memory_max_bytes",
-    "process_open_fds",
-    "process_max_fds",
-    "process_start_time_seconds",
-    "process_threads",
+    PROCESS_CPU_SECONDS,
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_VIRTUAL_MEMORY,
+    PROCESS_VIRTUAL_MEMORY_MAX,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+    PROCESS_START_TIME,
+    PROCESS_THREADS,
 ];
 
 /// Label keys.

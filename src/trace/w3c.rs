@@ -5,10 +5,12 @@
 //! because the stock `TraceContextPropagator` (0.33) reads only the first
 //! header value of each field, accepts short IDs (`00-abc-def-01`) and
 //! trailing data after a version-00 header, and drops the whole `tracestate`
-//! when any member fails `TraceState`'s own key check, which rejects valid
-//! 14-character system IDs (`tenant@vendorvendorve`). The rules below follow
-//! the W3C Trace Context Level 2 and Baggage recommendations, and the unit
-//! tests replay the cases of the W3C trace-context test suite.
+//! when any member fails `TraceState`'s own key check, which is stricter than
+//! the spec's key grammar (it refuses `foo@@bar` or `t@` followed by 15
+//! characters). The rules below follow the W3C Trace Context Level 2 and
+//! Baggage recommendations, and the unit tests (with
+//! `tests/w3c_trace_context.rs`) replay the cases of the W3C trace-context
+//! test suite (`test/test.py`).
 
 use std::{fmt::Write as _, sync::Arc};
 
@@ -33,6 +35,15 @@ const TRACEPARENT_LEN: usize = 55;
 pub(crate) const MAX_TRACEPARENT_LEN: usize = 256;
 /// At most 32 `tracestate` members; more makes the whole list invalid.
 pub(crate) const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// Longest `tracestate` propagated (members joined by `,`, no OWS): the 512
+/// characters the spec asks every vendor to carry. A longer list is cut at
+/// member boundaries by [`truncate_tracestate`].
+pub(crate) const MAX_TRACESTATE_LEN: usize = 512;
+/// Members longer than this are the first to go when a `tracestate` is cut.
+const LARGE_TRACESTATE_MEMBER: usize = 128;
+/// The `trace-flags` bits of version 00: `sampled` (Level 1) and `random`
+/// (Level 2). Other bits are set to 0 when propagating, as the spec asks.
+const KNOWN_TRACE_FLAGS: u8 = 0x03;
 /// At most 64 baggage members are kept.
 pub(crate) const MAX_BAGGAGE_MEMBERS: usize = 64;
 /// At most 8192 bytes of baggage members (as they appear in the header) are kept.
@@ -163,11 +174,12 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, TraceF
     Some((
         trace_id,
         span_id,
-        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+        TraceFlags::new(flags & KNOWN_TRACE_FLAGS),
     ))
 }
 
-/// `traceparent` of a span context, version 00.
+/// `traceparent` of a span context, version 00, with its `sampled` and
+/// `random` flags.
 pub(crate) fn format_traceparent(sc: &SpanContext) -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; TRACEPARENT_LEN];
@@ -189,34 +201,30 @@ pub(crate) fn format_traceparent(sc: &SpanContext) -> HeaderValue {
     }
     buf[at] = b'-';
     buf[at + 1] = b'0';
-    buf[at + 2] = if sc.is_sampled() { b'1' } else { b'0' };
+    buf[at + 2] = HEX[usize::from(sc.trace_flags().to_u8() & KNOWN_TRACE_FLAGS)];
     // Every byte is an ASCII hex digit or '-': always a valid header value.
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// `keychar`: lowercase letter, digit, `_`, `-`, `*`, `/` or `@`.
 fn is_key_char(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
+    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/' | b'@')
 }
 
-/// `simple-key` (up to 256 chars starting with a lowercase letter) or
-/// `tenant@system` (tenant up to 241 chars starting with a letter or digit,
-/// system up to 14 chars starting with a letter).
+/// `key = ( lcalpha / DIGIT ) 0*255( keychar )`: 1 to 256 characters
+/// starting with a lowercase letter or a digit. The spec's earlier
+/// `tenant@system` form (tenant up to 241 characters, system up to 14) is a
+/// subset of it; since the grammar was unified, `@` may appear anywhere after
+/// the first character and any number of times (`foo@`, `foo@@bar`,
+/// `t@vvvvvvvvvvvvvvv` are valid keys, `@foo` is not).
 fn valid_tracestate_key(key: &[u8]) -> bool {
-    match key.iter().position(|&b| b == b'@') {
-        None => {
-            (1..=256).contains(&key.len())
-                && key[0].is_ascii_lowercase()
-                && key.iter().all(|&b| is_key_char(b))
+    match key {
+        [first, rest @ ..] => {
+            rest.len() < 256
+                && (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && rest.iter().all(|&b| is_key_char(b))
         }
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            (1..=241).contains(&tenant.len())
-                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && tenant.iter().all(|&b| is_key_char(b))
-                && (1..=14).contains(&system.len())
-                && system[0].is_ascii_lowercase()
-                && system.iter().all(|&b| is_key_char(b))
-        }
+        [] => false,
     }
 }
 
@@ -231,19 +239,27 @@ fn valid_tracestate_value(value: &[u8]) -> bool {
 
 /// Combine every `tracestate` header value in order and validate the list.
 /// Returns `None` when there is no member, or when the list is invalid as a
-/// whole (a bad member, a duplicated key, more than 32 members): the spec
-/// asks to discard it rather than guess.
+/// whole (a member that breaks the grammar, more than 32 members): the spec
+/// lets a vendor discard a list it cannot parse rather than guess. A key
+/// sent again is kept once, with its first (left-most, most recent) value:
+/// the spec allows passing duplicates on or dropping them, and a list with a
+/// duplicate is otherwise valid. A list longer than [`MAX_TRACESTATE_LEN`]
+/// is cut by [`truncate_tracestate`].
+///
+/// Allocates only when a `tracestate` header is present.
 pub(crate) fn parse_tracestate<'a>(
     values: impl Iterator<Item = &'a [u8]>,
 ) -> Option<Vec<(&'a str, &'a str)>> {
     let mut members: Vec<(&str, &str)> = Vec::new();
+    let mut count = 0usize;
     for value in values {
         for member in value.split(|&b| b == b',') {
             let member = trim_ows(member);
             if member.is_empty() {
                 continue;
             }
-            if members.len() == MAX_TRACESTATE_MEMBERS {
+            count += 1;
+            if count > MAX_TRACESTATE_MEMBERS {
                 return None;
             }
             let eq = member.iter().position(|&b| b == b'=')?;
@@ -254,13 +270,41 @@ pub(crate) fn parse_tracestate<'a>(
             // Both parts were checked to be ASCII.
             let key = std::str::from_utf8(key).ok()?;
             let value = std::str::from_utf8(value).ok()?;
-            if members.iter().any(|(k, _)| *k == key) {
-                return None;
+            if !members.iter().any(|(k, _)| *k == key) {
+                members.push((key, value));
             }
-            members.push((key, value));
         }
     }
+    truncate_tracestate(&mut members);
     (!members.is_empty()).then_some(members)
+}
+
+/// Length of `key=value`.
+fn member_len((key, value): &(&str, &str)) -> usize {
+    key.len() + 1 + value.len()
+}
+
+/// Length of the members joined with `,`.
+fn joined_len(members: &[(&str, &str)]) -> usize {
+    members.iter().map(member_len).sum::<usize>() + members.len().saturating_sub(1)
+}
+
+/// Cut `members` to at most [`MAX_TRACESTATE_LEN`] characters (joined with
+/// `,`) the way the spec describes: whole members only, members longer than
+/// 128 characters first (right-most first), then members from the end.
+fn truncate_tracestate(members: &mut Vec<(&str, &str)>) {
+    let mut len = joined_len(members);
+    while len > MAX_TRACESTATE_LEN {
+        let Some(last) = members.len().checked_sub(1) else {
+            break;
+        };
+        let victim = members
+            .iter()
+            .rposition(|m| member_len(m) > LARGE_TRACESTATE_MEMBER)
+            .unwrap_or(last);
+        let removed = members.remove(victim);
+        len = len - member_len(&removed) - usize::from(!members.is_empty());
+    }
 }
 
 fn join_members(members: &[(&str, &str)]) -> String {
@@ -648,21 +692,48 @@ mod tests {
     }
 
     #[test]
-    fn only_the_sampled_flag_is_kept() {
-        let sc = Incoming::from_headers(&headers(&[(
+    fn only_the_sampled_and_random_flags_are_kept() {
+        for (sent, kept) in [
+            ("00", 0x00),
+            ("01", 0x01),
+            ("02", 0x02),
+            ("03", 0x03),
+            ("08", 0x00),
+            ("09", 0x01),
+            ("ff", 0x03),
+        ] {
+            let sc = Incoming::from_headers(&headers(&[(
+                "traceparent",
+                &format!("00-{TRACE}-{PARENT}-{sent}"),
+            )]))
+            .parent
+            .unwrap();
+            assert_eq!(sc.trace_flags(), TraceFlags::new(kept), "{sent}");
+        }
+    }
+
+    #[test]
+    fn the_random_flag_of_level_2_survives_parsing_and_formatting() {
+        let cx = Incoming::from_headers(&headers(&[(
             "traceparent",
-            &format!("00-{TRACE}-{PARENT}-09"),
+            &format!("00-{TRACE}-{PARENT}-02"),
         )]))
-        .parent
-        .unwrap();
-        assert_eq!(sc.trace_flags(), TraceFlags::SAMPLED);
-        let sc = Incoming::from_headers(&headers(&[(
-            "traceparent",
-            &format!("00-{TRACE}-{PARENT}-08"),
-        )]))
-        .parent
-        .unwrap();
-        assert_eq!(sc.trace_flags(), TraceFlags::default());
+        .into_context();
+        let mut out = HeaderMap::new();
+        inject_context(&cx, &mut out);
+        assert_eq!(out[TRACEPARENT], format!("00-{TRACE}-{PARENT}-02").as_str());
+        let sc = SpanContext::new(
+            TraceId::from_hex(TRACE).unwrap(),
+            SpanId::from_hex(PARENT).unwrap(),
+            TraceFlags::new(0xff),
+            false,
+            TraceState::default(),
+        );
+        assert_eq!(
+            format_traceparent(&sc),
+            format!("00-{TRACE}-{PARENT}-03").as_str(),
+            "unknown flags are sent as 0"
+        );
     }
 
     #[test]
@@ -709,25 +780,56 @@ mod tests {
     #[test]
     fn invalid_tracestate_lists_are_discarded_whole() {
         let cases: &[&[&str]] = &[
-            &["foo=1,foo=1"],
-            &["foo=1,foo=2"],
-            &["foo=1", "foo=1"],
-            &["foo=1", "foo=2"],
             &["foo =1"],
             &["FOO=1"],
             &["foo.bar=1"],
-            &["foo@=1,bar=2"],
             &["@foo=1,bar=2"],
-            &["foo@@bar=1,bar=2"],
-            &["foo@bar@baz=1,bar=2"],
             &["foo=bar=baz"],
             &["foo=,bar=3"],
             &["bar=1,nokey"],
+            &["bar=1,=1"],
+            &["bar=1", "foo=\t1"],
+            &["foo=1", &format!("{}=1", "z".repeat(257))],
+            &["foo=1", &format!("bar={}", "v".repeat(257))],
         ];
         for values in cases {
             let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("tracestate", *v)).collect();
             assert_eq!(tracestate_of(&pairs), None, "{values:?}");
         }
+    }
+
+    #[test]
+    fn a_duplicated_tracestate_key_is_kept_once_with_its_first_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["foo=1,foo=1"], "foo=1"),
+            (&["foo=1,foo=2"], "foo=1"),
+            (&["foo=1", "foo=1"], "foo=1"),
+            (&["foo=1", "foo=2"], "foo=1"),
+            (&["foo=1,bar=2,foo=3,baz=4", "bar=5"], "foo=1,bar=2,baz=4"),
+        ];
+        for (values, kept) in cases {
+            let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("tracestate", *v)).collect();
+            assert_eq!(tracestate_of(&pairs).as_deref(), Some(*kept), "{values:?}");
+        }
+    }
+
+    #[test]
+    fn tracestate_keys_with_at_signs_follow_the_spec_grammar() {
+        for key in [
+            "foo@",
+            "foo@@bar",
+            "foo@bar@baz",
+            "tenant@vendor",
+            "1tenant@vendor",
+            "1special",
+        ] {
+            assert_eq!(
+                tracestate_of(&[("tracestate", &format!("{key}=1,bar=2"))]).as_deref(),
+                Some(&*format!("{key}=1,bar=2")),
+                "{key}"
+            );
+        }
+        assert_eq!(tracestate_of(&[("tracestate", "@foo=1,bar=2")]), None);
     }
 
     #[test]
@@ -740,6 +842,7 @@ mod tests {
         };
         let kept = tracestate_of(&[("tracestate", &members(32))]).unwrap();
         assert_eq!(kept.split(',').count(), 32);
+        assert!(kept.starts_with("bar01=01,"));
         assert_eq!(tracestate_of(&[("tracestate", &members(33))]), None);
         // Split over several headers, as the suite does.
         let all = members(33);
@@ -752,20 +855,73 @@ mod tests {
 
     #[test]
     fn tracestate_key_length_limits_follow_the_spec() {
-        let ok = |key: String| {
+        let with_foo = |key: String| {
             tracestate_of(&[("tracestate", "foo=1"), ("tracestate", &format!("{key}=1"))])
         };
-        assert!(ok("z".repeat(256)).is_some());
-        assert!(ok("z".repeat(257)).is_none());
-        // A 14-character system ID is valid, although OpenTelemetry's
-        // `TraceState` refuses it: it still propagates.
-        let vendor14 = format!("{}@{}", "t".repeat(241), "v".repeat(14));
+        for key in [
+            "z".repeat(256),
+            format!("{}@{}", "t".repeat(241), "v".repeat(14)),
+            format!("{}@v", "t".repeat(242)),
+            format!("t@{}", "v".repeat(15)),
+            format!("t@{}", "v".repeat(254)),
+        ] {
+            assert_eq!(
+                with_foo(key.clone()).as_deref(),
+                Some(&*format!("foo=1,{key}=1")),
+                "{} characters",
+                key.len()
+            );
+        }
+        assert_eq!(with_foo("z".repeat(257)), None);
+        assert_eq!(with_foo(format!("t@{}", "v".repeat(255))), None);
+    }
+
+    #[test]
+    fn an_oversized_tracestate_drops_members_over_128_characters_first() {
+        let big = |name: &str| format!("{name}={}", "x".repeat(150));
+        let small: Vec<String> = (0..8).map(|i| format!("s{i}={}", "y".repeat(30))).collect();
+        // 8 small members (33 characters each) around three big ones (153
+        // each): 3 * 153 + 8 * 33 + 10 commas = 733 characters. Dropping the
+        // right-most big ones until it fits keeps the left-most big one.
+        let header = [
+            big("b1"),
+            small[..4].join(","),
+            big("b2"),
+            small[4..].join(","),
+            big("b3"),
+        ]
+        .join(",");
+        let kept = tracestate_of(&[("tracestate", &header)]).unwrap();
         assert_eq!(
-            ok(vendor14.clone()).as_deref(),
-            Some(&*format!("foo=1,{vendor14}=1"))
+            kept,
+            [big("b1"), small.join(",")].join(","),
+            "b3 and b2 go, b1 and every small member stay"
         );
-        assert!(ok(format!("{}@v", "t".repeat(242))).is_none());
-        assert!(ok(format!("t@{}", "v".repeat(15))).is_none());
+        assert!(kept.len() <= MAX_TRACESTATE_LEN);
+    }
+
+    #[test]
+    fn an_oversized_tracestate_of_small_members_is_cut_from_the_end() {
+        // 20 members of 30 characters: 20 * 30 + 19 = 619 characters; 16
+        // members (16 * 30 + 15 = 495) fit in 512.
+        let members: Vec<String> = (0..20)
+            .map(|i| format!("k{i:02}={}", "v".repeat(26)))
+            .collect();
+        let kept = tracestate_of(&[("tracestate", &members.join(","))]).unwrap();
+        assert_eq!(kept, members[..16].join(","));
+        // Exactly 512 characters is kept whole.
+        let exact = format!("a={},b={}", "v".repeat(254), "w".repeat(253));
+        assert_eq!(exact.len(), MAX_TRACESTATE_LEN);
+        assert_eq!(
+            tracestate_of(&[("tracestate", &exact)]).as_deref(),
+            Some(&*exact)
+        );
+        // One over: the right-most member over 128 characters goes.
+        let over = format!("a={},b={}", "v".repeat(254), "w".repeat(254));
+        assert_eq!(
+            tracestate_of(&[("tracestate", &over)]).as_deref(),
+            Some(&*format!("a={}", "v".repeat(254)))
+        );
     }
 
     #[test]
@@ -797,18 +953,18 @@ mod tests {
 
     #[test]
     fn the_exported_trace_state_holds_what_opentelemetry_accepts() {
-        let vendor14 = format!("t@{}", "v".repeat(14));
+        let vendor15 = format!("t@{}", "v".repeat(15));
         let incoming = Incoming::from_headers(&headers(&[
             ("traceparent", &format!("00-{TRACE}-{PARENT}-01")),
-            ("tracestate", &format!("foo=1,{vendor14}=2,bar=3")),
+            ("tracestate", &format!("foo=1,{vendor15}=2,a@@b=3,bar=4")),
         ]));
         assert_eq!(
             incoming.parent.unwrap().trace_state().header(),
-            "foo=1,bar=3"
+            "foo=1,bar=4"
         );
         assert_eq!(
             incoming.tracestate.as_deref(),
-            Some(&*format!("foo=1,{vendor14}=2,bar=3"))
+            Some(&*format!("foo=1,{vendor15}=2,a@@b=3,bar=4"))
         );
     }
 
