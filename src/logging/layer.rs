@@ -96,6 +96,8 @@ pub(crate) struct JsonLayer {
     access_heads: [[Box<[u8]>; 2]; 2],
     /// The dispatcher this layer belongs to (see `format`).
     dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
+    /// The wall clock of the `timestamp` field; a fixed one in tests.
+    clock: fn() -> SystemTime,
 }
 
 /// Append the schema fields after the timestamp: `","level":…` to `log_type`.
@@ -145,6 +147,7 @@ impl JsonLayer {
             gate,
             access_heads,
             dispatch: OnceLock::new(),
+            clock: SystemTime::now,
         }
     }
 
@@ -197,7 +200,7 @@ impl JsonLayer {
                 None => None,
             };
             let scope = parent.and_then(|id| registry.span(&id)).map(|s| s.scope());
-            let now = SystemTime::now();
+            let now = (self.clock)();
             self.write_line(b, now, None, level, target, log_type, audit, scope);
             true
         };
@@ -212,7 +215,7 @@ impl JsonLayer {
         let scope = ctx.event_scope(event);
         self.write_line(
             b,
-            SystemTime::now(),
+            (self.clock)(),
             None,
             level,
             target,
@@ -330,7 +333,7 @@ impl JsonLayer {
             b.seen.extend_from_slice(ACCESS_KEYS);
             self.write_line(
                 b,
-                SystemTime::now(),
+                (self.clock)(),
                 Some(head),
                 level,
                 crate::ids::ACCESS_TARGET,
@@ -632,5 +635,102 @@ impl tracing::field::Visit for FieldVisitor<'_> {
         self.scalar(field, |out| {
             out.extend_from_slice(if value { b"true" } else { b"false" })
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden lines: the exact bytes the formatter writes, with a fixed clock.
+
+    use std::{
+        sync::{Arc, Mutex},
+        time::{Duration, SystemTime},
+    };
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::{config::parse_filter, logging::writer::LineQueue};
+
+    /// 2026-12-03T07:53:59.123456Z
+    fn fixed_clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_284_439_123_456)
+    }
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines `f` logs through a JSON layer of service `svc`.
+    fn lines(f: impl FnOnce()) -> String {
+        let buf = Buf::default();
+        let (queue, mut writer) = LineQueue::start(Box::new(buf.clone()), 1 << 20).unwrap();
+        let filter = parse_filter("info").unwrap();
+        let gate = Arc::new(AccessGate::new(&filter));
+        let mut layer = JsonLayer::new("svc", queue.clone(), gate);
+        layer.clock = fixed_clock;
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, f);
+        assert!(queue.flush(Duration::from_secs(5)));
+        assert!(writer.shutdown(Duration::from_secs(5)));
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn an_info_event_is_the_schema_fields_then_its_own() {
+        let out =
+            lines(|| tracing::info!(target: "app", count = 3, ok = true, who = "ana", "hello"));
+        assert_eq!(
+            out,
+            "{\"timestamp\":\"2026-12-03T07:53:59.123456Z\",\"level\":\"INFO\",\"service\":\"svc\",\
+             \"message\":\"hello\",\"target\":\"app\",\"log_type\":\"system\",\
+             \"count\":3,\"ok\":true,\"who\":\"ana\"}\n"
+        );
+    }
+
+    #[test]
+    fn span_fields_follow_the_events_own_and_are_not_repeated() {
+        let out = lines(|| {
+            let span = tracing::info_span!(target: "app", "job", job = "sync", count = 1);
+            let _e = span.enter();
+            tracing::warn!(target: "app", count = 2, "retrying");
+        });
+        assert_eq!(
+            out,
+            "{\"timestamp\":\"2026-12-03T07:53:59.123456Z\",\"level\":\"WARN\",\"service\":\"svc\",\
+             \"message\":\"retrying\",\"target\":\"app\",\"log_type\":\"system\",\
+             \"count\":2,\"job\":\"sync\"}\n"
+        );
+    }
+
+    #[test]
+    fn sensitive_and_reserved_fields_are_redacted_and_moved() {
+        let out = lines(
+            || tracing::error!(target: "app", password = "hunter2", level = "high", "login \"failed\""),
+        );
+        assert_eq!(
+            out,
+            "{\"timestamp\":\"2026-12-03T07:53:59.123456Z\",\"level\":\"ERROR\",\"service\":\"svc\",\
+             \"message\":\"login \\\"failed\\\"\",\"target\":\"app\",\"log_type\":\"system\",\
+             \"password\":\"[REDACTED]\",\"fields.level\":\"high\"}\n"
+        );
+    }
+
+    #[test]
+    fn debug_events_are_filtered_by_the_layers_owner_not_the_formatter() {
+        // The JSON layer alone formats whatever reaches it; DEBUG lines are
+        // typed `debug`.
+        let out = lines(|| tracing::debug!(target: "app", "details"));
+        assert!(out.contains("\"level\":\"DEBUG\""), "{out}");
+        assert!(out.contains("\"log_type\":\"debug\""), "{out}");
     }
 }

@@ -1,0 +1,179 @@
+//! [`ObsLayer`]: the builder of the tower layer and its settings.
+
+use std::{sync::Arc, time::Duration};
+
+use http::HeaderName;
+use tower_layer::Layer;
+
+use super::{ObsService, UNMATCHED_ROUTE, X_REQUEST_ID, route_metrics::RouteCache};
+use crate::{config::Settings as Shared, metrics::SharedRecorder};
+
+/// The glimpse_obs tower layer with the settings of `init()` (or defaults):
+/// request ID, server span, HTTP metrics and one access line per request.
+/// Same as [`ObsLayer::new`]. It may be built before or after
+/// [`init`](crate::init): what the builder methods do not set is read from
+/// `init`'s settings at request time.
+///
+/// ```
+/// use axum::{Router, routing::get};
+///
+/// let app: Router = Router::new()
+///     .route("/matches/{id}", get(|| async { "a match" }))
+///     .layer(glimpse_obs::layer());
+/// ```
+pub fn layer() -> ObsLayer {
+    ObsLayer::new()
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) header: HeaderName,
+    pub(super) excluded: Vec<String>,
+    /// Rates set with [`ObsLayer::sample`]; other routes follow
+    /// `GLIMPSE_LOG_SAMPLE` as `init` read it.
+    pub(super) sample: Vec<(String, f64)>,
+    /// Set with [`ObsLayer::slow_request`]; else `GLIMPSE_SLOW_REQUEST_MS`.
+    pub(super) slow: Option<Duration>,
+    pub(super) unmatched: String,
+    /// The telemetry settings of [`Telemetry::http_layer`](crate::Telemetry::http_layer);
+    /// `None` for [`layer`], which finds them through the dispatcher.
+    pub(super) bound: Option<Arc<Shared>>,
+    /// Metric handles per route and method, against the bound telemetry's
+    /// recorder or the global one.
+    pub(super) routes: Arc<RouteCache>,
+}
+
+/// Tower layer for axum routers: request ID, user-ID slot, server span with
+/// W3C context, HTTP metrics and one access line per request. Build it with
+/// [`layer`] or [`ObsLayer::new`], then adjust it with the methods below.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use std::time::Duration;
+///
+/// let app: Router = Router::new()
+///     .route("/feed", get(|| async { "[]" }))
+///     .layer(
+///         glimpse_obs::layer()
+///             .slow_request(Duration::from_millis(300))
+///             .sample("/feed", 0.1),
+///     );
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ObsLayer {
+    settings: Arc<Settings>,
+}
+
+impl Default for ObsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObsLayer {
+    /// A layer with the settings `init()` read (slow threshold, sampling),
+    /// excluding `/health` and `/metrics`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::ObsLayer::new();
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                header: X_REQUEST_ID,
+                excluded: vec!["/health".into(), "/metrics".into()],
+                sample: Vec::new(),
+                slow: None,
+                unmatched: UNMATCHED_ROUTE.into(),
+                bound: None,
+                routes: Arc::new(RouteCache::new(None)),
+            }),
+        }
+    }
+
+    /// A layer bound to a telemetry's settings and recorder.
+    pub(crate) fn bound(shared: Arc<Shared>, recorder: SharedRecorder) -> Self {
+        Self::new().edit(|s| {
+            s.bound = Some(shared);
+            s.routes = Arc::new(RouteCache::new(Some(recorder)));
+        })
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(Arc::make_mut(&mut self.settings));
+        self
+    }
+
+    /// The header carrying the request ID in and out. Defaults to `x-request-id`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().request_id_header(http::HeaderName::from_static("x-correlation-id"));
+    /// ```
+    pub fn request_id_header(self, name: HeaderName) -> Self {
+        self.edit(|s| s.header = name)
+    }
+
+    /// Exclude requests to `route` (a route template such as `/health`, or a
+    /// path for unmatched requests) from logs, metrics and spans together.
+    /// Defaults to `/health` and `/metrics`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().exclude("/ready");
+    /// ```
+    pub fn exclude(self, route: impl Into<String>) -> Self {
+        let route = route.into();
+        self.edit(|s| s.excluded.push(route))
+    }
+
+    /// Instrument every route, `/health` and `/metrics` included.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().include_all();
+    /// ```
+    pub fn include_all(self) -> Self {
+        self.edit(|s| s.excluded.clear())
+    }
+
+    /// Keep this fraction (`0..=1`, clamped) of INFO access lines of `route`;
+    /// ERROR and WARN lines are always kept. Defaults to `GLIMPSE_LOG_SAMPLE`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().sample("/feed", 0.1); // 10 % of INFO lines
+    /// ```
+    pub fn sample(self, route: impl Into<String>, rate: f64) -> Self {
+        let route = route.into();
+        self.edit(|s| {
+            s.sample.retain(|(r, _)| *r != route);
+            s.sample.push((route, rate.clamp(0.0, 1.0)));
+        })
+    }
+
+    /// Access lines of requests slower than this are WARN. Defaults to
+    /// `GLIMPSE_SLOW_REQUEST_MS` (1 s).
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().slow_request(std::time::Duration::from_millis(300));
+    /// ```
+    pub fn slow_request(self, threshold: Duration) -> Self {
+        self.edit(|s| s.slow = Some(threshold))
+    }
+
+    /// The `route` label of requests that matched no route. Defaults to `unmatched`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().unmatched_route("no_route");
+    /// ```
+    pub fn unmatched_route(self, label: impl Into<String>) -> Self {
+        let label = label.into();
+        self.edit(|s| s.unmatched = label)
+    }
+}
+
+impl<S> Layer<S> for ObsLayer {
+    type Service = ObsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ObsService::new(inner, self.settings.clone())
+    }
+}
