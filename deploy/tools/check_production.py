@@ -173,6 +173,14 @@ def check_schemas():
     if not os.path.exists(tool) and not shutil.which(tool):
         check("kubernetes-validate installed", False, f"{tool} missing: run bash .ci/install-tools.sh")
         return
+    # Self-test: the validator rejects a manifest that breaks its schema.
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = pathlib.Path(tmp) / "bad.yaml"
+        bad.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicas: two\n"
+                       "  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n"
+                       "    spec: {containers: [{name: c, image: 'i:1'}]}\n")
+        rc, out = run([tool, "--strict", "--no-warn", "-k", K8S_VERSION, str(bad)])
+        check("kubernetes-validate self-test: a Deployment with replicas: two is rejected", rc != 0, out)
     for f in manifest_files():
         rc, out = run([tool, "--strict", "--no-warn", "-k", K8S_VERSION, str(f)])
         n = len([d for d in yaml.safe_load_all(f.read_text()) if d])
@@ -614,8 +622,8 @@ def check_wiring(objs):
 
 
 # ------------------------------------------------------------------ 6. secrets
-def check_secrets(objs):
-    readme = (PROD / "README.md").read_text()
+def secret_findings(objs):
+    """(literal secrets found, {referenced Secret: keys}) of (file, object) pairs."""
     secrets = {}
     literal = []
     for _, o in objs:
@@ -645,6 +653,20 @@ def check_secrets(objs):
                 if not (val.startswith("${") or val.startswith("$(") or m.group(1).lower().endswith("_file")
                         or val in ("", "true", "false") or val.startswith("#")):
                     literal.append(f"ConfigMap {name}/{key}: {m.group(1)} has a literal value")
+    return literal, secrets
+
+
+def check_secrets(objs):
+    readme = (PROD / "README.md").read_text()
+    # Self-test: the detector finds each kind of leak.
+    leaky = [(None, {"kind": "Secret", "metadata": {"name": "s"}, "data": {}}),
+             (None, {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [
+                 {"name": "c", "image": "i:1", "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}]}}}}),
+             (None, {"kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a.yml": "auth:\n  api_key: abc123\n"}})]
+    found, _ = secret_findings(leaky)
+    check("secret detector self-test: a Secret object, a literal env password, a literal key in a config file",
+          len(found) == 3, found)
+    literal, secrets = secret_findings(objs)
     check("no Secret object and no literal secret value in deploy/production", not literal, "; ".join(literal))
     missing = [f"{s}" + (f" ({', '.join(sorted(k))})" if k else "") for s, k in sorted(secrets.items())
                if f"`{s}`" not in readme or any(f"`{key}`" not in readme for key in k)]
