@@ -13,7 +13,9 @@ exits 1 if any failed:
      `promtool check rules` (the rules Mimir's ruler loads, the replicas'
      meta-rules), `amtool check-config` and `amtool config routes test`
      (Alertmanager), and every PromQL query of the provisioned Grafana
-     dashboards through promtool's parser;
+     dashboards through promtool's parser; three real Alertmanagers started
+     with the StatefulSet's flags (addresses on loopback) form one gossip
+     cluster and share a silence;
   4. the OpenTelemetry Collector configs, merged the way the pods' --config
      flags merge them, against the component list they use: every component
      of a pipeline defined, every defined component used, every type one of
@@ -309,6 +311,103 @@ def check_real_tools(objs, tmp):
     rc, out = run(["promtool", "check", "rules", str(qf)])
     check(f"promtool parses all {n} PromQL queries of the dashboards in ConfigMap grafana-dashboards",
           rc == 0 and n > 0, out)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url, data=None, timeout=3):
+    import urllib.request
+    req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
+
+
+def check_alertmanager_cluster(objs, tmp):
+    """Three real Alertmanagers with the StatefulSet's arguments (addresses
+    moved to loopback) and the production config form one gossip cluster and
+    share silences."""
+    import time
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if not binary:
+        check("Alertmanager binary found for the cluster check", False, "install prometheus-alertmanager")
+        return
+    am = by_kind(objs, "StatefulSet")["alertmanager"]
+    n = am["spec"]["replicas"]
+    base = pathlib.Path(tmp) / "am-cluster"
+    secrets = base / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "pagerduty_routing_key").write_text("0123456789abcdef0123456789abcdef\n")
+    (secrets / "slack_webhook_url").write_text("http://127.0.0.1:9/slack\n")
+    cfg = cm_data(objs, "alertmanager-config")["alertmanager.yml"].replace(
+        mount_of(am, "secrets") + "/", str(secrets) + "/")
+    (base / "alertmanager.yml").write_text(cfg)
+    web = [free_port() for _ in range(n)]
+    mesh = [free_port() for _ in range(n)]
+    procs = []
+    try:
+        for i in range(n):
+            args = []
+            for a in args_of(am, "alertmanager"):
+                k = a.split("=", 1)[0]
+                if k == "--config.file":
+                    a = f"{k}={base / 'alertmanager.yml'}"
+                elif k == "--storage.path":
+                    a = f"{k}={base / f'data-{i}'}"
+                elif k == "--web.listen-address":
+                    a = f"{k}=127.0.0.1:{web[i]}"
+                elif k == "--cluster.listen-address":
+                    a = f"{k}=127.0.0.1:{mesh[i]}"
+                elif k == "--cluster.advertise-address":
+                    a = f"{k}=127.0.0.1:{mesh[i]}"
+                elif k == "--cluster.peer":
+                    j = int(re.match(r"--cluster\.peer=alertmanager-(\d+)\.", a).group(1))
+                    a = f"{k}=127.0.0.1:{mesh[j]}"
+                args.append(a)
+            log = open(base / f"am-{i}.log", "w")
+            procs.append(subprocess.Popen([binary, *args], stdout=log, stderr=subprocess.STDOUT))
+        peers = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                peers = [len(http_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"].get("peers") or [])
+                         for p in web]
+                if peers == [n] * n:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        check(f"Alertmanager: {n} real peers with the StatefulSet's cluster flags form one gossip cluster",
+              peers == [n] * n, f"peers seen by each: {peers}; " + (base / "am-0.log").read_text()[-800:])
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        sil = http_json(f"http://127.0.0.1:{web[0]}/api/v2/silences", {
+            "matchers": [{"name": "alertname", "value": "GossipCheck", "isRegex": False, "isEqual": True}],
+            "startsAt": now, "endsAt": end, "createdBy": "check_production.py", "comment": "gossip check"})
+        seen = []
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            seen = [any(x["id"] == sil["silenceID"] for x in http_json(f"http://127.0.0.1:{p}/api/v2/silences"))
+                    for p in web[1:]]
+            if all(seen):
+                break
+            time.sleep(0.5)
+        check("Alertmanager: a silence created on one peer reaches the others by gossip", seen and all(seen), seen)
+    except (OSError, ValueError, KeyError) as e:
+        check("Alertmanager cluster check ran", False, repr(e))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 # ------------------------------------------------------------------ 4. collector
@@ -680,6 +779,7 @@ def main():
     check_schemas()
     with tempfile.TemporaryDirectory() as tmp:
         check_real_tools(objs, tmp)
+        check_alertmanager_cluster(objs, tmp)
     check_collector(objs)
     check_wiring(objs)
     check_secrets(objs)
