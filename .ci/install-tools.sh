@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the ops checks (.ci/ops-check.sh) and the end-to-end test
-# (.ci/e2e.sh) need, from Debian's packages. Idempotent: a tool already present
-# is not installed again. Run as root on a Debian machine (CI runs as root).
+# (.ci/e2e.sh) need, from Debian's packages, and kubernetes-validate from PyPI
+# into .ci/k8s/.venv (version pinned in .ci/k8s/requirements.txt). Idempotent:
+# a tool already present is not installed again. Run as root on a Debian
+# machine (CI runs as root).
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
