@@ -8,7 +8,9 @@
 #   4. run every dashboard query on the crate's metrics through Prometheus'
 #      HTTP API and require data; check the rules loaded and evaluated with
 #      health ok, and that the alerts the load provokes are pending;
-#   5. SIGTERM the service: it must exit 0 with valid JSON log lines.
+#   5. SIGTERM the service: it must exit 0 with valid JSON log lines;
+#   6. the series bound of deploy/tools/capacity.py on a fresh, flooded
+#      instance of the same binary (.ci/series-bound.sh).
 # Prints one line per check and `e2e: N passed, M failed`; exit 1 on failure.
 # Everything it started is killed on exit. Bounded: about 1 minute after the build.
 #
@@ -193,5 +195,21 @@ else
     bad "service log: every line JSON with the schema's keys" "$TMP/logcheck"
 fi
 if [ -n "${E2E_LOG_COPY:-}" ]; then cp "$TMP/service.log" "$E2E_LOG_COPY"; fi
+
+# ------------------------------------------------------------ 6. series bound
+# A fresh instance of the same binary, flooded with random caller-fed label
+# values, paths and methods: its series on /metrics must stay within the
+# bound of deploy/tools/capacity.py (.ci/series-bound.sh).
+bash "$ROOT/.ci/series-bound.sh" "$BIN" >"$TMP/series" 2>&1
+sb_rc=$?
+while IFS= read -r line; do
+    case "$line" in
+        "ok - "*) ok "${line#ok - }" ;;
+        "FAIL - "*) bad "${line#FAIL - }" ;;
+        "series-bound: "*) ;;
+        *) echo "$line" ;;
+    esac
+done <"$TMP/series"
+if [ "$sb_rc" -ne 0 ] && ! grep -q '^FAIL' "$TMP/series"; then bad ".ci/series-bound.sh ran" "$TMP/series"; fi
 
 finish

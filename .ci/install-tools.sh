@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the ops checks (.ci/ops-check.sh) and the end-to-end test
-# (.ci/e2e.sh) need, from Debian's packages. Idempotent: a tool already present
-# is not installed again. Run as root on a Debian machine (CI runs as root).
+# (.ci/e2e.sh) need, from Debian's packages, and kubernetes-validate from PyPI
+# into .ci/k8s/.venv (version pinned in .ci/k8s/requirements.txt). Idempotent:
+# a tool already present is not installed again. Run as root on a Debian
+# machine (CI runs as root).
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -23,7 +25,27 @@ have_cmd curl || need+=(curl)
 have_pkg python3-yaml || need+=(python3-yaml)
 have_pkg python3-jsonschema || need+=(python3-jsonschema)
 
+have_pkg python3-venv || need+=(python3-venv)
+
+# kubernetes-validate (PyPI, pinned in .ci/k8s/requirements.txt; offline
+# Kubernetes schemas) for the manifests of deploy/production, in its own venv.
+k8s_validate() {
+    local here venv
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s"
+    venv="$here/.venv"
+    if [ -x "$venv/bin/kubernetes-validate" ]; then
+        local frozen
+        frozen="$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null || true)"
+        if grep -qxF -f "$here/requirements.txt" <<<"$frozen"; then return 0; fi
+    fi
+    echo "install-tools: kubernetes-validate into $venv"
+    [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+    "$venv/bin/kubernetes-validate" --version >/dev/null
+}
+
 if [ "${#need[@]}" -eq 0 ]; then
+    k8s_validate
     echo "install-tools: all tools present"
     exit 0
 fi
@@ -56,4 +78,5 @@ done
 for t in promtool prometheus amtool docker-compose curl; do
     have_cmd "$t" || { echo "install-tools: $t missing after install" >&2; exit 1; }
 done
+k8s_validate
 echo "install-tools: done"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks the ops assets under deploy/ with the real tools (promtool, amtool,
-# Alertmanager, docker-compose) and the static checks of
-# deploy/tools/check_assets.py. One line per check; the last line is
+# Alertmanager, docker-compose, kubernetes-validate) and the static checks of
+# deploy/tools/check_assets.py, deploy/tools/check_production.py (the
+# Kubernetes manifests of deploy/production) and deploy/tools/capacity.py
+# --self-check (the capacity model against the crate). One line per check; the last line is
 # `ops: N passed, M failed`; exit status 1 on any failure. Bounded: < 1 minute.
 #
 #   bash .ci/install-tools.sh   # once, on a fresh Debian machine (root)
@@ -121,6 +123,43 @@ while IFS= read -r line; do
 done <"$TMP/assets"
 if [ "$assets_rc" -ne 0 ] && ! grep -q '^FAIL' "$TMP/assets"; then
     bad "deploy/tools/check_assets.py ran" "$TMP/assets"
+fi
+
+# --------------------------------------------------------------- production
+# deploy/production: Kubernetes schemas (kubernetes-validate), promtool and
+# amtool on the files inside the ConfigMaps, the collector pipelines, wiring,
+# secrets (deploy/tools/check_production.py).
+if [ ! -x "$ROOT/.ci/k8s/.venv/bin/kubernetes-validate" ] && [ -z "${KUBERNETES_VALIDATE:-}" ]; then
+    echo "# kubernetes-validate missing: running .ci/install-tools.sh"
+    bash "$ROOT/.ci/install-tools.sh" >"$TMP/install2.log" 2>&1 || cat "$TMP/install2.log"
+fi
+"$PY" "$DEPLOY/tools/check_production.py" >"$TMP/prod" 2>&1
+prod_rc=$?
+while IFS= read -r line; do
+    case "$line" in
+        "ok - "*) ok "${line#ok - }" ;;
+        "FAIL - "*) bad "${line#FAIL - }" ;;
+        *) echo "    $line" ;;
+    esac
+done <"$TMP/prod"
+if [ "$prod_rc" -ne 0 ] && ! grep -q '^FAIL' "$TMP/prod"; then
+    bad "deploy/tools/check_production.py ran" "$TMP/prod"
+fi
+
+# --------------------------------------------------------------- capacity model
+# deploy/tools/capacity.py: its series catalogue matches src/metrics/names.rs
+# and the caps/buckets of the crate, and docs/capacity.md shows its current output.
+"$PY" "$DEPLOY/tools/capacity.py" --self-check >"$TMP/cap" 2>&1
+cap_rc=$?
+while IFS= read -r line; do
+    case "$line" in
+        "ok - "*) ok "${line#ok - }" ;;
+        "FAIL - "*) bad "${line#FAIL - }" ;;
+        *) echo "    $line" ;;
+    esac
+done <"$TMP/cap"
+if [ "$cap_rc" -ne 0 ] && ! grep -q '^FAIL' "$TMP/cap"; then
+    bad "deploy/tools/capacity.py --self-check ran" "$TMP/cap"
 fi
 
 echo "ops: $pass passed, $fail failed"
