@@ -1,13 +1,14 @@
 //! Configuration: a builder with defaults, filled from the environment by
 //! [`Config::from_env`], overridden in code.
 //!
-//! Precedence, highest first:
+//! Precedence, highest first (the table of [`Config`] has the service
+//! name's):
 //!
 //! | source | example |
 //! |---|---|
-//! | code | `Config::from_env()?.service("payment")` |
-//! | environment | `OTEL_SERVICE_NAME=payment` |
-//! | default | the executable's file name |
+//! | code | `Config::from_env()?.slow_query(Duration::from_millis(200))` |
+//! | environment | `GLIMPSE_SLOW_QUERY_MS=200` |
+//! | default | 500 ms |
 
 use std::{fmt, io::Write, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -23,7 +24,9 @@ pub const GLIMPSE_SERVICE: &str = "GLIMPSE_SERVICE";
 pub const GLIMPSE_SERVICE_VERSION: &str = "GLIMPSE_SERVICE_VERSION";
 /// `production`, `staging` or `development`.
 pub const GLIMPSE_ENV: &str = "GLIMPSE_ENV";
-/// Level filter in `tracing-subscriber` `EnvFilter` syntax. Wins over [`RUST_LOG`].
+/// Level filter in `tracing-subscriber` `EnvFilter` syntax, every directive
+/// with its level (`info,sqlx=warn`; a bare word such as `infoo` is an
+/// error). Wins over [`RUST_LOG`].
 pub const GLIMPSE_LOG: &str = "GLIMPSE_LOG";
 /// Level filter, the Rust ecosystem's usual name.
 pub const RUST_LOG: &str = "RUST_LOG";
@@ -160,14 +163,31 @@ pub(crate) type BoxWriter = Box<dyn Write + Send + 'static>;
 /// ```no_run
 /// # fn main() -> Result<(), glimpse_obs::Error> {
 /// let _guard = glimpse_obs::Config::from_env()?
-///     .service("payment")
+///     .default_service("payment") // OTEL_SERVICE_NAME still wins
 ///     .metrics_addr(None)
 ///     .init()?;
 /// # Ok(()) }
 /// ```
+///
+/// A setter called in code wins over the environment, which wins over the
+/// defaults. The service name has one more level, so a name written in
+/// code can still be changed by the deployment:
+///
+/// | precedence | service name from | example |
+/// |---|---|---|
+/// | 1 (wins) | [`Config::service`] | `.service("payment")` |
+/// | 2 | `OTEL_SERVICE_NAME`, then `GLIMPSE_SERVICE` | `OTEL_SERVICE_NAME=payment-canary` |
+/// | 3 | [`Config::default_service`] | `.default_service("payment")` |
+/// | 4 | the executable's file name | `payment` for `target/release/payment` |
+///
+/// With environment control, use `default_service`: `service` fixes the
+/// name whatever `OTEL_SERVICE_NAME` says.
 #[must_use]
 pub struct Config {
     pub(crate) service: String,
+    /// Where `service` came from, so [`Config::default_service`] knows
+    /// whether it may replace it.
+    service_source: ServiceSource,
     pub(crate) version: String,
     pub(crate) environment: Environment,
     pub(crate) log_filter: String,
@@ -226,6 +246,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             service: default_service_name(),
+            service_source: ServiceSource::Executable,
             version: "unknown".to_owned(),
             environment: Environment::Development,
             log_filter: "info".to_owned(),
@@ -248,6 +269,19 @@ impl Default for Config {
     }
 }
 
+/// The source of the service name, lowest precedence first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ServiceSource {
+    /// The executable's file name.
+    Executable,
+    /// [`Config::default_service`].
+    CodeDefault,
+    /// `OTEL_SERVICE_NAME` or `GLIMPSE_SERVICE`.
+    Environment,
+    /// [`Config::service`].
+    Code,
+}
+
 fn default_service_name() -> String {
     std::env::current_exe()
         .ok()
@@ -261,7 +295,7 @@ impl Config {
     /// set (an empty value counts as unset).
     ///
     /// ```
-    /// let config = glimpse_obs::Config::from_env()?.service("payment");
+    /// let config = glimpse_obs::Config::from_env()?.default_service("payment");
     /// # Ok::<(), glimpse_obs::Error>(())
     /// ```
     ///
@@ -321,6 +355,7 @@ impl Config {
         let mut config = Self::default();
         if let Some(v) = get(OTEL_SERVICE_NAME).or_else(|| get(GLIMPSE_SERVICE)) {
             config.service = v.trim().to_owned();
+            config.service_source = ServiceSource::Environment;
         }
         if let Some(v) = get(GLIMPSE_SERVICE_VERSION) {
             config.version = v.trim().to_owned();
@@ -421,19 +456,60 @@ impl Config {
         Ok(config)
     }
 
-    /// The service name, `service` in logs, metrics and traces.
+    /// The service name, `service` in logs, metrics and traces, whatever
+    /// the environment says: it wins over `OTEL_SERVICE_NAME` and
+    /// `GLIMPSE_SERVICE` (see the precedence table of [`Config`]). To let the
+    /// deployment rename the service, use [`Config::default_service`].
     /// Defaults to the executable's file name.
     ///
     /// ```
-    /// let config = glimpse_obs::Config::default().service("payment");
+    /// let config = glimpse_obs::Config::from_lookup(|name| {
+    ///     (name == "OTEL_SERVICE_NAME").then(|| "from-env".to_owned())
+    /// })?
+    /// .service("payment");
     /// assert_eq!(config.service_name(), "payment");
+    /// # Ok::<(), glimpse_obs::Error>(())
     /// ```
     pub fn service(mut self, name: impl Into<String>) -> Self {
         self.service = name.into();
+        self.service_source = ServiceSource::Code;
+        self
+    }
+
+    /// The service name to use unless `OTEL_SERVICE_NAME` or
+    /// `GLIMPSE_SERVICE` is set (or [`Config::service`] is called): the name
+    /// a service gives itself in code while its deployment keeps the last
+    /// word. Order does not matter: it never replaces a name from the
+    /// environment or from [`Config::service`], whether called before or
+    /// after them. Defaults to the executable's file name.
+    ///
+    /// ```
+    /// use glimpse_obs::Config;
+    ///
+    /// let unset = Config::from_lookup(|_| None)?.default_service("payment");
+    /// assert_eq!(unset.service_name(), "payment");
+    ///
+    /// let set = Config::from_lookup(|name| {
+    ///     (name == "OTEL_SERVICE_NAME").then(|| "payment-canary".to_owned())
+    /// })?
+    /// .default_service("payment");
+    /// assert_eq!(set.service_name(), "payment-canary");
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn default_service(mut self, name: impl Into<String>) -> Self {
+        if self.service_source <= ServiceSource::CodeDefault {
+            self.service = name.into();
+            self.service_source = ServiceSource::CodeDefault;
+        }
         self
     }
 
     /// The service name this configuration will use.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().default_service("payment");
+    /// assert_eq!(config.service_name(), "payment");
+    /// ```
     pub fn service_name(&self) -> &str {
         &self.service
     }
@@ -460,14 +536,21 @@ impl Config {
         self
     }
 
-    /// The level filter, in `EnvFilter` syntax (`info,sqlx=warn`). Defaults to `info`.
+    /// The level filter, in `EnvFilter` syntax (`info,sqlx=warn`), every
+    /// directive with its level. Defaults to `info`.
     ///
     /// # Errors
-    /// [`Error::InvalidFilter`] when the directive does not parse.
+    /// [`Error::InvalidFilter`] when the directive does not parse, or when a
+    /// part of it is not a level: a bare word (`infoo`, a misspelled level
+    /// that would otherwise silence every line; write a target with its
+    /// level, `sqlx=debug`) or `target=value` with a value that is not a
+    /// level (`sqlx=infoo`).
     ///
     /// ```
     /// let config = glimpse_obs::Config::default().log_filter("info,sqlx=warn")?;
     /// assert!(glimpse_obs::Config::default().log_filter("info,[[[").is_err());
+    /// let err = glimpse_obs::Config::default().log_filter("infoo").unwrap_err();
+    /// assert!(err.to_string().contains("\"infoo\" is not a level"));
     /// # Ok::<(), glimpse_obs::Error>(())
     /// ```
     pub fn log_filter(mut self, directive: impl Into<String>) -> Result<Self, Error> {
@@ -753,11 +836,14 @@ const AUDIT_TARGET: &str = "glimpse_obs::audit";
 
 /// Parse an `EnvFilter` directive, explaining what is wrong.
 ///
+/// Every comma-separated part must state a level ([`check_levels`]).
+///
 /// Audit lines are compliance records (DESIGN §3: never dropped): unless
 /// the directive names `glimpse_obs::audit` itself, `glimpse_obs::audit=info`
 /// is added, so `warn` or `off` still lets them through. The business
 /// payment line is not an audit record and follows the filter.
 pub(crate) fn parse_filter(directive: &str) -> Result<EnvFilter, String> {
+    check_levels(directive)?;
     let filter = EnvFilter::builder()
         .parse(directive)
         .map_err(|e| e.to_string())?;
@@ -768,6 +854,54 @@ pub(crate) fn parse_filter(directive: &str) -> Result<EnvFilter, String> {
         .parse()
         .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())?;
     Ok(filter.add_directive(audit))
+}
+
+/// Refuses a part that states no level. `EnvFilter` reads a bare word as
+/// a target with every level on and everything else off, so a misspelled
+/// level (`infoo`, `warnn`) would silence every line, ERROR included; in
+/// practice a bare word is such a typo far more often than a target, so a
+/// target must be written with its level (`sqlx=debug`). A span directive
+/// without a level (`[request]`) stays accepted: it cannot be a typo of a
+/// level. `target=value` whose value is not a level is refused too, with
+/// this message rather than `EnvFilter`'s generic one.
+fn check_levels(directive: &str) -> Result<(), String> {
+    const LEVELS: &str = "expected off, error, warn, info, debug or trace";
+    // Split as `EnvFilter` splits: on every comma, empty parts skipped.
+    for part in directive.split(',').filter(|p| !p.is_empty()) {
+        // The `=` before the level is outside `[span{field=value}]`.
+        let mut depth = 0i32;
+        let eq = part.char_indices().find_map(|(i, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                '=' if depth == 0 => return Some(i),
+                _ => {}
+            }
+            None
+        });
+        match eq {
+            Some(i) => {
+                let level = part[i + 1..].trim();
+                if !is_level(level) {
+                    return Err(format!("{level:?} in {part:?} is not a level: {LEVELS}"));
+                }
+            }
+            None if part.contains('[') || is_level(part) => {}
+            None => {
+                return Err(format!(
+                    "{part:?} is not a level: {LEVELS}; to enable a target, \
+                     write target=level, such as {part}=debug"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A level as `EnvFilter` reads one: a name in any case, or `0` to `5`.
+fn is_level(s: &str) -> bool {
+    // `LevelFilter` reads an empty string as ERROR; a directive does not.
+    !s.is_empty() && s.parse::<tracing::level_filters::LevelFilter>().is_ok()
 }
 
 /// Whether one of the comma-separated directives has exactly `target` as
@@ -930,6 +1064,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4317"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
             ("RUST_LOG", "info,[[["),
+            ("GLIMPSE_LOG", "infoo"),
         ];
         for (name, value) in cases {
             let err = Config::from_lookup(env(&[(name, value)])).unwrap_err();
@@ -994,6 +1129,76 @@ mod tests {
             Config::from_lookup(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])).unwrap();
         assert_eq!(c.otlp_traces_endpoint, None);
         assert_eq!(c.batch, BatchSettings::default());
+    }
+
+    #[test]
+    fn service_name_precedence_is_code_then_env_then_default_service_then_executable() {
+        let c = Config::from_lookup(env(&[])).unwrap();
+        assert_eq!(c.service, default_service_name());
+        let c = Config::from_lookup(env(&[]))
+            .unwrap()
+            .default_service("payment");
+        assert_eq!(c.service, "payment");
+        for var in [OTEL_SERVICE_NAME, GLIMPSE_SERVICE] {
+            let c = Config::from_lookup(env(&[(var, "payment-canary")]))
+                .unwrap()
+                .default_service("payment");
+            assert_eq!(c.service, "payment-canary", "{var}");
+        }
+        // `service` wins over the environment and `default_service`, in
+        // either order.
+        let from_env = || Config::from_lookup(env(&[(OTEL_SERVICE_NAME, "canary")])).unwrap();
+        let c = from_env().service("billing").default_service("payment");
+        assert_eq!(c.service, "billing");
+        let c = from_env().default_service("payment").service("billing");
+        assert_eq!(c.service, "billing");
+        let c = Config::default()
+            .service("billing")
+            .default_service("payment");
+        assert_eq!(c.service, "billing");
+        let c = Config::default().default_service("a").default_service("b");
+        assert_eq!(c.service, "b");
+    }
+
+    #[test]
+    fn a_part_of_glimpse_log_or_rust_log_that_is_not_a_level_is_an_error_naming_both() {
+        for var in [GLIMPSE_LOG, RUST_LOG] {
+            for value in ["infoo", "warnn", "foo=infoo", "info,my_crate", "sqlx="] {
+                let err = Config::from_lookup(env(&[(var, value)])).unwrap_err();
+                assert!(
+                    matches!(err, Error::InvalidEnv { name, .. } if name == var),
+                    "{err:?}"
+                );
+                let msg = err.to_string();
+                assert!(msg.contains(var) && msg.contains(value), "{msg}");
+            }
+            for value in [
+                "info",
+                "warn,glimpse_obs::access=info",
+                "my_crate::db=debug",
+                "[request]=debug",
+            ] {
+                let c = Config::from_lookup(env(&[(var, value)])).unwrap();
+                assert_eq!(c.log_filter, value);
+            }
+        }
+        // GLIMPSE_LOG wins, so it is the one checked and named.
+        let err =
+            Config::from_lookup(env(&[(GLIMPSE_LOG, "infoo"), (RUST_LOG, "info")])).unwrap_err();
+        assert!(err.to_string().contains(GLIMPSE_LOG), "{err}");
+    }
+
+    #[test]
+    fn log_filter_in_code_refuses_what_the_environment_refuses() {
+        let err = Config::default().log_filter("infoo").unwrap_err();
+        assert!(matches!(err, Error::InvalidFilter { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "invalid log filter \"infoo\": \"infoo\" is not a level: expected off, error, \
+             warn, info, debug or trace; to enable a target, write target=level, such as \
+             infoo=debug"
+        );
+        assert!(Config::default().log_filter("my_crate::db=debug").is_ok());
     }
 
     #[test]

@@ -30,10 +30,10 @@
 //!
 //! | env var | meaning | default |
 //! |---|---|---|
-//! | `OTEL_SERVICE_NAME` (or `GLIMPSE_SERVICE`) | `service` in logs, metrics, traces | executable name |
+//! | `OTEL_SERVICE_NAME` (or `GLIMPSE_SERVICE`) | `service` in logs, metrics, traces | [`Config::default_service`], else the executable name |
 //! | `GLIMPSE_SERVICE_VERSION` | `service.version` on traces, `glimpse_build_info{version}` | `unknown` |
 //! | `GLIMPSE_ENV` | `production` / `staging` / `development` | `development` |
-//! | `GLIMPSE_LOG` (or `RUST_LOG`) | level filter (`EnvFilter` syntax) | `info` |
+//! | `GLIMPSE_LOG` (or `RUST_LOG`) | level filter (`EnvFilter` syntax, every directive with its level: `info,sqlx=warn`) | `info` |
 //! | `GLIMPSE_LOG_FORMAT` | `json` or `pretty` | `json` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL` | OTLP collector (gRPC 4317, `http/protobuf` 4318) | unset: no export, IDs still generated |
 //! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | traces-only OTLP URL; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`, used verbatim for `http/protobuf` | unset |
@@ -44,7 +44,9 @@
 //! | `GLIMPSE_SLOW_REQUEST_MS` | access line becomes WARN above | `1000` |
 //! | `GLIMPSE_LOG_SAMPLE` | per-route access-log sampling, `/health=0,/feed=0.1` | `/health=0` |
 //!
-//! Code wins over the environment, which wins over defaults; see [`Config`].
+//! Code wins over the environment, which wins over defaults; the service
+//! name set with [`Config::default_service`] yields to the environment (see
+//! [`Config`]).
 //! An invalid value is an [`Error`] naming the variable and the value.
 //!
 //! ## Feature flags

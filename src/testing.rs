@@ -12,6 +12,68 @@
 //!
 //! Metrics are process-wide: a delta counts what every thread did meanwhile,
 //! so give concurrent tests distinct label values.
+//!
+//! # Testing your service
+//!
+//! Drive the router with `tower::ServiceExt::oneshot` inside
+//! [`capture_async`] and assert on what a user of the logs and the
+//! dashboards would see: the handler's line with its `requestId`, the access
+//! line, the request counted under its route template.
+//!
+//! ```
+//! use axum::{Router, body::Body, http::Request, routing::get};
+//! use tower::ServiceExt; // `oneshot`
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app: Router = Router::new()
+//!     .route(
+//!         "/matches/{id}",
+//!         get(|| async {
+//!             tracing::debug!(cache = "miss", "match loaded");
+//!             "a match"
+//!         }),
+//!     )
+//!     .layer(glimpse_obs::layer());
+//!
+//! let request = Request::get("/matches/7").body(Body::empty()).unwrap();
+//! let (response, seen) = glimpse_obs::testing::capture_async(app.oneshot(request)).await;
+//! assert_eq!(response.unwrap().status(), 200);
+//!
+//! // The handler's DEBUG line: `ensure_init` sets the filter to `trace`.
+//! let line = seen.find(|l| l["message"] == "match loaded").unwrap();
+//! assert_eq!(line["service"], "test");
+//! assert_eq!(line["cache"], "miss");
+//! let request_id = &line["requestId"];
+//! assert!(request_id.is_string());
+//!
+//! // The access line of the same request.
+//! let access = seen.find(|l| l["message"] == "request completed").unwrap();
+//! assert_eq!(access["route"], "/matches/{id}");
+//! assert_eq!(access["http_status"], 200);
+//! assert_eq!(&access["requestId"], request_id);
+//!
+//! let counted = seen.metric_delta(
+//!     "http_server_request_duration_seconds_count",
+//!     &[("route", "/matches/{id}"), ("status", "200")],
+//! );
+//! assert_eq!(counted, 1.0);
+//! # }
+//! ```
+//!
+//! What [`ensure_init`] (called by [`capture`] and [`capture_async`]) sets
+//! up, once per test binary, unless the test initialised `glimpse_obs`
+//! itself first: service name `test`, level filter `trace` (DEBUG and TRACE
+//! lines are captured), no metrics listener, no process metrics, and JSON
+//! lines discarded except those a capture receives.
+//!
+//! Tests run in parallel threads of one process (each file under `tests/`
+//! is a process of its own). A capture sees only the lines of its own block,
+//! on its thread and in its span tree, so parallel tests never read each
+//! other's lines; tasks a block spawns need `.in_current_span()`. Metrics
+//! are shared by the whole process: a test that asserts a delta should use
+//! label values (a route, a cache name) no parallel test touches. A global
+//! `tracing` subscriber installed by the test itself leaves captures empty.
 
 use std::{
     future::Future,

@@ -271,10 +271,60 @@ mod tests {
         for d in [
             "warn,glimpse_obs::audit=off",
             "glimpse_obs::audit[x]=error",
-            " glimpse_obs::audit ",
+            "glimpse_obs::audit=trace,warn",
         ] {
             let f = parse(d).unwrap().to_string();
             assert!(!f.contains("glimpse_obs::audit=info"), "{d}: {f}");
+        }
+    }
+
+    #[test]
+    fn a_part_that_is_not_a_level_is_refused_with_how_to_write_a_target() {
+        for (directive, message) in [
+            (
+                "infoo",
+                "\"infoo\" is not a level: expected off, error, warn, info, debug or trace; \
+                 to enable a target, write target=level, such as infoo=debug",
+            ),
+            (
+                "warn,my_crate",
+                "\"my_crate\" is not a level: expected off, error, warn, info, debug or trace; \
+                 to enable a target, write target=level, such as my_crate=debug",
+            ),
+            (
+                "foo=infoo",
+                "\"infoo\" in \"foo=infoo\" is not a level: \
+                 expected off, error, warn, info, debug or trace",
+            ),
+            (
+                "info,sqlx=",
+                "\"\" in \"sqlx=\" is not a level: expected off, error, warn, info, debug or trace",
+            ),
+            (
+                "[request]=warnn",
+                "\"warnn\" in \"[request]=warnn\" is not a level: \
+                 expected off, error, warn, info, debug or trace",
+            ),
+        ] {
+            assert_eq!(parse(directive).unwrap_err(), message, "{directive}");
+        }
+    }
+
+    #[test]
+    fn levels_targets_and_span_directives_with_a_level_parse() {
+        for d in [
+            "info",
+            "WARN",
+            "3",
+            "off",
+            "warn,glimpse_obs::access=info",
+            "my_crate::db=debug",
+            "[request]=debug",
+            "[request]",
+            "info,[{user=1}]=trace",
+            "my_crate[job{id=7}]=debug",
+        ] {
+            assert!(parse(d).is_ok(), "{d}: {:?}", parse(d).err());
         }
     }
 }
