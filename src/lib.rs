@@ -63,9 +63,13 @@ mod config;
 mod error;
 pub(crate) mod http;
 mod ids;
+// The metric catalogue sits at the bottom of the layering (logging and
+// trace count their own drops with it); public as `metrics::names`.
 mod init;
 pub mod logging;
 pub mod metrics;
+#[path = "metrics/names.rs"]
+mod names;
 pub mod propagation;
 mod telemetry;
 #[cfg(test)]

@@ -21,8 +21,9 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
 
-/// The slow-query threshold of this test process.
-const SLOW: Duration = Duration::from_millis(50);
+/// The slow-query threshold of this test process: generous, since a "fast"
+/// SQLite insert on a loaded CI machine can take tens of milliseconds.
+const SLOW: Duration = Duration::from_millis(250);
 
 fn obs() -> &'static (Guard, SharedBuffer) {
     static OBS: OnceLock<(Guard, SharedBuffer)> = OnceLock::new();
@@ -153,10 +154,10 @@ async fn a_query_over_the_threshold_logs_one_warn_line_and_counts_as_slow() {
     assert_eq!(l["service"], "db-test");
     assert_eq!(l["log_type"], "system");
     assert_eq!(l["outcome"], "ok");
-    assert_eq!(l["threshold_ms"], 50.0);
+    assert_eq!(l["threshold_ms"], SLOW.as_millis() as f64);
     let ms = l["duration_ms"].as_f64().unwrap();
     assert!(
-        ms >= 80.0 && ms <= took,
+        ms >= (SLOW.as_millis() + 30) as f64 && ms <= took,
         "duration_ms {ms}, measured {took}"
     );
     // The line belongs to the db.query span: it carries the OTel attribute.

@@ -37,8 +37,8 @@ use std::{
 /// the modules of the layers below its own, never one of its own layer nor
 /// above. A new top-level module needs a place here.
 const LAYERS: &[&[&str]] = &[
-    // Shared names and IDs; no import from the crate.
-    &["error", "ids"],
+    // Shared names, IDs and the metric catalogue; no import from the crate.
+    &["error", "ids", "names"],
     &["config"],
     // The three signals never use each other: what they share lives below.
     &["logging", "metrics", "trace"],

@@ -18,8 +18,8 @@ use tracing::{Level, Span};
 use super::{
     ACCESS_TARGET, CANCELLED_STATUS,
     access::{access_fields, cap_path},
-    layer::Settings,
     route_metrics,
+    settings::Settings,
 };
 use crate::{
     config::Settings as Shared,

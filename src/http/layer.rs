@@ -5,7 +5,9 @@ use std::{sync::Arc, time::Duration};
 use http::HeaderName;
 use tower_layer::Layer;
 
-use super::{ObsService, UNMATCHED_ROUTE, X_REQUEST_ID, route_metrics::RouteCache};
+use super::{
+    ObsService, UNMATCHED_ROUTE, X_REQUEST_ID, route_metrics::RouteCache, settings::Settings,
+};
 use crate::{config::Settings as Shared, metrics::SharedRecorder};
 
 /// The glimpse_obs tower layer with the settings of `init()` (or defaults):
@@ -23,24 +25,6 @@ use crate::{config::Settings as Shared, metrics::SharedRecorder};
 /// ```
 pub fn layer() -> ObsLayer {
     ObsLayer::new()
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Settings {
-    pub(super) header: HeaderName,
-    pub(super) excluded: Vec<String>,
-    /// Rates set with [`ObsLayer::sample`]; other routes follow
-    /// `GLIMPSE_LOG_SAMPLE` as `init` read it.
-    pub(super) sample: Vec<(String, f64)>,
-    /// Set with [`ObsLayer::slow_request`]; else `GLIMPSE_SLOW_REQUEST_MS`.
-    pub(super) slow: Option<Duration>,
-    pub(super) unmatched: String,
-    /// The telemetry settings of [`Telemetry::http_layer`](crate::Telemetry::http_layer);
-    /// `None` for [`layer`], which finds them through the dispatcher.
-    pub(super) bound: Option<Arc<Shared>>,
-    /// Metric handles per route and method, against the bound telemetry's
-    /// recorder or the global one.
-    pub(super) routes: Arc<RouteCache>,
 }
 
 /// Tower layer for axum routers: request ID, user-ID slot, server span with

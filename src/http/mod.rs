@@ -24,6 +24,7 @@ mod future;
 mod layer;
 mod route_metrics;
 mod service;
+mod settings;
 
 pub use crate::ids::{ACCESS_TARGET, CANCELLED_STATUS, RequestId, UNMATCHED_ROUTE, X_REQUEST_ID};
 pub use future::ResponseFuture;

@@ -12,7 +12,7 @@ use tower_service::Service;
 use tracing::field::Empty;
 
 use super::{
-    RequestId, ResponseFuture, access::cap_path, future::Pending, layer::Settings, route_metrics,
+    RequestId, ResponseFuture, access::cap_path, future::Pending, route_metrics, settings::Settings,
 };
 use crate::{
     config::{Settings as Shared, SettingsLayer},

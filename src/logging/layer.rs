@@ -456,7 +456,7 @@ pub(crate) struct LevelCounters([metrics::Counter; 5]);
 
 impl LevelCounters {
     pub(crate) fn new() -> Self {
-        let counter = |level: &'static str| metrics::counter!(crate::metrics::names::LOG_EVENTS, crate::metrics::names::labels::LEVEL => level);
+        let counter = |level: &'static str| metrics::counter!(crate::names::LOG_EVENTS, crate::names::labels::LEVEL => level);
         Self([
             counter("TRACE"),
             counter("DEBUG"),

@@ -87,7 +87,7 @@ impl LineQueue {
             progress: Condvar::new(),
             capacity,
             dropped: AtomicU64::new(0),
-            dropped_counter: metrics::counter!(crate::metrics::names::DROPPED, "signal" => "logs"),
+            dropped_counter: metrics::counter!(crate::names::DROPPED, "signal" => "logs"),
         });
         let queue = Self { shared };
         let worker = queue.clone();

@@ -169,11 +169,7 @@ fn build_recorder(config: &Config) -> Result<PrometheusRecorder, Error> {
 /// caching handles. Called by the facade only, once.
 pub(crate) fn install_global(exporter: Arc<Exporter>) {
     let _ = INSTALLED.set(exporter);
-}
-
-/// Whether the recorder is installed (handles resolved from now on are live).
-pub(crate) fn installed() -> bool {
-    INSTALLED.get().is_some()
+    super::handles::set_ready();
 }
 
 /// The installed exporter's text, `None` before `install()`.

@@ -28,18 +28,19 @@ use std::{
 
 use super::cardinality::{LabelGuard, OVERFLOW_VALUE};
 
+/// Whether our recorder is the global one, so handles may be cached: set
+/// once by the facade when it installs the recorder ([`set_ready`]).
+static READY: AtomicBool = AtomicBool::new(false);
+
 /// Whether our recorder is the global one (so handles may be cached).
 pub(crate) fn ready() -> bool {
-    static READY: AtomicBool = AtomicBool::new(false);
-    if READY.load(Ordering::Relaxed) {
-        return true;
-    }
-    // The exporter registers its handle after installing the recorder.
-    let ready = super::exporter::installed();
-    if ready {
-        READY.store(true, Ordering::Relaxed);
-    }
-    ready
+    READY.load(Ordering::Relaxed)
+}
+
+/// Our recorder became the global one: handles resolved from now on are
+/// live and may be cached. Called by the exporter's `install_global` only.
+pub(crate) fn set_ready() {
+    READY.store(true, Ordering::Relaxed);
 }
 
 /// A handle set borrowed from a static cache, or resolved for one use.

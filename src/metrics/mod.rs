@@ -9,7 +9,13 @@ pub mod db;
 pub(crate) mod exporter;
 pub(crate) mod handles;
 pub(crate) mod limits;
-pub mod names;
+/// Every metric name and label key the crate emits, in one place.
+///
+/// Dashboards, alert rules and the tests under `tests/` read these names; a
+/// metric that is not listed here is not emitted.
+pub mod names {
+    pub use crate::names::*;
+}
 mod process;
 pub mod security;
 pub mod ws;

@@ -92,8 +92,8 @@ impl Gate {
         // Looked up per drop, not cached at construction: the pipeline is
         // built before `init` installs the metrics recorder.
         ::metrics::counter!(
-            crate::metrics::names::DROPPED,
-            crate::metrics::names::labels::SIGNAL => "spans"
+            crate::names::DROPPED,
+            crate::names::labels::SIGNAL => "spans"
         )
         .increment(n);
     }

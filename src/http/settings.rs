@@ -1,0 +1,28 @@
+//! The layer's own settings, shared by the layer, its services and their
+//! response futures.
+
+use std::{sync::Arc, time::Duration};
+
+use http::HeaderName;
+
+use super::route_metrics::RouteCache;
+use crate::config::Settings as Shared;
+
+/// What [`ObsLayer`](super::ObsLayer)'s builder methods set.
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) header: HeaderName,
+    pub(super) excluded: Vec<String>,
+    /// Rates set with [`ObsLayer::sample`]; other routes follow
+    /// `GLIMPSE_LOG_SAMPLE` as `init` read it.
+    pub(super) sample: Vec<(String, f64)>,
+    /// Set with [`ObsLayer::slow_request`]; else `GLIMPSE_SLOW_REQUEST_MS`.
+    pub(super) slow: Option<Duration>,
+    pub(super) unmatched: String,
+    /// The telemetry settings of [`Telemetry::http_layer`](crate::Telemetry::http_layer);
+    /// `None` for [`layer`], which finds them through the dispatcher.
+    pub(super) bound: Option<Arc<Shared>>,
+    /// Metric handles per route and method, against the bound telemetry's
+    /// recorder or the global one.
+    pub(super) routes: Arc<RouteCache>,
+}
