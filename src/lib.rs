@@ -26,6 +26,36 @@
 //! `http_server_request_duration_seconds`, carries an `x-request-id` and
 //! opens a server span continuing the caller's W3C trace.
 //!
+//! ## Three ways to finish a [`Config`]
+//!
+//! As with `metrics-exporter-prometheus`:
+//! - [`init`] (or [`Config::init`]) installs everything: the tracing
+//!   subscriber, the metrics recorder, the scrape listener;
+//! - [`Config::build`] then [`Telemetry::install`]: the same in two steps;
+//! - [`Config::build`] and the parts, installed by you:
+//!   [`Telemetry::tracing_layer`] beside your own layers,
+//!   [`Telemetry::recorder`] (or [`Telemetry::install_recorder`]),
+//!   [`Telemetry::http_layer`], and the [`Telemetry`] (or
+//!   [`Telemetry::into_guard`]) kept alive to flush at the end.
+//!
+//! ```no_run
+//! use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let telemetry = glimpse_obs::Config::from_env()?.build()?;
+//! tracing_subscriber::registry()
+//!     .with(telemetry.tracing_layer())
+//!     .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)) // yours
+//!     .try_init()?;
+//! telemetry.install_recorder()?;
+//! let app: axum::Router = axum::Router::new().layer(telemetry.http_layer());
+//! # let _ = app;
+//! # Ok(()) }
+//! ```
+//!
+//! Every fallible step runs in [`Config::build`], so installing either
+//! succeeds whole or leaves the process as it was.
+//!
 //! ## Configuration
 //!
 //! | env var | meaning | default |
