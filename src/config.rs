@@ -741,15 +741,6 @@ pub(crate) struct Settings {
     pub(crate) record_span_fields: bool,
 }
 
-/// A layer that carries a telemetry's [`Settings`] inside its subscriber,
-/// so the tower layer built by [`crate::layer`] before or without a
-/// telemetry finds them through the dispatcher (`downcast_ref`) rather
-/// than through a global. It is always behind a filter that disables
-/// every callsite for it: it receives no callback.
-pub(crate) struct SettingsLayer(pub(crate) Arc<Settings>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SettingsLayer {}
-
 impl Default for Settings {
     fn default() -> Self {
         Config::default().shared_settings().as_ref().clone()

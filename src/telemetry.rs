@@ -24,11 +24,11 @@ use std::{
 };
 
 use tracing::Subscriber;
-use tracing_subscriber::{Layer, filter::filter_fn, registry::LookupSpan};
+use tracing_subscriber::{Layer, registry::LookupSpan};
 
 use crate::{
     Config, Error,
-    config::{LogFormat, Sampler, Settings, SettingsLayer},
+    config::{LogFormat, Sampler, Settings},
     http::ObsLayer,
     logging::{
         filter::{AccessGate, FilterHandle, LevelFilter},
@@ -232,16 +232,19 @@ impl Telemetry {
         // `on_register_dispatch`, which the exporting pipeline's ID layer
         // needs.
         let trace = if self.pipeline.exporting() {
-            self.pipeline.layer().with_filter(otel_filter()).boxed()
+            self.pipeline
+                .layer(self.settings.clone())
+                .with_filter(otel_filter())
+                .boxed()
         } else {
+            // The trace layer carries the settings: the tower layer built by
+            // `layer()` finds them through the dispatcher (`downcast_ref`).
             LightLayer::new(self.sampler)
+                .with_settings(self.settings.clone())
                 .with_filter(otel_filter())
                 .boxed()
         };
-        // Found by the tower layer through the dispatcher (`downcast_ref`);
-        // it sees no callsite, so it changes no filter's answer.
-        let settings = SettingsLayer(self.settings.clone()).with_filter(filter_fn(|_| false));
-        log.and_then(trace).and_then(settings).boxed()
+        log.and_then(trace).boxed()
     }
 
     /// The tower layer bound to this telemetry: its slow-request threshold

@@ -15,7 +15,7 @@ use super::{
     RequestId, ResponseFuture, access::cap_path, future::Pending, route_metrics, settings::Settings,
 };
 use crate::{
-    config::{Settings as Shared, SettingsLayer},
+    config::Settings as Shared,
     logging::scope::{self, RequestScope},
 };
 
@@ -164,8 +164,7 @@ fn shared_settings(settings: &Settings) -> Arc<Shared> {
     if let Some(bound) = &settings.bound {
         return bound.clone();
     }
-    tracing::dispatcher::get_default(|d| d.downcast_ref::<SettingsLayer>().map(|l| l.0.clone()))
-        .unwrap_or_else(|| DEFAULTS.clone())
+    tracing::dispatcher::get_default(crate::trace::settings_of).unwrap_or_else(|| DEFAULTS.clone())
 }
 
 #[cfg(test)]

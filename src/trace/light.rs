@@ -35,6 +35,7 @@ pub(super) struct Remote(pub(super) Arc<Context>);
 pub(crate) struct LightLayer {
     ids: RandomIdGenerator,
     sampler: Sampler,
+    pub(super) settings: Option<Arc<crate::config::Settings>>,
 }
 
 impl LightLayer {
@@ -42,7 +43,14 @@ impl LightLayer {
         Self {
             ids: RandomIdGenerator::default(),
             sampler,
+            settings: None,
         }
+    }
+
+    /// Carry a telemetry's request-time settings, for [`super::settings_of`].
+    pub(crate) fn with_settings(mut self, settings: Arc<crate::config::Settings>) -> Self {
+        self.settings = Some(settings);
+        self
     }
 }
 

@@ -144,7 +144,7 @@ impl TracePipeline {
 
     /// The tracing layer to stack on the registry: `tracing-opentelemetry`'s
     /// layer, followed by the one that records span IDs for [`ids`].
-    pub(crate) fn layer<S>(&self) -> TraceLayer<S>
+    pub(crate) fn layer<S>(&self, settings: Arc<crate::config::Settings>) -> TraceLayer<S>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -153,7 +153,10 @@ impl TracePipeline {
             // `Instant::now()` per poll; Jaeger shows durations anyway.
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .and_then(IdLayer::default())
+            .and_then(IdLayer {
+                dispatch: OnceLock::new(),
+                settings: Some(settings),
+            })
     }
 
     /// Whether spans are exported (an OTLP endpoint is configured). When
@@ -294,6 +297,20 @@ pub(crate) use light::LightLayer;
 #[derive(Debug, Default)]
 pub(crate) struct IdLayer {
     dispatch: OnceLock<WeakDispatch>,
+    settings: Option<Arc<crate::config::Settings>>,
+}
+
+/// The request-time settings of the telemetry whose trace layer is in
+/// `dispatch` (the ID-only layer or the exporting pipeline's ID layer each
+/// carry them), found with `downcast_ref`: how the tower layer built by
+/// [`crate::layer`] follows a telemetry without a global.
+pub(crate) fn settings_of(dispatch: &tracing::Dispatch) -> Option<Arc<crate::config::Settings>> {
+    if let Some(light) = dispatch.downcast_ref::<LightLayer>() {
+        return light.settings.clone();
+    }
+    dispatch
+        .downcast_ref::<IdLayer>()
+        .and_then(|id| id.settings.clone())
 }
 
 impl IdLayer {
@@ -423,7 +440,14 @@ mod tests {
         let pipeline = pipeline(sampler);
         let capture = Capture::default();
         let subscriber = Registry::default()
-            .with(pipeline.layer())
+            .with(
+                pipeline.layer(Arc::new(
+                    crate::config::Config::default()
+                        .shared_settings()
+                        .as_ref()
+                        .clone(),
+                )),
+            )
             .with(capture.clone());
         let out = tracing::subscriber::with_default(subscriber, f);
         let seen = capture.0.lock().unwrap().clone();
