@@ -139,7 +139,17 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
     let _ = SETTINGS.set(config.shared_settings());
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let metrics_thread = exporter::spawn(listener, stop_rx)?;
+    // Issue 14: the health state the metrics listener serves, and the
+    // runtime sampler (none outside a runtime).
+    let health = crate::health::Health::new().drain_delay(config.shutdown_drain);
+    let metrics_thread = exporter::spawn(listener, stop_rx, health.router())?;
+    let runtime_sampler = match (
+        config.runtime_metrics,
+        tokio::runtime::Handle::try_current(),
+    ) {
+        (Some(every), Ok(rt)) => crate::metrics::runtime::spawn_sampler(rt, every).ok(),
+        _ => None,
+    };
 
     Ok(Guard {
         inner: Mutex::new(Some(Inner {
@@ -155,6 +165,8 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
         },
         metrics_addr,
         timeout: config.shutdown_timeout,
+        health,
+        _runtime_sampler: runtime_sampler,
     })
 }
 
@@ -248,6 +260,8 @@ pub struct Guard {
     filter: FilterHandle,
     metrics_addr: Option<SocketAddr>,
     timeout: Duration,
+    health: crate::health::Health,
+    _runtime_sampler: Option<crate::metrics::runtime::Sampler>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -289,6 +303,26 @@ impl Guard {
     /// ```
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The service's [`Health`](crate::health::Health): register readiness
+    /// checks on it and mount [`Health::router`](crate::health::Health::router);
+    /// the metrics listener serves `/health/live` and `/health/ready` from
+    /// the same state. Its drain delay is `GLIMPSE_SHUTDOWN_DRAIN_MS`.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// let health = guard
+    ///     .health()
+    ///     .check("cache", std::time::Duration::from_millis(100), || async { Ok::<(), String>(()) });
+    /// let app: axum::Router = axum::Router::new().merge(health.router());
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn health(&self) -> crate::health::Health {
+        self.health.clone()
     }
 
     /// The current Prometheus text, as a scrape would see it.

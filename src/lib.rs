@@ -43,6 +43,8 @@
 //! | `GLIMPSE_SLOW_QUERY_MS` | slow-query threshold | `500` |
 //! | `GLIMPSE_SLOW_REQUEST_MS` | access line becomes WARN above | `1000` |
 //! | `GLIMPSE_LOG_SAMPLE` | per-route access-log sampling, `/health=0,/feed=0.1` | `/health=0` |
+//! | `GLIMPSE_RUNTIME_METRICS` | `true`/`false`: sample the tokio runtime `init()` runs in ([`runtime`]) | `true` |
+//! | `GLIMPSE_SHUTDOWN_DRAIN_MS` | after SIGTERM, serve this long with ready answering 503 ([`health`]); `0` = off | `1000` |
 //!
 //! Code wins over the environment, which wins over defaults; see [`Config`].
 //! An invalid value is an [`Error`] naming the variable and the value.
@@ -59,6 +61,7 @@
 pub mod audit;
 mod config;
 mod error;
+pub mod health;
 pub(crate) mod http;
 mod init;
 pub mod logging;
@@ -88,4 +91,8 @@ pub use logging::{
     scope::{current_user_id, record_user_id},
 };
 pub use metrics::{business, cache, db, metrics_handler, security, ws};
+// Issue 14: runtime metrics, health and the shutdown drain.
+pub use config::{GLIMPSE_RUNTIME_METRICS, GLIMPSE_SHUTDOWN_DRAIN_MS};
+pub use health::shutdown_signal;
+pub use metrics::runtime;
 pub use trace::propagation;

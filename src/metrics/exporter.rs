@@ -154,6 +154,7 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
 pub(crate) fn spawn(
     listener: Option<std::net::TcpListener>,
     stop: tokio::sync::oneshot::Receiver<Duration>,
+    extra_routes: Router,
 ) -> Result<std::thread::JoinHandle<bool>, Error> {
     // A runtime of its own: init may run outside any runtime, and scrapes
     // must be answered even when the application's runtime is saturated.
@@ -185,7 +186,8 @@ pub(crate) fn spawn(
                     Some(Ok(listener)) => {
                         let app = Router::new()
                             .route("/metrics", get(metrics_handler))
-                            .route("/", get(metrics_handler));
+                            .route("/", get(metrics_handler))
+                            .merge(extra_routes);
                         let serve = axum::serve(listener, app)
                             .with_graceful_shutdown(signal)
                             .into_future();

@@ -9,6 +9,7 @@ pub mod db;
 pub(crate) mod exporter;
 pub(crate) mod handles;
 pub mod names;
+pub mod runtime;
 pub mod security;
 pub mod ws;
 
