@@ -73,6 +73,11 @@ pub(crate) mod trace;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The Rust examples of `docs/metrics.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/metrics.md")]
+mod metrics_md {}
+
 pub use config::{
     Config, DEFAULT_METRICS_ADDR, Environment, GLIMPSE_ENV, GLIMPSE_LOG, GLIMPSE_LOG_FORMAT,
     GLIMPSE_LOG_SAMPLE, GLIMPSE_METRICS_ADDR, GLIMPSE_SERVICE, GLIMPSE_SERVICE_VERSION,

@@ -5,6 +5,7 @@ mod amount_counter;
 pub mod business;
 pub mod cache;
 pub(crate) mod cardinality;
+pub mod custom;
 pub mod db;
 pub(crate) mod exporter;
 pub(crate) mod handles;
@@ -31,4 +32,5 @@ pub const CONNECTION_BUCKETS: &[f64] = &[
 ];
 
 pub use cardinality::OVERFLOW_VALUE;
+pub use custom::{Custom, CustomCounter, CustomGauge, CustomHistogram};
 pub use exporter::metrics_handler;
