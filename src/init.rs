@@ -111,6 +111,7 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
         // The compact, coloured one-line format: `.pretty()` would format
         // event fields with its own visitor, bypassing redaction.
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .event_format(crate::logging::pretty::PrettyFormat)
             .fmt_fields(crate::logging::layer::pretty_fields())
             .with_writer(QueueWriter(queue.clone()))
             .and_then(crate::logging::layer::LevelCounters::new())
