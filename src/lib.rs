@@ -53,7 +53,7 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `sqlx` | samples a real `sqlx` pool into `db_pool_connections` | no |
+//! | `sqlx` | samples a real `sqlx` pool into `db_pool_connections`; `health::sqlx_pool` readiness check | no |
 //! | `testing` | [`testing`]: capture JSON lines and metrics in a service's own tests | no |
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
