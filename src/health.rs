@@ -299,22 +299,17 @@ impl Health {
     /// assert!(health.is_draining());
     /// # }
     /// ```
-    pub fn drain_after(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            signal.await;
-            self.begin_shutdown();
-            let drain = self.settings().1;
-            tracing::info!(
-                target: "glimpse_obs::health",
-                drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
-                "shutdown signal received: readiness answers 503 while draining"
-            );
-            if !drain.is_zero() {
-                tokio::time::sleep(drain).await;
-            }
+    pub async fn drain_after(self, signal: impl Future<Output = ()> + Send + 'static) {
+        signal.await;
+        self.begin_shutdown();
+        let drain = self.settings().1;
+        tracing::info!(
+            target: "glimpse_obs::health",
+            drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+            "shutdown signal received: readiness answers 503 while draining"
+        );
+        if !drain.is_zero() {
+            tokio::time::sleep(drain).await;
         }
     }
 

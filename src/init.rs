@@ -153,7 +153,9 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
         config.runtime_metrics,
         tokio::runtime::Handle::try_current(),
     ) {
-        (Some(every), Ok(rt)) => crate::metrics::runtime::spawn_sampler(rt, every).ok(),
+        (Some(every), Ok(rt)) => crate::metrics::runtime::spawn_sampler(rt, every)
+            .map_err(|e| tracing::warn!(error = %e, "tokio runtime metrics are off"))
+            .ok(),
         _ => None,
     };
 
