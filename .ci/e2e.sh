@@ -8,7 +8,9 @@
 #   4. run every dashboard query on the crate's metrics through Prometheus'
 #      HTTP API and require data; check the rules loaded and evaluated with
 #      health ok, and that the alerts the load provokes are pending;
-#   5. SIGTERM the service: it must exit 0 with valid JSON log lines;
+#   5. SIGTERM the service: /health/ready answers 503 through the drain
+#      (GLIMPSE_SHUTDOWN_DRAIN_MS) while /health/live stays 200; it must then
+#      exit 0 with valid JSON log lines;
 #   6. the series bound of deploy/tools/capacity.py on a fresh, flooded
 #      instance of the same binary (.ci/series-bound.sh).
 # Prints one line per check and `e2e: N passed, M failed`; exit 1 on failure.
@@ -100,7 +102,7 @@ mkdir -p "$TMP/svc"
     unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
     exec env OTEL_SERVICE_NAME="$SERVICE" GLIMPSE_ENV="$ENVNAME" RUST_LOG=info GLIMPSE_LOG_FORMAT=json \
         GLIMPSE_ADDR="127.0.0.1:$APP_PORT" GLIMPSE_METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
-        GLIMPSE_DATABASE_URL="sqlite://$TMP/svc/glimpse.db" \
+        GLIMPSE_DATABASE_URL="sqlite://$TMP/svc/glimpse.db" GLIMPSE_SHUTDOWN_DRAIN_MS=2000 \
         "$BIN" >"$TMP/service.log" 2>"$TMP/service.err"
 ) &
 SVC_PID=$!
@@ -110,6 +112,19 @@ else
     bad "example service answers /health and serves /metrics" "$TMP/service.err"
     finish
 fi
+
+ready_json() { # ready_json BASE -> status code and body of BASE/health/ready
+    curl -s -o "$TMP/ready.json" -w '%{http_code}' --max-time 5 "$1/health/ready"
+}
+for base in "http://127.0.0.1:$APP_PORT" "http://127.0.0.1:$METRICS_PORT"; do
+    code="$(ready_json "$base")"
+    if [ "$code" = "200" ] && grep -q '"name":"sqlite","status":"up"' "$TMP/ready.json" \
+        && curl -fs -o /dev/null --max-time 5 "$base/health/live"; then
+        ok "$base: /health/live 200, /health/ready 200 with the SQLite check up"
+    else
+        bad "$base: /health/live 200, /health/ready 200 with the SQLite check up (got $code: $(cat "$TMP/ready.json"))"
+    fi
+done
 
 # ------------------------------------------------------------ 2. Prometheus
 cat >"$TMP/prometheus.yml" <<YAML
@@ -164,6 +179,14 @@ if [ "$q_rc" -ne 0 ] && ! grep -q '^FAIL' "$TMP/queries"; then bad "deploy/tools
 
 # ------------------------------------------------------------ 5. shutdown and logs
 kill -TERM "$SVC_PID" 2>/dev/null
+sleep 0.3
+code="$(ready_json "http://127.0.0.1:$APP_PORT")"
+live="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$APP_PORT/health/live")"
+if [ "$code" = "503" ] && grep -q '"status":"draining"' "$TMP/ready.json" && [ "$live" = "200" ]; then
+    ok "after SIGTERM: /health/ready 503 (draining) while /health/live 200, still serving"
+else
+    bad "after SIGTERM: /health/ready 503 (draining) while /health/live 200 (ready $code, live $live)"
+fi
 svc_rc=""
 for _ in $(seq 1 50); do
     if ! kill -0 "$SVC_PID" 2>/dev/null; then wait "$SVC_PID"; svc_rc=$?; break; fi

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example service
 //! curl -s localhost:3000/health
+//! curl -s localhost:3000/health/ready   # {"status":"up","checks":[{"name":"sqlite",...}]}
 //! curl -s -XPOST localhost:3000/users -H 'content-type: application/json' \
 //!      -d '{"email":"a@example.com","password":"pw"}'
 //! curl -s localhost:9464/metrics
@@ -12,8 +13,11 @@
 //! Listens on `GLIMPSE_ADDR` (default `127.0.0.1:3000`), metrics on
 //! `GLIMPSE_METRICS_ADDR` (default `0.0.0.0:9464`). The database is an
 //! embedded SQLite file in the temp directory (`GLIMPSE_DATABASE_URL`
-//! overrides it). SIGINT/SIGTERM stop accepting, finish in-flight requests,
-//! flush logs and spans, and exit 0.
+//! overrides it). `/health/live` and `/health/ready` (a SQLite check) are
+//! served here and on the metrics port. SIGINT/SIGTERM: ready answers 503
+//! at once while the service keeps serving for `GLIMPSE_SHUTDOWN_DRAIN_MS`
+//! (1000 by default), then it stops accepting, finishes in-flight requests,
+//! flushes logs and spans, and exits 0.
 //!
 //! Callers: `Authorization: Bearer <user id>` is the user (IDs starting with
 //! `admin` are support staff, whose profile look-ups count as admin actions);
@@ -80,6 +84,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let db = open_database().await?;
     let _pool_monitor = db::monitor_pool("main", db.clone(), Duration::from_secs(1));
+    // Readiness: the database answers a ping within 500 ms.
+    let health = obs.health().check(
+        "sqlite",
+        Duration::from_millis(500),
+        glimpse_obs::health::sqlx_pool(db.clone()),
+    );
     let state = App {
         db,
         users: Arc::default(),
@@ -95,6 +105,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/slow", get(slow))
         .route("/error", get(fail))
         .route("/ws/chat", get(chat))
+        .merge(health.router())
         .with_state(state)
         .layer(middleware::from_fn(bearer_user))
         .layer(glimpse_obs::layer());
@@ -107,7 +118,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(%addr, %metrics_addr, "listening");
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        // SIGINT/SIGTERM, then the drain: ready answers 503 meanwhile.
+        .with_graceful_shutdown(health.shutdown_signal())
         .await?;
     tracing::info!("shut down cleanly");
     match obs.shutdown() {
@@ -443,26 +455,4 @@ async fn echo(mut socket: WebSocket) {
         Some(code) => conn.close(Some(code)),
         None => drop(conn), // abrupt disconnect: counted as abnormal
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received, draining in-flight requests");
 }

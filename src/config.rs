@@ -50,6 +50,11 @@ pub const GLIMPSE_SLOW_QUERY_MS: &str = "GLIMPSE_SLOW_QUERY_MS";
 pub const GLIMPSE_SLOW_REQUEST_MS: &str = "GLIMPSE_SLOW_REQUEST_MS";
 /// Per-route access-log sampling, e.g. `/health=0,/feed=0.1`.
 pub const GLIMPSE_LOG_SAMPLE: &str = "GLIMPSE_LOG_SAMPLE";
+/// `true` (default) or `false`: sample the tokio runtime into `tokio_*` metrics.
+pub const GLIMPSE_RUNTIME_METRICS: &str = "GLIMPSE_RUNTIME_METRICS";
+/// Milliseconds the service keeps serving, answering ready with 503, after
+/// SIGTERM; `0` turns the drain off.
+pub const GLIMPSE_SHUTDOWN_DRAIN_MS: &str = "GLIMPSE_SHUTDOWN_DRAIN_MS";
 
 /// Where the service runs; becomes the `env` label and `deployment.environment.name`.
 /// Read from `GLIMPSE_ENV` (`production`, `staging`, `development`).
@@ -209,6 +214,10 @@ pub struct Config {
     pub(crate) label_cap: usize,
     pub(crate) writer: Option<BoxWriter>,
     pub(crate) process_metrics: bool,
+    /// `Some(interval)`: sample the runtime `init` runs in (issue 14).
+    pub(crate) runtime_metrics: Option<Duration>,
+    /// The drain delay of [`crate::health::Health`] (issue 14).
+    pub(crate) shutdown_drain: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -231,6 +240,8 @@ impl fmt::Debug for Config {
             .field("log_queue_bytes", &self.log_queue_bytes)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("label_cap", &self.label_cap)
+            .field("runtime_metrics", &self.runtime_metrics)
+            .field("shutdown_drain", &self.shutdown_drain)
             .field("writer", &self.writer.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -265,6 +276,8 @@ impl Default for Config {
             label_cap: DEFAULT_LABEL_CAP,
             writer: None,
             process_metrics: true,
+            runtime_metrics: Some(DEFAULT_RUNTIME_METRICS_INTERVAL),
+            shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
         }
     }
 }
@@ -453,6 +466,7 @@ impl Config {
         if let Some(v) = get(GLIMPSE_LOG_SAMPLE) {
             config.log_sample = parse_sample(&v)?;
         }
+        read_issue14(&mut config, &get)?;
         Ok(config)
     }
 
@@ -718,6 +732,49 @@ impl Config {
         self
     }
 
+    /// Whether `init` samples the tokio runtime it is called in into the
+    /// `tokio_*` metrics (see [`crate::runtime`]); called outside a runtime,
+    /// `init` samples nothing either way. Defaults to `true`
+    /// (`GLIMPSE_RUNTIME_METRICS`).
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().runtime_metrics(false);
+    /// ```
+    pub fn runtime_metrics(mut self, enabled: bool) -> Self {
+        self.runtime_metrics = enabled.then(|| {
+            self.runtime_metrics
+                .unwrap_or(DEFAULT_RUNTIME_METRICS_INTERVAL)
+        });
+        self
+    }
+
+    /// How often the runtime is sampled, when [`Config::runtime_metrics`] is
+    /// on. Defaults to 5 s.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default()
+    ///     .runtime_metrics_interval(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn runtime_metrics_interval(mut self, interval: Duration) -> Self {
+        if self.runtime_metrics.is_some() {
+            self.runtime_metrics = Some(interval);
+        }
+        self
+    }
+
+    /// How long the service keeps serving after SIGTERM, answering
+    /// `/health/ready` with 503 so load balancers stop sending traffic, before
+    /// it stops accepting; `Duration::ZERO` turns the drain off. Used by
+    /// [`crate::Guard::health`]. Defaults to 1 s (`GLIMPSE_SHUTDOWN_DRAIN_MS`).
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().shutdown_drain(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn shutdown_drain(mut self, delay: Duration) -> Self {
+        self.shutdown_drain = delay;
+        self
+    }
+
     pub(crate) fn shared_settings(&self) -> Arc<Settings> {
         Arc::new(Settings {
             slow_request: self.slow_request,
@@ -755,6 +812,11 @@ pub(crate) const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
 /// Longest time one export may take, in milliseconds.
 pub(crate) const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+
+/// How often the tokio runtime is sampled when runtime metrics are on.
+pub(crate) const DEFAULT_RUNTIME_METRICS_INTERVAL: Duration = Duration::from_secs(5);
+/// The drain delay unless configured (`GLIMPSE_SHUTDOWN_DRAIN_MS`): 1 s.
+pub(crate) const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_millis(1000);
 
 /// Distinct values one metric label keeps before the rest become `other`.
 pub(crate) const DEFAULT_LABEL_CAP: usize = 100;
@@ -885,6 +947,32 @@ fn check_levels(directive: &str) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The variables of issue 14 (runtime metrics, shutdown drain), kept
+/// together so they move as one piece.
+fn read_issue14(
+    config: &mut Config,
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<(), Error> {
+    if let Some(v) = get(GLIMPSE_RUNTIME_METRICS) {
+        let on = match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "on" | "yes" => true,
+            "false" | "0" | "off" | "no" => false,
+            _ => {
+                return Err(invalid(
+                    GLIMPSE_RUNTIME_METRICS,
+                    &v,
+                    "expected true or false",
+                ));
+            }
+        };
+        config.runtime_metrics = on.then_some(DEFAULT_RUNTIME_METRICS_INTERVAL);
+    }
+    if let Some(v) = get(GLIMPSE_SHUTDOWN_DRAIN_MS) {
+        config.shutdown_drain = parse_millis(GLIMPSE_SHUTDOWN_DRAIN_MS, &v)?;
     }
     Ok(())
 }
@@ -1049,6 +1137,8 @@ mod tests {
             ("GLIMPSE_SLOW_QUERY_MS", "-5"),
             ("GLIMPSE_SLOW_REQUEST_MS", "1s"),
             ("GLIMPSE_LOG_SAMPLE", "/health=2"),
+            ("GLIMPSE_RUNTIME_METRICS", "maybe"),
+            ("GLIMPSE_SHUTDOWN_DRAIN_MS", "1s"),
             ("OTEL_TRACES_SAMPLER", "sometimes"),
             ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
@@ -1216,6 +1306,24 @@ mod tests {
             c.log_sample,
             vec![("/feed".to_owned(), 0.1), ("/health".to_owned(), 1.0)]
         );
+    }
+
+    #[test]
+    fn runtime_metrics_and_the_drain_delay_come_from_the_environment() {
+        let c = Config::from_lookup(env(&[])).unwrap();
+        assert_eq!(c.runtime_metrics, Some(Duration::from_secs(5)));
+        assert_eq!(c.shutdown_drain, Duration::from_millis(1000));
+        let c = Config::from_lookup(env(&[
+            ("GLIMPSE_RUNTIME_METRICS", "false"),
+            ("GLIMPSE_SHUTDOWN_DRAIN_MS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.runtime_metrics, None);
+        assert_eq!(c.shutdown_drain, Duration::ZERO);
+        let c = c
+            .runtime_metrics(true)
+            .runtime_metrics_interval(Duration::from_secs(1));
+        assert_eq!(c.runtime_metrics, Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -10,6 +10,11 @@ use crate::{Config, Error, Guard};
 /// Keep the returned [`Guard`] alive for the life of the service: dropping it
 /// flushes queued log lines and spans, bounded in time.
 ///
+/// Called inside a tokio runtime, it also samples that runtime into the
+/// `tokio_*` metrics ([`crate::runtime`], `GLIMPSE_RUNTIME_METRICS`); called
+/// outside one, it samples nothing. The metrics listener serves
+/// `/health/live` and `/health/ready` from [`Guard::health`].
+///
 /// ```no_run
 /// #[tokio::main]
 /// async fn main() -> Result<(), glimpse_obs::Error> {

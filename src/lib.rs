@@ -73,6 +73,8 @@
 //! | `GLIMPSE_SLOW_QUERY_MS` | slow-query threshold | `500` |
 //! | `GLIMPSE_SLOW_REQUEST_MS` | access line becomes WARN above | `1000` |
 //! | `GLIMPSE_LOG_SAMPLE` | per-route access-log sampling, `/health=0,/feed=0.1` | `/health=0` |
+//! | `GLIMPSE_RUNTIME_METRICS` | `true`/`false`: sample the tokio runtime `init()` runs in ([`runtime`]) | `true` |
+//! | `GLIMPSE_SHUTDOWN_DRAIN_MS` | after SIGTERM, serve this long with ready answering 503 ([`health`]); `0` = off | `1000` |
 //!
 //! Code wins over the environment, which wins over defaults; the service
 //! name set with [`Config::default_service`] yields to the environment (see
@@ -83,7 +85,7 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `sqlx` | samples a real `sqlx` pool into `db_pool_connections` | no |
+//! | `sqlx` | samples a real `sqlx` pool into `db_pool_connections`; `health::sqlx_pool` readiness check | no |
 //! | `testing` | [`testing`]: capture JSON lines and metrics in a service's own tests | no |
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -91,6 +93,7 @@
 pub mod audit;
 mod config;
 mod error;
+pub mod health;
 pub(crate) mod http;
 mod ids;
 // The metric catalogue sits at the bottom of the layering (logging and
@@ -109,6 +112,11 @@ pub(crate) mod trace;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The Rust examples of `docs/metrics.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/metrics.md")]
+mod metrics_md {}
+
 pub use config::{
     Config, DEFAULT_METRICS_ADDR, Environment, GLIMPSE_ENV, GLIMPSE_LOG, GLIMPSE_LOG_FORMAT,
     GLIMPSE_LOG_SAMPLE, GLIMPSE_METRICS_ADDR, GLIMPSE_SERVICE, GLIMPSE_SERVICE_VERSION,
@@ -116,7 +124,9 @@ pub use config::{
     OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SERVICE_NAME,
     OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OtlpProtocol, RUST_LOG, Sampler,
 };
+pub use config::{GLIMPSE_RUNTIME_METRICS, GLIMPSE_SHUTDOWN_DRAIN_MS};
 pub use error::Error;
+pub use health::shutdown_signal;
 pub use http::{
     ACCESS_TARGET, CANCELLED_STATUS, ObsLayer, ObsService, RequestId, ResponseFuture,
     UNMATCHED_ROUTE, X_REQUEST_ID, layer,
@@ -126,5 +136,6 @@ pub use logging::{
     LogType,
     scope::{current_user_id, record_user_id},
 };
+pub use metrics::runtime;
 pub use metrics::{business, cache, db, metrics_handler, security, ws};
 pub use telemetry::{Guard, Telemetry, TracingLayer};

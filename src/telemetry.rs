@@ -29,6 +29,7 @@ use tracing_subscriber::{Layer, registry::LookupSpan};
 use crate::{
     Config, Error,
     config::{LogFormat, Sampler, Settings},
+    health::Health,
     http::ObsLayer,
     logging::{
         filter::{AccessGate, FilterHandle, LevelFilter},
@@ -135,7 +136,20 @@ impl Config {
                 Ok::<_, Error>((pipeline, LineQueue::start(out, self.log_queue_bytes)?))
             })?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
-        let metrics_thread = exporter::spawn(listener, exporter.clone(), stop_rx)?;
+        // The health state the metrics listener serves (`/health/live`,
+        // `/health/ready`), and the runtime sampler: a thread of its own,
+        // started here so that a failure is an error of `build`. None
+        // outside a runtime.
+        let health = Health::new().drain_delay(self.shutdown_drain);
+        let metrics_thread = exporter::spawn(listener, exporter.clone(), stop_rx, health.router())?;
+        let runtime_sampler = match (self.runtime_metrics, tokio::runtime::Handle::try_current()) {
+            (Some(every), Ok(rt)) => {
+                Some(metrics::with_local_recorder(exporter.recorder(), || {
+                    crate::metrics::runtime::spawn_sampler(rt, every)
+                })?)
+            }
+            _ => None,
+        };
 
         let gate = Arc::new(AccessGate::new(&filter));
         let level_filter = LevelFilter::new(filter, &self.log_filter);
@@ -163,6 +177,8 @@ impl Config {
                 },
                 metrics_addr,
                 timeout: self.shutdown_timeout,
+                health,
+                _runtime_sampler: runtime_sampler,
             },
             exporter,
             settings,
@@ -220,6 +236,7 @@ impl Telemetry {
             // The compact, coloured one-line format: `.pretty()` would
             // format event fields with its own visitor, bypassing redaction.
             LogFormat::Pretty => tracing_subscriber::fmt::layer()
+                .event_format(crate::logging::pretty::PrettyFormat)
                 .fmt_fields(pretty_fields())
                 .with_writer(QueueWriter(self.core.queue.clone()))
                 .and_then(LevelCounters::new())
@@ -313,6 +330,26 @@ impl Telemetry {
     fn publish_metrics(&self) {
         exporter::install_global(self.exporter.clone());
         crate::metrics::limits::set(self.label_cap, self.slow_query);
+    }
+
+    /// The service's [`Health`]: register readiness checks on it and mount
+    /// [`Health::router`]; the metrics listener serves `/health/live` and
+    /// `/health/ready` from the same state. Its drain delay is
+    /// `GLIMPSE_SHUTDOWN_DRAIN_MS`.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// let health = telemetry
+    ///     .health()
+    ///     .check("cache", std::time::Duration::from_millis(100), || async { Ok::<(), String>(()) });
+    /// let app: axum::Router = axum::Router::new().merge(health.router());
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn health(&self) -> Health {
+        self.core.health.clone()
     }
 
     /// The current Prometheus text of this telemetry's recorder, as a scrape
@@ -426,6 +463,8 @@ pub(crate) struct Core {
     pub(crate) filter: FilterHandle,
     pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) timeout: Duration,
+    pub(crate) health: Health,
+    _runtime_sampler: Option<crate::metrics::runtime::Sampler>,
 }
 
 struct Inner {
@@ -651,6 +690,26 @@ impl Guard {
     /// ```
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.core.metrics_addr
+    }
+
+    /// The service's [`Health`](crate::health::Health): register readiness
+    /// checks on it and mount [`Health::router`](crate::health::Health::router);
+    /// the metrics listener serves `/health/live` and `/health/ready` from
+    /// the same state. Its drain delay is `GLIMPSE_SHUTDOWN_DRAIN_MS`.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// let health = guard
+    ///     .health()
+    ///     .check("cache", std::time::Duration::from_millis(100), || async { Ok::<(), String>(()) });
+    /// let app: axum::Router = axum::Router::new().merge(health.router());
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn health(&self) -> Health {
+        self.core.health.clone()
     }
 
     /// The current Prometheus text, as a scrape would see it.

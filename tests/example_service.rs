@@ -286,3 +286,92 @@ fn a_busy_metrics_port_exits_1_naming_the_address() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_ready_503_through_the_drain_while_a_slow_request_completes() {
+    let svc = start(&[("GLIMPSE_SHUTDOWN_DRAIN_MS", "1500")]);
+    let c = reqwest::Client::new();
+    let b = svc.base.clone();
+    let metrics_base = svc.metrics.trim_end_matches("/metrics").to_owned();
+
+    for base in [&b, &metrics_base] {
+        let r = c.get(format!("{base}/health/live")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{base}");
+        let r = c.get(format!("{base}/health/ready")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{base}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["checks"][0]["name"], "sqlite", "{body}");
+        assert_eq!(body["checks"][0]["status"], "up", "{body}");
+    }
+
+    let slow = tokio::spawn({
+        let (c, url) = (c.clone(), format!("{b}/slow?ms=1000"));
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = svc.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Within the drain: still serving, not ready, alive.
+    let r = c.get(format!("{b}/health/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "draining");
+    let r = c
+        .get(format!("{metrics_base}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "the metrics listener drains alike");
+    let r = c.get(format!("{b}/health/live")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, text) = slow.await.unwrap();
+    assert_eq!((status, text.as_str()), (200, "slept 1000 ms\n"));
+
+    let (code, lines) = stop_after_signal(svc);
+    assert_eq!(code, 0);
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("shutdown signal received")),
+        "the drain is logged"
+    );
+    assert!(
+        !lines.iter().any(|l| l["route"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("/health/"))),
+        "probes stay out of the access log"
+    );
+}
+
+/// Wait for a service already sent SIGTERM to exit; its stdout lines.
+fn stop_after_signal(mut svc: Service) -> (i32, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(s) = svc.child.try_wait().unwrap() {
+            break s.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    svc.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (code, common::strict_lines(&out))
+}

@@ -54,12 +54,13 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-fn histograms() -> [&'static str; 4] {
+fn histograms() -> [&'static str; 5] {
     [
         names::HTTP_SERVER_REQUEST_DURATION,
         names::WS_CONNECTION_DURATION,
         names::WS_MESSAGE_LATENCY,
         names::DB_QUERY_DURATION,
+        names::HEALTH_CHECK_DURATION,
     ]
 }
 
@@ -495,4 +496,62 @@ fn every_alert_has_severity_and_a_runbook_section() {
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn the_infrastructure_dashboard_has_a_runtime_row_and_runtime_saturated_is_a_tested_warning() {
+    let path = root().join("deploy/grafana/dashboards/infrastructure.json");
+    let d: serde_json::Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    let all = panels(&d);
+    let row = all
+        .iter()
+        .position(|p| p["type"] == "row" && p["title"] == "Runtime")
+        .expect("a Runtime row");
+    // The panels after the row, up to the next row.
+    let exprs: Vec<String> = all[row + 1..]
+        .iter()
+        .take_while(|p| p["type"] != "row")
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    for metric in [
+        names::TOKIO_BUSY_RATIO,
+        names::TOKIO_WORKER_BUSY_RATIO,
+        names::TOKIO_GLOBAL_QUEUE_DEPTH,
+        names::TOKIO_ALIVE_TASKS,
+    ] {
+        assert!(
+            exprs
+                .iter()
+                .any(|e| e.contains(metric) && e.contains("$service")),
+            "no Runtime panel queries {metric}: {exprs:#?}"
+        );
+    }
+
+    let rules = load_rules();
+    let alert = rules
+        .iter()
+        .find(|r| r.alert.as_deref() == Some("RuntimeSaturated"))
+        .expect("a RuntimeSaturated alert");
+    assert_eq!(alert.severity.as_deref(), Some("warning"));
+    assert!(
+        alert.expr.contains(names::TOKIO_BUSY_RATIO) && alert.expr.contains("> 0.9"),
+        "{}",
+        alert.expr
+    );
+    let rules_text =
+        fs::read_to_string(root().join("deploy/prometheus/rules/glimpse-warning.yml")).unwrap();
+    let after = &rules_text[rules_text.find("alert: RuntimeSaturated").unwrap()..];
+    assert!(
+        after.lines().take(8).any(|l| l.trim() == "for: 5m"),
+        "{after}"
+    );
+    let tests =
+        fs::read_to_string(root().join("deploy/prometheus/tests/warning_test.yml")).unwrap();
+    assert!(
+        tests.contains("alertname: RuntimeSaturated")
+            && tests.contains("0.95x10")
+            && tests.contains("0.89x10"),
+        "promtool-tested above (0.95) and below (0.89) the threshold"
+    );
 }

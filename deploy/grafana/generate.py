@@ -327,6 +327,22 @@ def infrastructure():
     d.prom("Threads", [(f"process_threads{{{SEL}}}", "{{instance}}")], w=8)
     d.prom("Uptime", [(f"time() - process_start_time_seconds{{{SEL}}}", "{{instance}}")], unit="s",
            kind="stat", w=8)
+    d.row("Runtime")
+    d.prom("Busy ratio per worker", [
+        (f"max by (instance) (tokio_busy_ratio{{{SEL}}})", "{{instance}} all workers"),
+        (f"max by (instance, worker) (tokio_worker_busy_ratio{{{SEL}}})", "{{instance}} worker {{worker}}"),
+    ], unit="percentunit", w=8,
+        description="Share of time the tokio workers ran tasks (sampled every 5 s). Warning alert "
+                    "RuntimeSaturated above 90% for 5m; one worker pinned at 100% is a task that does not yield.")
+    d.prom("Global queue depth", [(f"sum by (instance) (tokio_global_queue_depth{{{SEL}}})", "{{instance}}")],
+           w=8, description="Tasks waiting for a worker in the runtime's global queue.")
+    d.prom("Alive tasks", [(f"sum by (instance) (tokio_alive_tasks{{{SEL}}})", "{{instance}}")], w=8,
+           description="Tasks spawned and not yet finished; steady growth means leaked or stuck tasks.")
+    d.prom("Readiness checks", [(f"min by (check) (glimpse_health_check_status{{{SEL}}})", "{{check}}")],
+           kind="stat", w=12,
+           description="Last result of each /health/ready check: 1 up, 0 down (glimpse_obs::health).")
+    d.prom("Readiness check p95", [(quantile(0.95, "glimpse_health_check_duration_seconds", "le, check"),
+                                    "{{check}}")], unit="s", w=12)
     d.row("Database")
     d.prom("Pool connections by state", [(f"sum by (pool, state) (db_pool_connections{{{SEL}}})",
                                           "{{pool}} {{state}}")], stack=True, w=8)

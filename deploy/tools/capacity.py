@@ -156,6 +156,21 @@ def series_bound(profile, facts, label_cap=None):
          "guarded metrics whose domain exceeds the cap: " + (", ".join(overflowing) or "none")),
         ("glimpse_build_info", "gauge", 1, 1, "one"),
     ]
+    if profile.get("runtime_metrics", True):
+        workers = profile.get("runtime_workers", 8)
+        rows += [
+            ("tokio_workers", "gauge", 1, 1, "one"),
+            ("tokio_alive_tasks", "gauge", 1, 1, "one"),
+            ("tokio_global_queue_depth", "gauge", 1, 1, "one"),
+            ("tokio_busy_ratio", "gauge", 1, 1, "one"),
+            ("tokio_worker_busy_ratio", "gauge", workers, 1, f"{workers} runtime workers (profile runtime_workers)"),
+            ("tokio_worker_parks_total", "counter", 1, 1, "one"),
+        ]
+    checks = profile.get("health_checks", 1)
+    rows += [
+        ("glimpse_health_check_status", "gauge", checks, 1, f"{checks} readiness checks (profile health_checks)"),
+        ("glimpse_health_check_duration_seconds", "histogram", checks, h_lat, "readiness checks"),
+    ]
     if profile.get("process_metrics", True):
         rows += [(p, "counter" if p.endswith("_total") else "gauge", 1, 1, "metrics-process") for p in facts["process"]]
     return [(n, t, sets, per, sets * per, why) for n, t, sets, per, why in rows], cap

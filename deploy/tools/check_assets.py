@@ -292,8 +292,9 @@ def main():
     infra = next((d for d in ds.values() if d["title"].endswith("Infrastructure")), {})
     iexprs = " ".join(e for _, e in prom_queries(infra))
     need = ["process_cpu_seconds_total", "process_resident_memory_bytes", "db_pool_connections",
-            "cache_requests_total", "node_", "container_", "redis_"]
-    check("Infrastructure: process, db pool, cache, node, cAdvisor, redis panels",
+            "cache_requests_total", "node_", "container_", "redis_",
+            "tokio_busy_ratio", "tokio_global_queue_depth", "tokio_alive_tasks"]
+    check("Infrastructure: process, runtime, db pool, cache, node, cAdvisor, redis panels",
           all(n in iexprs for n in need), ", ".join(n for n in need if n not in iexprs))
 
     prov = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/datasources.yml").read_text())

@@ -12,7 +12,9 @@ Threads:
   - ws-long: one WebSocket connection to /ws/chat held for the whole run,
     sending a message every 100 ms (keeps websocket_connections_active > 0);
   - ws-short: short WebSocket connections, opened, used and closed (connection
-    duration, closes).
+    duration, closes);
+  - probes: GET /health/live and /health/ready every 0.5 s, as Kubernetes does
+    (readiness runs the SQLite check once per cache interval).
 Prints a summary of status codes; exits 1 if a route never answered as expected.
 """
 import base64
@@ -119,6 +121,14 @@ def main_loop():
         request(conn, "GET", "/error", headers=auth)
         request(conn, "GET", "/users/1", headers={"authorization": "Basic bm90LWJlYXJlcg=="})  # auth failure
         time.sleep(0.02)
+
+
+def probe_loop():
+    conn = [None]
+    while time.time() < DEADLINE:
+        request(conn, "GET", "/health/live")
+        request(conn, "GET", "/health/ready")
+        time.sleep(0.5)
 
 
 def slow_loop():
@@ -245,7 +255,7 @@ def ws_short():
 
 def main():
     threads = [threading.Thread(target=f, name=f.__name__, daemon=True)
-               for f in (main_loop, slow_loop, ws_long, ws_short)]
+               for f in (main_loop, slow_loop, ws_long, ws_short, probe_loop)]
     for t in threads:
         t.start()
     for t in threads:
@@ -256,7 +266,8 @@ def main():
         print(f"  error: {e}")
     want = ["GET /health 200", "POST /users 201", "GET /users/{id} 200", "GET /users/{id} 404",
             "POST /matches 201", "POST /messages 201", "POST /payments 201", "POST /payments 402",
-            "GET /slow 200", "GET /error 500", "WS echo", "WS close"]
+            "GET /slow 200", "GET /error 500", "WS echo", "WS close",
+            "GET /health/live 200", "GET /health/ready 200"]
     missing = [w for w in want if not stats.get(w)]
     if missing:
         print(f"load: never saw {missing}")

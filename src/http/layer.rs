@@ -57,7 +57,7 @@ impl Default for ObsLayer {
 
 impl ObsLayer {
     /// A layer with the settings `init()` read (slow threshold, sampling),
-    /// excluding `/health` and `/metrics`.
+    /// excluding `/health`, `/health/live`, `/health/ready` and `/metrics`.
     ///
     /// ```
     /// let layer = glimpse_obs::ObsLayer::new();
@@ -66,7 +66,12 @@ impl ObsLayer {
         Self {
             settings: Arc::new(Settings {
                 header: X_REQUEST_ID,
-                excluded: vec!["/health".into(), "/metrics".into()],
+                excluded: vec![
+                    "/health".into(),
+                    "/metrics".into(),
+                    crate::ids::LIVE_PATH.into(),
+                    crate::ids::READY_PATH.into(),
+                ],
                 sample: Vec::new(),
                 slow: None,
                 unmatched: UNMATCHED_ROUTE.into(),
@@ -100,7 +105,7 @@ impl ObsLayer {
 
     /// Exclude requests to `route` (a route template such as `/health`, or a
     /// path for unmatched requests) from logs, metrics and spans together.
-    /// Defaults to `/health` and `/metrics`.
+    /// Defaults to `/health`, `/health/live`, `/health/ready` and `/metrics`.
     ///
     /// ```
     /// let layer = glimpse_obs::layer().exclude("/ready");

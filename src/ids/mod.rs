@@ -25,6 +25,13 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// (client gone, timeout): nginx's "client closed request".
 pub const CANCELLED_STATUS: u16 = 499;
 
+/// Path of the liveness probe (`health::live`), excluded from the tower
+/// layer by default.
+pub const LIVE_PATH: &str = "/health/live";
+/// Path of the readiness probe (`health::ready`), excluded from the tower
+/// layer by default.
+pub const READY_PATH: &str = "/health/ready";
+
 /// Whether `meta` is the server span of the tower layer; its fields are
 /// OpenTelemetry attributes, already on the access line, so lines do not
 /// repeat them.

@@ -4,6 +4,7 @@
 pub(crate) mod filter;
 pub(crate) mod json;
 pub(crate) mod layer;
+pub(crate) mod pretty;
 pub mod redact;
 pub(crate) mod scope;
 pub(crate) mod timestamp;

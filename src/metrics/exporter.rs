@@ -247,6 +247,7 @@ pub(crate) fn spawn(
     listener: Option<std::net::TcpListener>,
     exporter: Arc<Exporter>,
     stop: tokio::sync::oneshot::Receiver<Duration>,
+    extra_routes: Router,
 ) -> Result<std::thread::JoinHandle<bool>, Error> {
     // A runtime of its own: init may run outside any runtime, and scrapes
     // must be answered even when the application's runtime is saturated.
@@ -283,7 +284,8 @@ pub(crate) fn spawn(
                         };
                         let app = Router::new()
                             .route("/metrics", get(scrape.clone()))
-                            .route("/", get(scrape));
+                            .route("/", get(scrape))
+                            .merge(extra_routes);
                         let serve = axum::serve(listener, app)
                             .with_graceful_shutdown(signal)
                             .into_future();

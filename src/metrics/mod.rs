@@ -5,6 +5,7 @@ mod amount_counter;
 pub mod business;
 pub mod cache;
 pub(crate) mod cardinality;
+pub mod custom;
 pub mod db;
 pub(crate) mod exporter;
 pub(crate) mod handles;
@@ -17,6 +18,7 @@ pub mod names {
     pub use crate::names::*;
 }
 mod process;
+pub mod runtime;
 pub mod security;
 pub mod ws;
 
@@ -38,4 +40,5 @@ pub const CONNECTION_BUCKETS: &[f64] = &[
 ];
 
 pub use cardinality::OVERFLOW_VALUE;
+pub use custom::{Custom, CustomCounter, CustomGauge, CustomHistogram};
 pub use exporter::{SharedRecorder, metrics_handler};

@@ -69,6 +69,26 @@ pub const LABEL_OVERFLOW: &str = "glimpse_obs_label_overflow_total";
 /// Gauge, always 1, carrying `version` and `rustc` labels.
 pub const BUILD_INFO: &str = "glimpse_build_info";
 
+// Tokio runtime (metrics::runtime).
+/// Gauge of the runtime's worker threads.
+pub const TOKIO_WORKERS: &str = "tokio_workers";
+/// Gauge of tasks spawned and not yet finished.
+pub const TOKIO_ALIVE_TASKS: &str = "tokio_alive_tasks";
+/// Gauge of tasks waiting in the runtime's global queue.
+pub const TOKIO_GLOBAL_QUEUE_DEPTH: &str = "tokio_global_queue_depth";
+/// Gauge (0-1) of the workers' busy share of the last sampling interval, averaged.
+pub const TOKIO_BUSY_RATIO: &str = "tokio_busy_ratio";
+/// Gauge (0-1) of one worker's busy share of the last sampling interval; label `worker`.
+pub const TOKIO_WORKER_BUSY_RATIO: &str = "tokio_worker_busy_ratio";
+/// Counter of worker parks, summed over workers.
+pub const TOKIO_WORKER_PARKS: &str = "tokio_worker_parks_total";
+
+// Health (crate::health).
+/// Gauge of the last run of a readiness check, 1 passed / 0 failed; label `check`.
+pub const HEALTH_CHECK_STATUS: &str = "glimpse_health_check_status";
+/// Histogram of readiness check durations in seconds; label `check`.
+pub const HEALTH_CHECK_DURATION: &str = "glimpse_health_check_duration_seconds";
+
 /// Every metric the crate itself registers (process metrics excluded).
 pub const ALL: &[&str] = &[
     HTTP_SERVER_REQUEST_DURATION,
@@ -97,6 +117,14 @@ pub const ALL: &[&str] = &[
     DROPPED,
     LABEL_OVERFLOW,
     BUILD_INFO,
+    TOKIO_WORKERS,
+    TOKIO_ALIVE_TASKS,
+    TOKIO_GLOBAL_QUEUE_DEPTH,
+    TOKIO_BUSY_RATIO,
+    TOKIO_WORKER_BUSY_RATIO,
+    TOKIO_WORKER_PARKS,
+    HEALTH_CHECK_STATUS,
+    HEALTH_CHECK_DURATION,
 ];
 
 // Process (read from the operating system at each scrape with
@@ -185,4 +213,8 @@ pub mod labels {
     pub const CACHE: &str = "cache";
     /// Cache look-up result (`hit`/`miss`).
     pub const RESULT: &str = "result";
+    /// Tokio worker index (`0`..`workers-1`).
+    pub const WORKER: &str = "worker";
+    /// Readiness check name.
+    pub const CHECK: &str = "check";
 }
