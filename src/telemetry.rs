@@ -506,6 +506,18 @@ impl Core {
         } = inner;
         let start = Instant::now();
         let span_result = pipeline.shutdown(self.timeout);
+        let dropped = pipeline.dropped_spans();
+        if span_result.is_err() || dropped > 0 {
+            // Reported in the log while the writer still runs: a collector
+            // that does not answer is an operational fact, not a crash.
+            let error = span_result.as_ref().err().map(ToString::to_string);
+            tracing::warn!(
+                target: "glimpse_obs",
+                error = error.as_deref().unwrap_or("export failed"),
+                dropped_spans = dropped,
+                "spans dropped: the collector did not take them before shutdown"
+            );
+        }
         let left = self
             .timeout
             .saturating_sub(start.elapsed())

@@ -86,23 +86,33 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
 /// (a filtered run such as `cargo test --test ws`): the tests that drive it
 /// never skip.
 pub fn example_binary() -> PathBuf {
+    example_binary_named("service")
+}
+
+/// The binary of the example `name`, built (or brought up to date) first:
+/// a stale binary would test yesterday's code.
+pub fn example_binary_named(name: &str) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps/x -> target/<profile>
-    let bin = profile_dir.join("examples").join("service");
+    let bin = profile_dir.join("examples").join(name);
     let _one_build = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !bin.is_file() {
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        cargo
-            .args(["build", "--example", "service", "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-        if release {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("running cargo to build the example");
-        assert!(status.success(), "cargo build --example service failed");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .args([
+            "build",
+            "--all-features",
+            "--example",
+            name,
+            "--manifest-path",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    if release {
+        cargo.arg("--release");
     }
+    let status = cargo.status().expect("running cargo to build the example");
+    assert!(status.success(), "cargo build --example {name} failed");
     assert!(bin.is_file(), "{} missing after the build", bin.display());
     bin
 }
