@@ -324,7 +324,10 @@ impl JsonLayer {
         line.extend_from_slice(fields);
         line.extend_from_slice(b"}\n");
 
-        self.queue.push(line, level == Level::ERROR || audit);
+        // Critical lines (the ones the guide never lets go) overtake the
+        // others when stdout falls behind.
+        let critical = level == Level::ERROR || audit || log_type == LogType::Payment;
+        self.queue.push(line, critical);
         for c in captures.iter() {
             c.0.lock()
                 .unwrap_or_else(|e| e.into_inner())
