@@ -193,8 +193,9 @@ pub fn major_units(amount_minor: u64, currency: &str) -> f64 {
 /// `amount_minor` in the revenue counter's unit, ten-thousandths of a major
 /// unit: the same for every currency, so `currency="other"` (currencies
 /// past the label cap) sums amounts of different exponents correctly.
-fn revenue_units(amount_minor: u64, currency: &str) -> u64 {
-    amount_minor.saturating_mul(revenue_scale(currency))
+/// `None` when it does not fit in a `u64`.
+fn revenue_units(amount_minor: u64, currency: &str) -> Option<u64> {
+    amount_minor.checked_mul(revenue_scale(currency))
 }
 
 /// Ten-thousandths of a major unit per minor unit of `currency`.
@@ -203,12 +204,17 @@ fn revenue_scale(currency: &str) -> u64 {
     SCALE[currency_exponent(currency) as usize]
 }
 
+static AMOUNT_REJECTED: Single<Counter> =
+    Single::new(|| metrics::counter!(names::PAYMENT_AMOUNT_REJECTED));
+
 /// Count one payment and log it.
 ///
 /// - `glimpse_payments_total{status,provider,currency}` +1;
 /// - on success, `glimpse_payment_amount_total{currency}` += the amount in
 ///   major units ([`major_units`]: 1299 EUR cents adds 12.99, 1299 JPY adds
-///   1299);
+///   1299); an amount that would carry the sum past its top (1.8e15 major
+///   units, `u64::MAX` minor units for one) adds nothing and counts in
+///   `glimpse_payment_amount_rejected_total`, so revenue never goes down;
 /// - one line, INFO on success and WARN on failure, so the guide's query
 ///   `service:payment AND status:failed` finds each failure once:
 ///
@@ -246,10 +252,13 @@ pub fn payment_processed(provider: &str, currency: &str, amount_minor: u64, stat
             PAYMENTS.with(provider, currency, |h| {
                 h.succeeded.increment(1);
                 // The scale is resolved with the handles, except for `other`.
-                h.revenue.increment(match h.scale {
-                    Some(scale) => amount_minor.saturating_mul(scale),
+                let units = match h.scale {
+                    Some(scale) => amount_minor.checked_mul(scale),
                     None => revenue_units(amount_minor, currency),
-                });
+                };
+                if !units.is_some_and(|units| h.revenue.increment(units)) {
+                    AMOUNT_REJECTED.get().increment(1);
+                }
             });
             tracing::info!(
                 target: "glimpse_obs::business",
@@ -358,10 +367,10 @@ mod tests {
 
     #[test]
     fn revenue_units_are_ten_thousandths_of_a_major_unit_in_every_currency() {
-        assert_eq!(revenue_units(1299, "EUR"), 129_900);
-        assert_eq!(revenue_units(1299, "JPY"), 12_990_000);
-        assert_eq!(revenue_units(1299, "KWD"), 12_990);
-        assert_eq!(revenue_units(1299, "CLF"), 1299);
-        assert_eq!(revenue_units(u64::MAX, "JPY"), u64::MAX);
+        assert_eq!(revenue_units(1299, "EUR"), Some(129_900));
+        assert_eq!(revenue_units(1299, "JPY"), Some(12_990_000));
+        assert_eq!(revenue_units(1299, "KWD"), Some(12_990));
+        assert_eq!(revenue_units(1299, "CLF"), Some(1299));
+        assert_eq!(revenue_units(u64::MAX, "JPY"), None);
     }
 }
