@@ -135,11 +135,56 @@ pub(crate) static REVENUE: AmountFamily = AmountFamily::new(
     "Revenue of succeeded payments in major currency units, by currency.",
 );
 
+/// The ISO 4217 currency codes in use (the list of the maintenance agency,
+/// without `XXX` "no currency" and `XTS` "testing"), sorted.
+const ISO_4217: &[[u8; 3]] = &[
+    *b"AED", *b"AFN", *b"ALL", *b"AMD", *b"ANG", *b"AOA", *b"ARS", *b"AUD", *b"AWG", *b"AZN",
+    *b"BAM", *b"BBD", *b"BDT", *b"BGN", *b"BHD", *b"BIF", *b"BMD", *b"BND", *b"BOB", *b"BOV",
+    *b"BRL", *b"BSD", *b"BTN", *b"BWP", *b"BYN", *b"BZD", *b"CAD", *b"CDF", *b"CHE", *b"CHF",
+    *b"CHW", *b"CLF", *b"CLP", *b"CNY", *b"COP", *b"COU", *b"CRC", *b"CUC", *b"CUP", *b"CVE",
+    *b"CZK", *b"DJF", *b"DKK", *b"DOP", *b"DZD", *b"EGP", *b"ERN", *b"ETB", *b"EUR", *b"FJD",
+    *b"FKP", *b"GBP", *b"GEL", *b"GHS", *b"GIP", *b"GMD", *b"GNF", *b"GTQ", *b"GYD", *b"HKD",
+    *b"HNL", *b"HTG", *b"HUF", *b"IDR", *b"ILS", *b"INR", *b"IQD", *b"IRR", *b"ISK", *b"JMD",
+    *b"JOD", *b"JPY", *b"KES", *b"KGS", *b"KHR", *b"KMF", *b"KPW", *b"KRW", *b"KWD", *b"KYD",
+    *b"KZT", *b"LAK", *b"LBP", *b"LKR", *b"LRD", *b"LSL", *b"LYD", *b"MAD", *b"MDL", *b"MGA",
+    *b"MKD", *b"MMK", *b"MNT", *b"MOP", *b"MRU", *b"MUR", *b"MVR", *b"MWK", *b"MXN", *b"MXV",
+    *b"MYR", *b"MZN", *b"NAD", *b"NGN", *b"NIO", *b"NOK", *b"NPR", *b"NZD", *b"OMR", *b"PAB",
+    *b"PEN", *b"PGK", *b"PHP", *b"PKR", *b"PLN", *b"PYG", *b"QAR", *b"RON", *b"RSD", *b"RUB",
+    *b"RWF", *b"SAR", *b"SBD", *b"SCR", *b"SDG", *b"SEK", *b"SGD", *b"SHP", *b"SLE", *b"SLL",
+    *b"SOS", *b"SRD", *b"SSP", *b"STN", *b"SVC", *b"SYP", *b"SZL", *b"THB", *b"TJS", *b"TMT",
+    *b"TND", *b"TOP", *b"TRY", *b"TTD", *b"TWD", *b"TZS", *b"UAH", *b"UGX", *b"USD", *b"USN",
+    *b"UYI", *b"UYU", *b"UYW", *b"UZS", *b"VED", *b"VES", *b"VND", *b"VUV", *b"WST", *b"XAF",
+    *b"XAG", *b"XAU", *b"XBA", *b"XBB", *b"XBC", *b"XBD", *b"XCD", *b"XCG", *b"XDR", *b"XOF",
+    *b"XPD", *b"XPF", *b"XPT", *b"XSU", *b"XUA", *b"YER", *b"ZAR", *b"ZMW", *b"ZWG", *b"ZWL",
+];
+
+/// Whether `code` is an ISO 4217 currency code in use (any case): `EUR`,
+/// `jpy`; not `ZZZ`, `euro` or `XXX`. Payment metrics record any other
+/// value as `currency="other"`, without taking a slot of the label cap.
+///
+/// ```
+/// use glimpse_obs::business::is_iso4217;
+/// assert!(is_iso4217("EUR"));
+/// assert!(is_iso4217("gbp"));
+/// assert!(!is_iso4217("ZZZ"));
+/// assert!(!is_iso4217("euro"));
+/// ```
+pub fn is_iso4217(code: &str) -> bool {
+    let &[a, b, c] = code.as_bytes() else {
+        return false;
+    };
+    ISO_4217
+        .binary_search(&[a, b, c].map(|x| x.to_ascii_uppercase()))
+        .is_ok()
+}
+
 // Provider and currency are capped separately: a new provider past the cap
 // becomes `provider="other"` without moving a known currency's revenue into
-// `currency="other"`.
+// `currency="other"`. A currency that is not an ISO 4217 code is `other`
+// without taking a slot, so junk cannot push real currencies out (checked
+// only when a value is first seen: the handles of admitted values are cached).
 static PAYMENTS: Family<PaymentHandles> =
-    Family::per_label(names::PAYMENTS, |provider, currency| {
+    Family::per_label_checked(names::PAYMENTS, is_iso4217, |provider, currency| {
         let count = |status: PaymentStatus| {
             metrics::counter!(names::PAYMENTS,
             keys::STATUS => status.as_str(),
@@ -363,6 +408,17 @@ mod tests {
         assert_eq!(major_units(1299, "KRW"), 1299.0);
         assert_eq!(major_units(1299, "KWD"), 1.299);
         assert_eq!(major_units(0, "EUR"), 0.0);
+    }
+
+    #[test]
+    fn the_iso_4217_list_is_sorted_and_holds_the_exponent_table() {
+        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]));
+        for code in ["JPY", "KWD", "CLF", "UYW", "EUR", "USD", "GBP"] {
+            assert!(is_iso4217(code), "{code}");
+        }
+        for junk in ["", "EU", "EURO", "XXX", "XTS", "ZZZ", "E1R", "€UR"] {
+            assert!(!is_iso4217(junk), "{junk}");
+        }
     }
 
     #[test]

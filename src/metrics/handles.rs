@@ -156,6 +156,23 @@ impl<H> Family<H> {
         }
     }
 
+    /// Like [`Family::per_label`], but `b` values `accepts` refuses become
+    /// `other` without taking a slot.
+    pub(crate) const fn per_label_checked(
+        metric: &'static str,
+        accepts: fn(&str) -> bool,
+        make: fn(&str, &str) -> H,
+    ) -> Self {
+        Self {
+            guard: LabelGuard::new(metric),
+            b_guard: Some(LabelGuard::with_check(metric, Some(accepts))),
+            table: OnceLock::new(),
+            filled: AtomicUsize::new(0),
+            other: OnceLock::new(),
+            make,
+        }
+    }
+
     /// Like [`Family::new`], but `a` and `b` are capped separately: a new
     /// value of one past its cap becomes `other` while the other label keeps
     /// its value (a new payment provider never moves revenue of a known
@@ -257,7 +274,13 @@ impl<H> Family<H> {
         }
         let (a, b) = (&*a, &*b);
         let table = self.table.get_or_init(|| {
-            let cap = crate::init::settings().label_cap;
+            let settings = crate::init::settings();
+            // Known values take no slot of the cap, but a place in the table.
+            let known = settings
+                .known_labels
+                .get(self.guard.metric())
+                .map_or(0, |k| k.len());
+            let cap = settings.label_cap.saturating_add(known);
             // Per label, up to cap × cap pairs may exist; room for twice the
             // cap keeps the table small, and pairs past half of it are
             // resolved on each call (slower, still correct).
