@@ -104,9 +104,14 @@ fn install_inner(config: &mut Config) -> Result<Guard, Error> {
     let log_layer = match config.log_format {
         LogFormat::Json => {
             crate::logging::layer::JSON_INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
-            JsonLayer::new(&config.service, queue.clone(), gate.clone())
-                .with_filter(filter_layer)
-                .boxed()
+            JsonLayer::new(
+                &config.service,
+                queue.clone(),
+                gate.clone(),
+                config.log_field_max_bytes,
+            )
+            .with_filter(filter_layer)
+            .boxed()
         }
         // The compact, coloured one-line format: `.pretty()` would format
         // event fields with its own visitor, bypassing redaction.

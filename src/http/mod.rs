@@ -49,7 +49,8 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Status recorded for requests whose future was dropped before a response
 /// (client gone, timeout): nginx's "client closed request".
 pub const CANCELLED_STATUS: u16 = 499;
-/// Longest `path` written on the access line and span; longer ones are cut.
+/// Longest `path` written on the access line and span; longer ones are cut
+/// (after card numbers and e-mail addresses in it are masked).
 const MAX_PATH: usize = 256;
 
 /// The request ID of the current request, for outbound propagation.
@@ -292,7 +293,8 @@ where
         entry.active.increment(1.0);
         // A clone of the URI shares its bytes: no copy of the path.
         let uri = req.uri().clone();
-        let path = cap_path(uri.path());
+        let path = crate::logging::redact::mask_personal_data(uri.path());
+        let path = cap_path(&path);
         let span = tracing::info_span!(
             target: "glimpse_obs::http",
             "request",
@@ -489,7 +491,8 @@ impl Pending {
         let log_type = log_type_enum.as_str();
         // Milliseconds with microsecond precision (1.43).
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let path = cap_path(self.uri.path());
+        let path = crate::logging::redact::mask_personal_data(self.uri.path());
+        let path = cap_path(&path);
         let cancelled = status == CANCELLED_STATUS;
         // An explicit parent rather than `in_scope`: the line gets the
         // request's fields without entering and exiting the span again.

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::redact::{self, TRUNCATED_SUFFIX};
+
 /// Characters that must be escaped in a JSON string, and how.
 const ESCAPE: [u8; 256] = {
     let mut table = [0u8; 256];
@@ -97,6 +99,52 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
+/// How far past the length cap personal data is still looked for, so a
+/// card number or an address across the cut is masked whole, not left
+/// half visible (an address is at most 254 bytes).
+const MASK_LOOKAHEAD: usize = 320;
+
+/// Append `s` escaped (without quotes) as a value of the log: card numbers
+/// and e-mail addresses masked, cut at `max` bytes (at a character
+/// boundary) and then ending with [`TRUNCATED_SUFFIX`]; `cut` says the
+/// caller already dropped a tail. The masking scan is cheap when there is
+/// nothing to mask (`redact::mask_personal_data`).
+pub(crate) fn value_escape_into(out: &mut Vec<u8>, s: &str, max: usize, cut: bool) {
+    let (head, cut_head) = redact::cap(s, max.saturating_add(MASK_LOOKAHEAD));
+    let masked = redact::mask_personal_data(head);
+    let (kept, cut_kept) = redact::cap(&masked, max);
+    escape_into(out, kept);
+    if cut || cut_head || cut_kept {
+        escape_into(out, TRUNCATED_SUFFIX);
+    }
+}
+
+/// [`value_escape_into`] between quotes.
+pub(crate) fn value_into(out: &mut Vec<u8>, s: &str, max: usize) {
+    out.push(b'"');
+    value_escape_into(out, s, max, false);
+    out.push(b'"');
+}
+
+/// A `fmt::Write` into a `String` that keeps the first `limit` bytes (at
+/// a character boundary) and notes whether it dropped any: a `Debug` value
+/// of 200 KB is not formatted in full only to be cut.
+pub(crate) struct Bounded<'a> {
+    pub(crate) out: &'a mut String,
+    pub(crate) limit: usize,
+    pub(crate) cut: bool,
+}
+
+impl fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.limit.saturating_sub(self.out.len());
+        let (kept, cut) = redact::cap(s, room);
+        self.out.push_str(kept);
+        self.cut |= cut;
+        Ok(())
+    }
+}
+
 /// Append `"s"` as a JSON string.
 pub(crate) fn string_into(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
@@ -115,17 +163,6 @@ pub(crate) fn lossy_string_into(out: &mut Vec<u8>, bytes: &[u8]) {
         }
     }
     out.push(b'"');
-}
-
-/// A `fmt::Write` that escapes everything written through it, so `Debug`
-/// and `Display` output lands in the buffer without an intermediate `String`.
-pub(crate) struct Escaper<'a>(pub(crate) &'a mut Vec<u8>);
-
-impl fmt::Write for Escaper<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        escape_into(self.0, s);
-        Ok(())
-    }
 }
 
 /// Append a float; non-finite values, which JSON cannot carry, become strings.

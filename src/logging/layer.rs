@@ -77,6 +77,9 @@ thread_local! {
     // The access line's fields, rendered by the tower layer right before it
     // emits the line on this thread (see `stage_access_fields`).
     static ACCESS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    // `Debug`/`Display` values are formatted here first, so they are masked
+    // and capped like string values (see `FieldVisitor::formatted`).
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Keys of the staged access-line fields, so span fields never repeat them.
@@ -124,6 +127,8 @@ pub(crate) struct JsonLayer {
     access_heads: [[Box<[u8]>; 2]; 2],
     /// The dispatcher this layer belongs to (see `format`).
     dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
+    /// `Config::log_field_max_bytes`: the longest message or string value.
+    max_value: usize,
 }
 
 /// Append the schema fields after the timestamp: `","level":…` to `log_type`.
@@ -149,7 +154,12 @@ fn head_into(
 }
 
 impl JsonLayer {
-    pub(crate) fn new(service: &str, queue: LineQueue, gate: Arc<AccessGate>) -> Self {
+    pub(crate) fn new(
+        service: &str,
+        queue: LineQueue,
+        gate: Arc<AccessGate>,
+        max_value: usize,
+    ) -> Self {
         let mut s = b",\"service\":".to_vec();
         json::string_into(&mut s, service);
         let access_heads = [Level::INFO, Level::WARN].map(|level| {
@@ -173,6 +183,7 @@ impl JsonLayer {
             gate,
             access_heads,
             dispatch: OnceLock::new(),
+            max_value,
         }
     }
 
@@ -190,6 +201,7 @@ impl JsonLayer {
             segs: None,
             log_type: None,
             audit: false,
+            max: self.max_value,
         };
         event.record(&mut v);
         let (log_type, audit) = (v.log_type, v.audit);
@@ -434,6 +446,7 @@ where
             segs: Some(&mut sf.segs),
             log_type: None,
             audit: false,
+            max: self.max_value,
         };
         attrs.record(&mut v);
         if !sf.segs.is_empty() {
@@ -457,6 +470,7 @@ where
             segs: Some(&mut new.segs),
             log_type: None,
             audit: false,
+            max: self.max_value,
         };
         values.record(&mut v);
         // Keep the old values the record did not replace.
@@ -553,6 +567,35 @@ struct FieldVisitor<'a> {
     segs: Option<&'a mut Vec<(&'static str, usize, usize)>>,
     log_type: Option<LogType>,
     audit: bool,
+    /// The longest message or string value, in bytes.
+    max: usize,
+}
+
+/// Format `args` and pass the text (at most `limit` bytes, and whether
+/// more was cut) to `f`, through a per-thread buffer.
+fn formatted(args: std::fmt::Arguments<'_>, limit: usize, f: impl FnOnce(&str, bool)) {
+    let run = |s: &mut String| {
+        s.clear();
+        let mut b = json::Bounded {
+            out: s,
+            limit,
+            cut: false,
+        };
+        let _ = b.write_fmt(args);
+        let cut = b.cut;
+        f(s, cut);
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => {
+            run(&mut s);
+            // Keep the buffer, unless one huge value grew it.
+            if s.capacity() > 64 * 1024 {
+                *s = String::new();
+            }
+        }
+        // A `Debug` impl that logs: a buffer of its own.
+        Err(_) => run(&mut String::new()),
+    });
 }
 
 impl FieldVisitor<'_> {
@@ -598,9 +641,10 @@ impl FieldVisitor<'_> {
 
 impl tracing::field::Visit for FieldVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
+        let max = self.max;
         if self.is_message(field) {
             if let Some(msg) = self.msg.as_deref_mut() {
-                json::escape_into(msg, value);
+                json::value_escape_into(msg, value, max, false);
             }
             return;
         }
@@ -611,33 +655,58 @@ impl tracing::field::Visit for FieldVisitor<'_> {
             self.log_type = Some(t);
             return;
         }
-        self.scalar(field, |out| json::string_into(out, value));
+        self.scalar(field, |out| json::value_into(out, value, max));
     }
 
+    // Formatted values are masked and capped like strings: `%email` and
+    // `?card` are string values to a reader. Formatting goes through a
+    // per-thread buffer, bounded a little past the cap (`formatted`).
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let max = self.max;
+        let limit = max.saturating_add(512);
         if self.is_message(field) {
             if let Some(msg) = self.msg.as_deref_mut() {
-                let _ = write!(json::Escaper(msg), "{value:?}");
+                formatted(format_args!("{value:?}"), limit, |s, cut| {
+                    json::value_escape_into(msg, s, max, cut)
+                });
             }
             return;
         }
         self.scalar(field, |out| {
-            out.push(b'"');
-            let _ = write!(json::Escaper(out), "{value:?}");
-            out.push(b'"');
+            formatted(format_args!("{value:?}"), limit, |s, cut| {
+                out.push(b'"');
+                json::value_escape_into(out, s, max, cut);
+                out.push(b'"');
+            })
         });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let max = self.max;
         self.scalar(field, |out| {
-            out.push(b'"');
-            let _ = write!(json::Escaper(out), "{value}");
-            out.push(b'"');
+            formatted(
+                format_args!("{value}"),
+                max.saturating_add(512),
+                |s, cut| {
+                    out.push(b'"');
+                    json::value_escape_into(out, s, max, cut);
+                    out.push(b'"');
+                },
+            )
         });
     }
 
     fn record_bytes(&mut self, field: &Field, value: &[u8]) {
-        self.scalar(field, |out| json::lossy_string_into(out, value));
+        let max = self.max;
+        self.scalar(field, |out| {
+            let kept = &value[..value.len().min(max)];
+            json::lossy_string_into(out, kept);
+            if kept.len() < value.len() {
+                out.pop();
+                json::escape_into(out, super::redact::TRUNCATED_SUFFIX);
+                out.push(b'"');
+            }
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {

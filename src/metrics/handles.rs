@@ -129,7 +129,7 @@ fn table_slots(entries: usize) -> usize {
 
 /// Handle sets keyed by one or two caller-fed label values (`b` is `""` for
 /// one), capped together by one [`LabelGuard`] ([`Family::new`]) or each by
-/// its own ([`Family::per_label`]).
+/// its own ([`Family::per_label_checked`]).
 pub(crate) struct Family<H: 'static> {
     guard: LabelGuard,
     /// Caps `b` on its own (then `guard` caps `a` alone).
@@ -156,8 +156,12 @@ impl<H> Family<H> {
         }
     }
 
-    /// Like [`Family::per_label`], but `b` values `accepts` refuses become
-    /// `other` without taking a slot.
+    /// Like [`Family::new`], but `a` and `b` are capped separately: a new
+    /// value of one past its cap becomes `other` while the other label keeps
+    /// its value (a new payment provider never moves revenue of a known
+    /// currency into `currency="other"`).
+    /// `b` values `accepts` refuses (currencies that are not ISO 4217
+    /// codes) become `other` without taking a slot.
     pub(crate) const fn per_label_checked(
         metric: &'static str,
         accepts: fn(&str) -> bool,
@@ -166,21 +170,6 @@ impl<H> Family<H> {
         Self {
             guard: LabelGuard::new(metric),
             b_guard: Some(LabelGuard::with_check(metric, Some(accepts))),
-            table: OnceLock::new(),
-            filled: AtomicUsize::new(0),
-            other: OnceLock::new(),
-            make,
-        }
-    }
-
-    /// Like [`Family::new`], but `a` and `b` are capped separately: a new
-    /// value of one past its cap becomes `other` while the other label keeps
-    /// its value (a new payment provider never moves revenue of a known
-    /// currency into `currency="other"`).
-    pub(crate) const fn per_label(metric: &'static str, make: fn(&str, &str) -> H) -> Self {
-        Self {
-            guard: LabelGuard::new(metric),
-            b_guard: Some(LabelGuard::new(metric)),
             table: OnceLock::new(),
             filled: AtomicUsize::new(0),
             other: OnceLock::new(),
