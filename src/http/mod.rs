@@ -85,6 +85,8 @@ struct Settings {
     /// Set with [`ObsLayer::slow_request`]; else `GLIMPSE_SLOW_REQUEST_MS`.
     slow: Option<Duration>,
     unmatched: String,
+    /// Set with [`ObsLayer::trust_request_id`].
+    trust_request_id: bool,
 }
 
 /// Tower layer for axum routers: request ID, user-ID slot, server span with
@@ -130,6 +132,7 @@ impl ObsLayer {
                 sample: Vec::new(),
                 slow: None,
                 unmatched: UNMATCHED_ROUTE.into(),
+                trust_request_id: true,
             }),
         }
     }
@@ -191,6 +194,20 @@ impl ObsLayer {
     /// ```
     pub fn slow_request(self, threshold: Duration) -> Self {
         self.edit(|s| s.slow = Some(threshold))
+    }
+
+    /// Whether the caller's request ID (a valid `x-request-id`) becomes the
+    /// request's ID, logged as `requestId` and echoed. With `false` (public
+    /// edges, where any caller can send any ID), every request gets an ID
+    /// of our own and the caller's is kept only as `clientRequestId` on
+    /// its lines, as Envoy does for external requests: nobody can write
+    /// another request's ID into audit lines. Defaults to `true`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().trust_request_id(false);
+    /// ```
+    pub fn trust_request_id(self, trust: bool) -> Self {
+        self.edit(|s| s.trust_request_id = trust)
     }
 
     /// The `route` label of requests that matched no route. Defaults to `unmatched`.
@@ -289,7 +306,15 @@ where
         };
 
         let start = Instant::now();
-        let request_id = RequestId::from_headers(req.headers(), &settings.header);
+        let (request_id, client_request_id) = if settings.trust_request_id {
+            (
+                RequestId::from_headers(req.headers(), &settings.header),
+                None,
+            )
+        } else {
+            let client = RequestId::from_caller(req.headers(), &settings.header);
+            (RequestId::generate(), client)
+        };
         entry.active.increment(1.0);
         // A clone of the URI shares its bytes: no copy of the path.
         let uri = req.uri().clone();
@@ -317,7 +342,9 @@ where
             "error.type" = Empty,
         );
         crate::trace::set_parent_from_headers(&span, req.headers());
-        let scope = Arc::new(RequestScope::new(request_id.clone()));
+        let scope = Arc::new(
+            RequestScope::new(request_id.clone()).with_client_request_id(client_request_id),
+        );
         let traceparent = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
 

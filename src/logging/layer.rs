@@ -37,6 +37,7 @@ fn is_reserved(name: &str) -> bool {
             | "target"
             | "log_type"
             | "requestId"
+            | "clientRequestId"
             | "userId"
             | "traceId"
             | "spanId"

@@ -15,6 +15,9 @@ use crate::RequestId;
 #[derive(Debug)]
 pub(crate) struct RequestScope {
     pub(crate) request_id: RequestId,
+    /// The caller's `x-request-id` when the layer does not trust it
+    /// (`clientRequestId`).
+    pub(crate) client_request_id: Option<RequestId>,
     user: Mutex<Option<UserId>>,
 }
 
@@ -29,17 +32,29 @@ impl RequestScope {
     pub(crate) fn new(request_id: RequestId) -> Self {
         Self {
             request_id,
+            client_request_id: None,
             user: Mutex::new(None),
         }
     }
 
-    /// Append `,"requestId":"…"`. A request ID is 1–128 characters of
+    /// A scope that also carries the caller's request ID as `clientRequestId`.
+    pub(crate) fn with_client_request_id(mut self, id: Option<RequestId>) -> Self {
+        self.client_request_id = id;
+        self
+    }
+
+    /// Append `,"requestId":"…"` (and `,"clientRequestId":"…"`). A request ID is 1–128 characters of
     /// `[A-Za-z0-9._:@-]` (validated or generated), none of which JSON
     /// escapes, so it is copied as is.
     pub(crate) fn request_id_json_into(&self, line: &mut Vec<u8>) {
         line.extend_from_slice(b",\"requestId\":\"");
         line.extend_from_slice(self.request_id.as_str().as_bytes());
         line.push(b'"');
+        if let Some(client) = &self.client_request_id {
+            line.extend_from_slice(b",\"clientRequestId\":\"");
+            line.extend_from_slice(client.as_str().as_bytes());
+            line.push(b'"');
+        }
     }
 
     pub(crate) fn set_user(&self, id: &str) {
