@@ -145,6 +145,25 @@ impl fmt::Write for Bounded<'_> {
     }
 }
 
+/// A `fmt::Write` that escapes what is written through it straight into
+/// `out`, keeping at most `budget` bytes (at a character boundary) and
+/// noting whether it dropped any.
+pub(crate) struct CappedEscaper<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) budget: usize,
+    pub(crate) cut: bool,
+}
+
+impl fmt::Write for CappedEscaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let (kept, cut) = redact::cap(s, self.budget);
+        escape_into(self.out, kept);
+        self.budget -= kept.len();
+        self.cut |= cut;
+        Ok(())
+    }
+}
+
 /// Append `"s"` as a JSON string.
 pub(crate) fn string_into(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');

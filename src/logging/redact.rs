@@ -80,7 +80,7 @@ pub const TRUNCATED_SUFFIX: &str = "…[truncated]";
 /// byte; almost every value answers `false`, and only those that answer
 /// `true` pay for [`mask_personal_data`]'s parse and copy.
 #[inline]
-fn may_hold_personal_data(bytes: &[u8]) -> bool {
+pub(crate) fn may_hold_personal_data(bytes: &[u8]) -> bool {
     let mut digits = 0u32;
     for (i, &b) in bytes.iter().enumerate() {
         if b.is_ascii_digit() {
