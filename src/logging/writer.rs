@@ -81,6 +81,11 @@ struct State {
     closed: bool,
     /// Shutdown timed out: stop at the next chunk boundary.
     abandon: bool,
+    /// Threads waiting on `progress` (a critical line off the runtime, a
+    /// flush, shutdown). The writer signals only when there are some: a
+    /// condvar signal is a system call even with nobody waiting, and the
+    /// writer makes progress once per chunk.
+    waiters: u32,
 }
 
 struct Shared {
@@ -169,6 +174,31 @@ impl LineQueue {
         ))
     }
 
+    /// Wait on `progress` up to `timeout`, counted in `waiters`.
+    fn wait_progress<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        st.waiters += 1;
+        let mut st = match timeout {
+            Some(t) => {
+                self.shared
+                    .progress
+                    .wait_timeout(st, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => self
+                .shared
+                .progress
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner()),
+        };
+        st.waiters -= 1;
+        st
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the buffers
         // inconsistent (appends are single extend calls), so poisoning is
@@ -232,12 +262,7 @@ impl LineQueue {
                 self.count_drop();
                 return;
             };
-            st = self
-                .shared
-                .progress
-                .wait_timeout(st, until - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.wait_progress(st, Some(until - now));
         }
     }
 
@@ -276,24 +301,17 @@ impl LineQueue {
         let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
         while !st.buf.is_empty() || !st.prio.is_empty() || st.held > 0 {
-            st = match deadline {
+            let timeout = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return false;
                     }
-                    self.shared
-                        .progress
-                        .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    Some(deadline - now)
                 }
-                None => self
-                    .shared
-                    .progress
-                    .wait(st)
-                    .unwrap_or_else(|e| e.into_inner()),
+                None => None,
             };
+            st = self.wait_progress(st, timeout);
         }
         true
     }
@@ -307,8 +325,11 @@ impl LineQueue {
             st.written += n as u64;
             st.stuck = false;
         }
+        let wake = st.waiters > 0;
         drop(st);
-        self.shared.progress.notify_all();
+        if wake {
+            self.shared.progress.notify_all();
+        }
     }
 
     /// Write `bytes` (whole lines), reporting progress after every `write`.
@@ -344,34 +365,36 @@ impl LineQueue {
         let (mut rest, mut pos) = (Vec::<u8>::new(), 0);
         let mut wrote = false;
         loop {
-            let critical = {
+            let (critical, wake) = {
                 let mut st = self.lock();
                 loop {
                     if st.abandon {
                         return;
                     }
                     if cpos < crit.len() {
-                        break true;
+                        break (true, false);
                     }
                     if !st.prio.is_empty() {
                         crit.clear();
                         cpos = 0;
                         std::mem::swap(&mut st.prio, &mut crit);
                         st.held += crit.len();
-                        break true;
+                        break (true, st.waiters > 0);
                     }
                     if pos < rest.len() {
-                        break false;
+                        break (false, false);
                     }
                     if !st.buf.is_empty() {
                         rest.clear();
                         pos = 0;
                         std::mem::swap(&mut st.buf, &mut rest);
                         st.held += rest.len();
-                        break false;
+                        break (false, st.waiters > 0);
                     }
                     // Idle: every line taken is written.
-                    self.shared.progress.notify_all();
+                    if st.waiters > 0 {
+                        self.shared.progress.notify_all();
+                    }
                     if st.closed {
                         return;
                     }
@@ -389,8 +412,10 @@ impl LineQueue {
                     st.sleeping = false;
                 }
             };
-            // Room was made (or bytes are about to move): wake waiters.
-            self.shared.progress.notify_all();
+            // Room was made: wake critical lines waiting for it.
+            if wake {
+                self.shared.progress.notify_all();
+            }
             let (bytes, at) = if critical {
                 (&crit, &mut cpos)
             } else {
@@ -436,11 +461,7 @@ impl WriterThread {
             let st = self.queue.lock();
             let st = self
                 .queue
-                .shared
-                .progress
-                .wait_timeout(st, Duration::from_millis(10))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+                .wait_progress(st, Some(Duration::from_millis(10)));
             if st.written != seen {
                 seen = st.written;
                 moved = Instant::now();
