@@ -76,11 +76,24 @@ pub const MASKED_EMAIL: &str = "[EMAIL]";
 pub const TRUNCATED_SUFFIX: &str = "…[truncated]";
 
 /// Whether `bytes` may hold a card number or an e-mail address: an `@`
-/// (or `%40`), or 13 digits in one run. One pass of a few compares per
-/// byte; almost every value answers `false`, and only those that answer
-/// `true` pay for [`mask_personal_data`]'s parse and copy.
+/// (or `%40`), or 13 digits in one run. Almost every value answers `false`
+/// at the first stage, a branch-free count of digits and `@`/`%` bytes that
+/// the compiler vectorises (well under a nanosecond per byte); only values
+/// with 13 digits or an `@`/`%` anywhere take the exact scan, and only those
+/// that pass it pay for [`mask_personal_data`]'s parse and copy.
 #[inline]
 pub(crate) fn may_hold_personal_data(bytes: &[u8]) -> bool {
+    let (mut digits, mut marks) = (0usize, 0usize);
+    for &b in bytes {
+        digits += usize::from(b.is_ascii_digit());
+        marks += usize::from(b == b'@' || b == b'%');
+    }
+    (marks > 0 || digits >= 13) && may_hold_personal_data_exact(bytes)
+}
+
+/// The exact form of [`may_hold_personal_data`]'s question.
+#[cold]
+fn may_hold_personal_data_exact(bytes: &[u8]) -> bool {
     let mut digits = 0u32;
     for (i, &b) in bytes.iter().enumerate() {
         if b.is_ascii_digit() {

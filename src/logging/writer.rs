@@ -30,7 +30,7 @@ use std::{
     io::Write,
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -68,35 +68,40 @@ struct State {
     buf: Vec<u8>,
     /// Critical lines queued while the writer has a backlog: written first.
     prio: Vec<u8>,
-    /// Bytes the writer took and has not written yet.
-    held: usize,
-    /// Bytes written since start: the progress producers and shutdown watch.
-    written: u64,
-    /// A critical wait saw no progress for [`CRITICAL_WAIT`]; cleared by
-    /// the next byte written.
-    stuck: bool,
     /// The writer waits for a signal (not lingering): only then do producers
     /// pay for a wake-up.
     sleeping: bool,
     closed: bool,
-    /// Shutdown timed out: stop at the next chunk boundary.
-    abandon: bool,
-    /// Threads waiting on `progress` (a critical line off the runtime, a
-    /// flush, shutdown). The writer signals only when there are some: a
-    /// condvar signal is a system call even with nobody waiting, and the
-    /// writer makes progress once per chunk.
-    waiters: u32,
 }
 
 struct Shared {
     state: Mutex<State>,
     /// Signalled when lines arrive or the queue closes.
     work: Condvar,
-    /// Signalled when the writer took or wrote bytes.
+    /// Signalled when the writer took or wrote bytes, if `waiters` says
+    /// anyone waits: a condvar signal is a system call even with nobody
+    /// waiting, and the writer progresses once per chunk.
     progress: Condvar,
     capacity: usize,
     dropped: AtomicU64,
     dropped_counter: metrics::Counter,
+    // Progress is kept in atomics, so the writer takes the lock only to
+    // take lines, never per chunk written: under load the producers hold
+    // that lock once per line.
+    /// Bytes the writer took and has not written yet.
+    held: AtomicUsize,
+    /// Bytes written since start: the progress producers and shutdown watch.
+    written: AtomicU64,
+    /// A critical wait saw no progress for [`CRITICAL_WAIT`]; cleared by
+    /// the next byte written.
+    stuck: AtomicBool,
+    /// Threads waiting on `progress` (a critical line off the runtime, a
+    /// flush, shutdown).
+    waiters: AtomicUsize,
+    /// `prio` holds lines: the writer looks before each chunk.
+    prio_pending: AtomicBool,
+    /// Shutdown timed out: stop at the next chunk boundary.
+    abandon: AtomicBool,
 }
 
 /// Handle to the queue; cheap to clone.
@@ -155,6 +160,12 @@ impl LineQueue {
             capacity,
             dropped: AtomicU64::new(0),
             dropped_counter: metrics::counter!(crate::metrics::names::DROPPED, "signal" => "logs"),
+            held: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
+            stuck: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            prio_pending: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
         });
         let queue = Self { shared };
         let worker = queue.clone();
@@ -174,14 +185,16 @@ impl LineQueue {
         ))
     }
 
-    /// Wait on `progress` up to `timeout`, counted in `waiters`.
+    /// Wait on `progress` up to `timeout`; callers count themselves in
+    /// `waiters` around their waits. The count
+    /// and the progress atomics are `SeqCst`: either the writer sees the
+    /// waiter and signals, or the waiter sees the writer's progress.
     fn wait_progress<'a>(
         &self,
-        mut st: MutexGuard<'a, State>,
+        st: MutexGuard<'a, State>,
         timeout: Option<Duration>,
     ) -> MutexGuard<'a, State> {
-        st.waiters += 1;
-        let mut st = match timeout {
+        let st = match timeout {
             Some(t) => {
                 self.shared
                     .progress
@@ -195,8 +208,18 @@ impl LineQueue {
                 .wait(st)
                 .unwrap_or_else(|e| e.into_inner()),
         };
-        st.waiters -= 1;
         st
+    }
+
+    /// Signal `progress` if anyone waits.
+    fn signal_progress(&self) {
+        if self.shared.waiters.load(Ordering::SeqCst) > 0 {
+            // Taking the lock first: a waiter that counted itself is then
+            // inside its wait, so the signal cannot fall between its check
+            // and its wait.
+            drop(self.lock());
+            self.shared.progress.notify_all();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -227,16 +250,17 @@ impl LineQueue {
         }
         // No backlog: keep the line in order with the others (it is
         // written within a chunk anyway).
-        if st.prio.is_empty() && st.buf.len() + st.held <= CHUNK {
+        let held = self.shared.held.load(Ordering::SeqCst);
+        if st.prio.is_empty() && st.buf.len() + held <= CHUNK {
             self.append(st, line, false);
             return;
         }
-        let mut seen = st.written;
+        let mut seen = self.shared.written.load(Ordering::SeqCst);
         let mut deadline = None;
-        loop {
+        let mut counted = false;
+        let done = loop {
             if st.prio.is_empty() || st.prio.len() + st.buf.len() + line.len() <= 2 * cap {
-                self.append(st, line, true);
-                return;
+                break true;
             }
             if !st.buf.is_empty() {
                 // INFO goes first: drop what is queued of it to make room.
@@ -245,30 +269,41 @@ impl LineQueue {
                 self.count_drops(lost);
                 continue;
             }
-            if st.closed || st.stuck || on_runtime() {
-                drop(st);
-                self.count_drop();
-                return;
+            if st.closed || self.shared.stuck.load(Ordering::SeqCst) || on_runtime() {
+                break false;
             }
             // Off the runtime: wait for room while stdout makes progress.
+            if !counted {
+                self.shared.waiters.fetch_add(1, Ordering::SeqCst);
+                counted = true;
+            }
             let now = Instant::now();
-            if st.written != seen || deadline.is_none() {
-                seen = st.written;
+            let written = self.shared.written.load(Ordering::SeqCst);
+            if written != seen || deadline.is_none() {
+                seen = written;
                 deadline = Some(now + CRITICAL_WAIT);
             }
             let Some(until) = deadline.filter(|d| *d > now) else {
-                st.stuck = true;
-                drop(st);
-                self.count_drop();
-                return;
+                self.shared.stuck.store(true, Ordering::SeqCst);
+                break false;
             };
             st = self.wait_progress(st, Some(until - now));
+        };
+        if counted {
+            self.shared.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        if done {
+            self.append(st, line, true);
+        } else {
+            drop(st);
+            self.count_drop();
         }
     }
 
     fn append(&self, mut st: MutexGuard<'_, State>, line: &[u8], prio: bool) {
         if prio {
             st.prio.extend_from_slice(line);
+            self.shared.prio_pending.store(true, Ordering::Release);
         } else {
             st.buf.extend_from_slice(line);
         }
@@ -300,36 +335,39 @@ impl LineQueue {
         // deadline.
         let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
-        while !st.buf.is_empty() || !st.prio.is_empty() || st.held > 0 {
+        self.shared.waiters.fetch_add(1, Ordering::SeqCst);
+        let done = loop {
+            if st.buf.is_empty()
+                && st.prio.is_empty()
+                && self.shared.held.load(Ordering::SeqCst) == 0
+            {
+                break true;
+            }
             let timeout = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return false;
+                        break false;
                     }
                     Some(deadline - now)
                 }
                 None => None,
             };
             st = self.wait_progress(st, timeout);
-        }
-        true
+        };
+        self.shared.waiters.fetch_sub(1, Ordering::SeqCst);
+        done
     }
 
     /// Record `n` bytes written (or, with `lost`, given up) out of what the
     /// writer holds.
     fn progressed(&self, n: usize, lost: bool) {
-        let mut st = self.lock();
-        st.held = st.held.saturating_sub(n);
         if !lost {
-            st.written += n as u64;
-            st.stuck = false;
+            self.shared.written.fetch_add(n as u64, Ordering::SeqCst);
+            self.shared.stuck.store(false, Ordering::SeqCst);
         }
-        let wake = st.waiters > 0;
-        drop(st);
-        if wake {
-            self.shared.progress.notify_all();
-        }
+        self.shared.held.fetch_sub(n, Ordering::SeqCst);
+        self.signal_progress();
     }
 
     /// Write `bytes` (whole lines), reporting progress after every `write`.
@@ -365,34 +403,45 @@ impl LineQueue {
         let (mut rest, mut pos) = (Vec::<u8>::new(), 0);
         let mut wrote = false;
         loop {
-            let (critical, wake) = {
+            if self.shared.abandon.load(Ordering::SeqCst) {
+                return;
+            }
+            // The next chunk of `rest` needs no lock unless critical lines
+            // wait (or are being written).
+            let critical = if cpos >= crit.len()
+                && pos < rest.len()
+                && !self.shared.prio_pending.load(Ordering::Acquire)
+            {
+                false
+            } else {
                 let mut st = self.lock();
                 loop {
-                    if st.abandon {
+                    if self.shared.abandon.load(Ordering::SeqCst) {
                         return;
                     }
                     if cpos < crit.len() {
-                        break (true, false);
+                        break true;
                     }
                     if !st.prio.is_empty() {
                         crit.clear();
                         cpos = 0;
                         std::mem::swap(&mut st.prio, &mut crit);
-                        st.held += crit.len();
-                        break (true, st.waiters > 0);
+                        self.shared.prio_pending.store(false, Ordering::Release);
+                        self.shared.held.fetch_add(crit.len(), Ordering::SeqCst);
+                        break true;
                     }
                     if pos < rest.len() {
-                        break (false, false);
+                        break false;
                     }
                     if !st.buf.is_empty() {
                         rest.clear();
                         pos = 0;
                         std::mem::swap(&mut st.buf, &mut rest);
-                        st.held += rest.len();
-                        break (false, st.waiters > 0);
+                        self.shared.held.fetch_add(rest.len(), Ordering::SeqCst);
+                        break false;
                     }
                     // Idle: every line taken is written.
-                    if st.waiters > 0 {
+                    if self.shared.waiters.load(Ordering::SeqCst) > 0 {
                         self.shared.progress.notify_all();
                     }
                     if st.closed {
@@ -413,9 +462,7 @@ impl LineQueue {
                 }
             };
             // Room was made: wake critical lines waiting for it.
-            if wake {
-                self.shared.progress.notify_all();
-            }
+            self.signal_progress();
             let (bytes, at) = if critical {
                 (&crit, &mut cpos)
             } else {
@@ -440,15 +487,16 @@ impl WriterThread {
         let Some(handle) = self.handle.take() else {
             return true;
         };
+        let shared = &self.queue.shared;
         let done = self.queue.flush(timeout);
-        let mut seen = {
+        {
             let mut st = self.queue.lock();
             st.closed = true;
-            st.abandon = !done;
             st.sleeping = false;
-            st.written
-        };
-        self.queue.shared.work.notify_all();
+            shared.abandon.store(!done, Ordering::SeqCst);
+        }
+        shared.work.notify_all();
+        let mut seen = shared.written.load(Ordering::SeqCst);
         let start = Instant::now();
         let mut moved = start;
         while !handle.is_finished() {
@@ -458,12 +506,10 @@ impl WriterThread {
                 // by itself if the write ever returns.
                 return done;
             }
-            let st = self.queue.lock();
-            let st = self
-                .queue
-                .wait_progress(st, Some(Duration::from_millis(10)));
-            if st.written != seen {
-                seen = st.written;
+            std::thread::sleep(Duration::from_millis(5));
+            let written = shared.written.load(Ordering::SeqCst);
+            if written != seen {
+                seen = written;
                 moved = Instant::now();
             }
         }
