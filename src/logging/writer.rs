@@ -194,7 +194,7 @@ impl LineQueue {
         st: MutexGuard<'a, State>,
         timeout: Option<Duration>,
     ) -> MutexGuard<'a, State> {
-        let st = match timeout {
+        match timeout {
             Some(t) => {
                 self.shared
                     .progress
@@ -207,8 +207,7 @@ impl LineQueue {
                 .progress
                 .wait(st)
                 .unwrap_or_else(|e| e.into_inner()),
-        };
-        st
+        }
     }
 
     /// Signal `progress` if anyone waits.
