@@ -19,9 +19,21 @@
 //! (1000 by default), then it stops accepting, finishes in-flight requests,
 //! flushes logs and spans, and exits 0.
 //!
-//! Callers: `Authorization: Bearer <user id>` is the user (IDs starting with
-//! `admin` are support staff, whose profile look-ups count as admin actions);
-//! `X-Api-Key: <key id>.<secret>` counts the key by its ID.
+//! Callers: `Authorization: Bearer <user id>.<signature>` is the user once
+//! the signature checks out: the hex HMAC-SHA256 of the user ID under
+//! `GLIMPSE_EXAMPLE_TOKEN_KEY` (a development default when unset). Print a
+//! token with `cargo run --example service -- token user123`:
+//!
+//! ```text
+//! curl -s -H "Authorization: Bearer $(cargo run -q --example service -- token user123)" \
+//!      localhost:3000/users/1
+//! ```
+//!
+//! A token that does not verify counts as an authentication failure and
+//! names nobody: the user is recorded (`userId`, `enduser.id`) only after
+//! the check, never as sent. IDs starting with `admin` are support staff,
+//! whose profile look-ups count as admin actions. `X-Api-Key: <key
+//! id>.<secret>` counts the key by its ID.
 
 use std::{
     collections::HashMap,
@@ -43,8 +55,10 @@ use axum::{
     routing::{get, post},
 };
 use glimpse_obs::{audit, business, cache, db, security, ws};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::Sha256;
 use sqlx::{
     Row, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
@@ -72,6 +86,12 @@ async fn main() {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("token") {
+        let user = args.next().ok_or("usage: service token <user id>")?;
+        println!("{}", token_for(&user)?);
+        return Ok(());
+    }
     let obs = glimpse_obs::Config::from_env()?
         .version(env!("CARGO_PKG_VERSION"))
         .init()?;
@@ -155,21 +175,65 @@ async fn open_database() -> Result<SqlitePool, Box<dyn std::error::Error>> {
     Ok(pool)
 }
 
-/// `Authorization: Bearer <user id>` records the user for every later line;
-/// users whose ID starts with `admin` are administrators. `X-Api-Key:
-/// <key id>.<secret>` counts the key's usage by its ID (never the secret).
+/// The key tokens are signed with: `GLIMPSE_EXAMPLE_TOKEN_KEY`, or a
+/// development default (a real service loads a secret, and fails without it).
+fn token_key() -> Vec<u8> {
+    std::env::var("GLIMPSE_EXAMPLE_TOKEN_KEY")
+        .unwrap_or_else(|_| "glimpse-example-development-key".to_owned())
+        .into_bytes()
+}
+
+fn token_mac() -> Result<Hmac<Sha256>, String> {
+    Hmac::<Sha256>::new_from_slice(&token_key()).map_err(|e| format!("token key: {e}"))
+}
+
+/// `<user>.<hex HMAC-SHA256 of user>`: the bearer token of `user`.
+fn token_for(user: &str) -> Result<String, String> {
+    let mut mac = token_mac()?;
+    mac.update(user.as_bytes());
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("{user}.{sig}"))
+}
+
+/// The user a bearer token names, if its signature verifies (in constant
+/// time, by the MAC's own comparison).
+fn verified_user(token: &str) -> Option<&str> {
+    let (user, sig) = token.rsplit_once('.')?;
+    if user.is_empty() || user.len() > 64 || sig.len() != 64 {
+        return None;
+    }
+    let sig: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(sig.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let mut mac = token_mac().ok()?;
+    mac.update(user.as_bytes());
+    mac.verify_slice(&sig).ok().map(|()| user)
+}
+
+/// `Authorization: Bearer <token>` records the user it names for every
+/// later line, once its signature verifies; users whose ID starts with
+/// `admin` are administrators. `X-Api-Key: <key id>.<secret>` counts the
+/// key's usage by its ID (never the secret).
 async fn bearer_user(req: Request, next: Next) -> Response {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        match value
+        let token = value
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-        {
-            Some(user) if !user.is_empty() => {
+            .map(str::trim);
+        match token.map(verified_user) {
+            // Only a verified identity is recorded: `userId` lands in
+            // 7-year payment audit lines.
+            Some(Some(user)) => {
                 glimpse_obs::record_user_id(user);
             }
-            _ => security::auth_failed("malformed_authorization"),
+            Some(None) => security::auth_failed("invalid_token"),
+            None => security::auth_failed("malformed_authorization"),
         }
     }
     if let Some(value) = req.headers().get("x-api-key") {

@@ -10,7 +10,14 @@
 //! | environment | `GLIMPSE_SLOW_QUERY_MS=200` |
 //! | default | 500 ms |
 
-use std::{fmt, io::Write, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    io::Write,
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use tracing_subscriber::EnvFilter;
 
@@ -212,6 +219,9 @@ pub struct Config {
     pub(crate) log_queue_bytes: usize,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) label_cap: usize,
+    pub(crate) label_value_max_len: usize,
+    pub(crate) known_labels: HashMap<String, HashSet<Box<str>>>,
+    pub(crate) log_field_max_bytes: usize,
     pub(crate) writer: Option<BoxWriter>,
     pub(crate) process_metrics: bool,
     /// `Some(interval)`: sample the runtime `init` runs in (issue 14).
@@ -242,6 +252,9 @@ impl fmt::Debug for Config {
             .field("label_cap", &self.label_cap)
             .field("runtime_metrics", &self.runtime_metrics)
             .field("shutdown_drain", &self.shutdown_drain)
+            .field("label_value_max_len", &self.label_value_max_len)
+            .field("known_labels", &self.known_labels)
+            .field("log_field_max_bytes", &self.log_field_max_bytes)
             .field("writer", &self.writer.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -274,6 +287,9 @@ impl Default for Config {
             log_queue_bytes: 8 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(5),
             label_cap: DEFAULT_LABEL_CAP,
+            label_value_max_len: DEFAULT_LABEL_VALUE_MAX_LEN,
+            known_labels: HashMap::new(),
+            log_field_max_bytes: 4096,
             writer: None,
             process_metrics: true,
             runtime_metrics: Some(DEFAULT_RUNTIME_METRICS_INTERVAL),
@@ -721,6 +737,60 @@ impl Config {
         self
     }
 
+    /// The longest caller-fed label value, in bytes, a metric keeps (like
+    /// Prometheus' `label_value_length_limit`); a longer value is recorded
+    /// as `other` without taking one of the `label_cap` slots, and counts
+    /// in `glimpse_obs_label_overflow_total`. Defaults to 128.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().label_value_max_len(64);
+    /// ```
+    pub fn label_value_max_len(mut self, bytes: usize) -> Self {
+        self.label_value_max_len = bytes.max(1);
+        self
+    }
+
+    /// Register `values` of the caller-fed label of `metric` (a name of
+    /// [`crate::metrics::names`]) as known: they are always recorded as
+    /// themselves, never become `other`, and take none of the `label_cap`
+    /// slots, so junk values cannot push them out. For a metric with two
+    /// capped labels (`glimpse_payments_total`'s `provider` and `currency`,
+    /// `glimpse_conversions_total`'s `funnel` and `step`) list the values of
+    /// both. Calls add up. Defaults to none.
+    ///
+    /// ```
+    /// use glimpse_obs::metrics::names;
+    ///
+    /// let config = glimpse_obs::Config::default()
+    ///     .known_label_values(names::API_KEY_REQUESTS, ["partner-acme", "partner-globex"])
+    ///     .known_label_values(names::PAYMENTS, ["stripe", "adyen"]);
+    /// ```
+    pub fn known_label_values<I>(mut self, metric: &str, values: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let known = self.known_labels.entry(metric.to_owned()).or_default();
+        known.extend(values.into_iter().map(|v| v.into().into_boxed_str()));
+        self
+    }
+
+    /// The longest value, in bytes before JSON escaping, of a log line's
+    /// message, of a string field and of `userId`'s source; a longer value
+    /// is cut at a character boundary and ends with
+    /// [`TRUNCATED_SUFFIX`](crate::logging::redact::TRUNCATED_SUFFIX)
+    /// (`…[truncated]`), so a 200 KB token cannot make 200 KB lines.
+    /// Defaults to 4096 (a line stays under the 16 KiB at which Docker's
+    /// log driver splits lines).
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().log_field_max_bytes(16 * 1024);
+    /// ```
+    pub fn log_field_max_bytes(mut self, bytes: usize) -> Self {
+        self.log_field_max_bytes = bytes.max(16);
+        self
+    }
+
     /// Whether to export `process_*` metrics (CPU, memory, fds, threads).
     /// Defaults to `true`.
     ///
@@ -817,6 +887,9 @@ pub(crate) const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
 pub(crate) const DEFAULT_RUNTIME_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// The drain delay unless configured (`GLIMPSE_SHUTDOWN_DRAIN_MS`): 1 s.
 pub(crate) const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_millis(1000);
+
+/// Longer metric label values become `other`.
+pub(crate) const DEFAULT_LABEL_VALUE_MAX_LEN: usize = 128;
 
 /// Distinct values one metric label keeps before the rest become `other`.
 pub(crate) const DEFAULT_LABEL_CAP: usize = 100;

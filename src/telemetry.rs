@@ -81,8 +81,8 @@ pub struct Telemetry {
     sampler: Sampler,
     gate: Arc<AccessGate>,
     level_filter: LevelFilter,
-    label_cap: usize,
-    slow_query: Duration,
+    limits: Arc<crate::metrics::limits::Limits>,
+    log_field_max_bytes: usize,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -154,6 +154,7 @@ impl Config {
         let gate = Arc::new(AccessGate::new(&filter));
         let level_filter = LevelFilter::new(filter, &self.log_filter);
         let exporting = pipeline.exporting();
+        let limits = Arc::new(crate::metrics::limits::Limits::of(&self));
         let mut settings = self.shared_settings();
         {
             let s = Arc::make_mut(&mut settings);
@@ -188,8 +189,8 @@ impl Config {
             sampler: self.sampler,
             gate,
             level_filter,
-            label_cap: self.label_cap,
-            slow_query: self.slow_query,
+            limits,
+            log_field_max_bytes: self.log_field_max_bytes,
         })
     }
 }
@@ -228,11 +229,14 @@ impl Telemetry {
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
         let log = match self.log_format {
-            LogFormat::Json => {
-                JsonLayer::new(&self.service, self.core.queue.clone(), self.gate.clone())
-                    .with_filter(self.level_filter.clone())
-                    .boxed()
-            }
+            LogFormat::Json => JsonLayer::new(
+                &self.service,
+                self.core.queue.clone(),
+                self.gate.clone(),
+                self.log_field_max_bytes,
+            )
+            .with_filter(self.level_filter.clone())
+            .boxed(),
             // The compact, coloured one-line format: `.pretty()` would
             // format event fields with its own visitor, bypassing redaction.
             LogFormat::Pretty => tracing_subscriber::fmt::layer()
@@ -329,7 +333,7 @@ impl Telemetry {
     /// serves it and the domain helpers follow this configuration's limits.
     fn publish_metrics(&self) {
         exporter::install_global(self.exporter.clone());
-        crate::metrics::limits::set(self.label_cap, self.slow_query);
+        crate::metrics::limits::set(self.limits.clone());
     }
 
     /// The service's [`Health`]: register readiness checks on it and mount

@@ -26,6 +26,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A bearer token for `user`, as the example prints it
+/// (`cargo run --example service -- token user123`).
+fn token(user: &str) -> String {
+    let out = Command::new(binary())
+        .env_clear()
+        .args(["token", user])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 struct Service {
     child: Child,
     base: String,
@@ -95,6 +107,7 @@ async fn every_route_behaves_as_designed_and_sigterm_flushes_and_exits_zero() {
     let svc = start(&[]);
     let c = reqwest::Client::new();
     let b = &svc.base;
+    let user123 = token("user123");
 
     let r = c.get(format!("{b}/health")).send().await.unwrap();
     assert_eq!(
@@ -104,7 +117,7 @@ async fn every_route_behaves_as_designed_and_sigterm_flushes_and_exits_zero() {
 
     let r = c
         .post(format!("{b}/users"))
-        .bearer_auth("user123")
+        .bearer_auth(&user123)
         .json(&json!({"email": "a@example.com", "password": "hunter2-SECRET"}))
         .send()
         .await
@@ -117,7 +130,7 @@ async fn every_route_behaves_as_designed_and_sigterm_flushes_and_exits_zero() {
 
     let r = c
         .get(format!("{b}/users/{id}"))
-        .bearer_auth("user123")
+        .bearer_auth(&user123)
         .send()
         .await
         .unwrap();
@@ -148,7 +161,7 @@ async fn every_route_behaves_as_designed_and_sigterm_flushes_and_exits_zero() {
     assert_eq!(r.status(), 201);
     let ok = c
         .post(format!("{b}/payments"))
-        .bearer_auth("user123")
+        .bearer_auth(&user123)
         .json(&json!({"amount_minor": 1299, "currency": "EUR", "card": "4242424242424242"}))
         .send()
         .await
@@ -239,6 +252,10 @@ async fn every_route_behaves_as_designed_and_sigterm_flushes_and_exits_zero() {
     );
     let user_line = &access("/users/{id}")[0];
     assert_eq!(user_line["userId"], "user123");
+    assert!(
+        !all.contains(user123.rsplit_once('.').unwrap().1),
+        "the token's signature is never logged"
+    );
     assert_eq!(user_line["service"], "payment");
     assert_eq!(user_line["traceId"].as_str().unwrap().len(), 32);
     let err = access("/error");
@@ -254,6 +271,51 @@ async fn every_route_behaves_as_designed_and_sigterm_flushes_and_exits_zero() {
         lines
             .iter()
             .any(|l| l["audit"] == true && l["audit_kind"] == "payment_transaction")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_that_does_not_verify_names_nobody() {
+    let svc = start(&[]);
+    let c = reqwest::Client::new();
+    let signed_elsewhere = {
+        let t = token("user123");
+        let (user, sig) = t.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('0') { "1" } else { "0" };
+        format!("{user}.{flipped}{}", &sig[1..])
+    };
+    for forged in ["user123", "victim-7", signed_elsewhere.as_str()] {
+        let r = c
+            .post(format!("{}/payments", svc.base))
+            .bearer_auth(forged)
+            .json(&json!({"amount_minor": 1299, "currency": "EUR", "card": "4242424242424242"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let metrics = c
+        .get(&svc.metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (code, lines) = stop(svc);
+    assert_eq!(code, 0);
+    assert!(
+        lines.iter().all(|l| l.get("userId").is_none()),
+        "no forged identity in any line"
+    );
+    assert!(lines.iter().any(|l| l["audit"] == true));
+    assert_eq!(
+        common::metric_value(
+            &metrics,
+            "glimpse_auth_failures_total",
+            &[("reason", "invalid_token")]
+        ),
+        Some(3.0)
     );
 }
 

@@ -121,7 +121,11 @@ fn hostile_strings_stay_inside_one_valid_json_line() {
     assert_eq!(lines.len(), 3, "each event is exactly one line");
     assert_eq!(lines[0]["message"], hostile);
     assert_eq!(lines[0]["field"], hostile);
-    assert_eq!(lines[1]["big"].as_str().unwrap().len(), 1 << 20);
+    // One line, cut at `log_field_max_bytes` (4096 by default) and marked.
+    let suffix = glimpse_obs::logging::redact::TRUNCATED_SUFFIX;
+    let big = lines[1]["big"].as_str().unwrap();
+    assert_eq!(big.len(), 4096 + suffix.len());
+    assert!(big.ends_with(suffix));
     let (_, buf) = obs();
     assert!(
         !buf.contents().contains('\u{1b}'),

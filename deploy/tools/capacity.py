@@ -143,6 +143,7 @@ def series_bound(profile, facts, label_cap=None):
         ("glimpse_payments_total", "counter", 2 * prov * cur if used("payments") else 0, 1,
          "2 statuses x providers x currencies (capped separately)"),
         ("glimpse_payment_amount_total", "counter", cur if used("payments") else 0, 1, "currencies"),
+        ("glimpse_payment_amount_rejected_total", "counter", 1 if used("payments") else 0, 1, "no label"),
         ("glimpse_feature_usage_total", "counter", v["feature"] if used("features") else 0, 1, "features"),
         ("glimpse_conversions_total", "counter", v["conversion_pair"] if used("conversions") else 0, 1,
          "(funnel, step) pairs, capped together"),

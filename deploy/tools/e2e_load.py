@@ -18,6 +18,8 @@ Threads:
 Prints a summary of status codes; exits 1 if a route never answered as expected.
 """
 import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -40,6 +42,17 @@ MAX_REQUESTS = 20000
 stats = Counter()
 lock = threading.Lock()
 errors = []
+
+
+
+# The example verifies bearer tokens: `<user>.<hex HMAC-SHA256 of user>` under
+# GLIMPSE_EXAMPLE_TOKEN_KEY (its development default when unset).
+TOKEN_KEY = os.environ.get("GLIMPSE_EXAMPLE_TOKEN_KEY", "glimpse-example-development-key").encode()
+
+
+def bearer(user):
+    sig = hmac.new(TOKEN_KEY, user.encode(), hashlib.sha256).hexdigest()
+    return f"Bearer {user}.{sig}"
 
 
 def note(key):
@@ -96,7 +109,7 @@ def main_loop():
     while time.time() < DEADLINE and i < MAX_REQUESTS:
         i += 1
         user = f"user{i % 7}"
-        auth = {"authorization": f"Bearer {user}", "x-api-key": f"k_e2e_{i % 3}.not-a-real-secret"}
+        auth = {"authorization": bearer(user), "x-api-key": f"k_e2e_{i % 3}.not-a-real-secret"}
         request(conn, "GET", "/health")
         st, body = request(conn, "POST", "/users",
                            {"email": f"e2e-{run}-{i}@example.com", "password": "hunter2"}, auth)
@@ -110,7 +123,7 @@ def main_loop():
             request(conn, "GET", f"/users/{uid}", headers=auth)   # miss, from the database
             request(conn, "GET", f"/users/{uid}", headers=auth)   # hit, from the cache
             request(conn, "GET", f"/users/{uid}",                 # admin action
-                    headers={"authorization": "Bearer admin-support"})
+                    headers={"authorization": bearer("admin-support")})
         request(conn, "GET", "/users/999999999", headers=auth)    # 404
         request(conn, "POST", "/matches", {"user_id": user, "other_id": f"user{(i + 3) % 7}"}, auth)
         request(conn, "POST", "/messages", {"match_id": str(i), "text": f"hello {i}"}, auth)
@@ -147,7 +160,7 @@ class WS:
         key = base64.b64encode(os.urandom(16)).decode()
         self.s.sendall((f"GET /ws/chat HTTP/1.1\r\nHost: {HOST}:{PORT}\r\nUpgrade: websocket\r\n"
                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                        "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer ws-user\r\n\r\n").encode())
+                        f"Sec-WebSocket-Version: 13\r\nAuthorization: {bearer('ws-user')}\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.s.recv(1024)

@@ -1,7 +1,8 @@
 //! The access line: its fields, rendered straight into the JSON log, and the
 //! cap on the path it carries.
 
-/// Longest `path` written on the access line and span; longer ones are cut.
+/// Longest `path` written on the access line and span; longer ones are cut
+/// (after card numbers and e-mail addresses in it are masked).
 const MAX_PATH: usize = 256;
 
 /// The access line's fields as `,"key":value` runs, in the order the

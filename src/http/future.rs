@@ -170,7 +170,8 @@ impl Pending {
         let log_type = log_type_enum.as_str();
         // Milliseconds with microsecond precision (1.43).
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let path = cap_path(self.uri.path());
+        let path = crate::logging::redact::mask_personal_data(self.uri.path());
+        let path = cap_path(&path);
         let cancelled = status == CANCELLED_STATUS;
         // INFO and WARN lines straight into the JSON log when the span's
         // subscriber has our JSON layer and its filter's answer is known;

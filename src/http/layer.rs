@@ -75,6 +75,7 @@ impl ObsLayer {
                 sample: Vec::new(),
                 slow: None,
                 unmatched: UNMATCHED_ROUTE.into(),
+                trust_request_id: true,
                 bound: None,
                 routes: Arc::new(RouteCache::new(None)),
             }),
@@ -146,6 +147,20 @@ impl ObsLayer {
     /// ```
     pub fn slow_request(self, threshold: Duration) -> Self {
         self.edit(|s| s.slow = Some(threshold))
+    }
+
+    /// Whether the caller's request ID (a valid `x-request-id`) becomes the
+    /// request's ID, logged as `requestId` and echoed. With `false` (public
+    /// edges, where any caller can send any ID), every request gets an ID
+    /// of our own and the caller's is kept only as `clientRequestId` on
+    /// its lines, as Envoy does for external requests: nobody can write
+    /// another request's ID into audit lines. Defaults to `true`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().trust_request_id(false);
+    /// ```
+    pub fn trust_request_id(self, trust: bool) -> Self {
+        self.edit(|s| s.trust_request_id = trust)
     }
 
     /// The `route` label of requests that matched no route. Defaults to `unmatched`.

@@ -96,11 +96,20 @@ where
 
         let start = Instant::now();
         let shared = shared_settings(settings);
-        let request_id = RequestId::from_headers(req.headers(), &settings.header);
+        let (request_id, client_request_id) = if settings.trust_request_id {
+            (
+                RequestId::from_headers(req.headers(), &settings.header),
+                None,
+            )
+        } else {
+            let client = RequestId::from_caller(req.headers(), &settings.header);
+            (RequestId::generate(), client)
+        };
         entry.active.increment(1.0);
         // A clone of the URI shares its bytes: no copy of the path.
         let uri = req.uri().clone();
-        let path = cap_path(uri.path());
+        let path = crate::logging::redact::mask_personal_data(uri.path());
+        let path = cap_path(&path);
         let span = tracing::info_span!(
             target: "glimpse_obs::http",
             "request",
@@ -123,7 +132,9 @@ where
             "error.type" = Empty,
         );
         crate::trace::set_parent_from_headers(&span, req.headers(), shared.exporting);
-        let scope = Arc::new(RequestScope::new(request_id.clone()));
+        let scope = Arc::new(
+            RequestScope::new(request_id.clone()).with_client_request_id(client_request_id),
+        );
         let traceparent = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
 

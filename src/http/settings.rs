@@ -19,6 +19,8 @@ pub(super) struct Settings {
     /// Set with [`ObsLayer::slow_request`]; else `GLIMPSE_SLOW_REQUEST_MS`.
     pub(super) slow: Option<Duration>,
     pub(super) unmatched: String,
+    /// Set with [`ObsLayer::trust_request_id`](super::ObsLayer::trust_request_id).
+    pub(super) trust_request_id: bool,
     /// The telemetry settings of [`Telemetry::http_layer`](crate::Telemetry::http_layer);
     /// `None` for [`layer`], which finds them through the dispatcher.
     pub(super) bound: Option<Arc<Shared>>,

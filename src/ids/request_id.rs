@@ -66,15 +66,18 @@ impl RequestId {
     /// The caller's ID when `headers` carry exactly one valid `name` header;
     /// otherwise a fresh one. An invalid value is never reflected.
     pub(crate) fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Self {
+        Self::from_caller(headers, name).unwrap_or_else(Self::generate)
+    }
+
+    /// The caller's ID when `headers` carry exactly one valid `name` header.
+    pub(crate) fn from_caller(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
+            // Valid bytes are ASCII, so `to_str` cannot fail.
             (Some(v), None) if is_valid(v.as_bytes()) => {
-                // Valid bytes are ASCII, so this cannot fail.
-                v.to_str()
-                    .map(|s| Self(Arc::from(s)))
-                    .unwrap_or_else(|_| Self::generate())
+                v.to_str().ok().map(|s| Self(Arc::from(s)))
             }
-            _ => Self::generate(),
+            _ => None,
         }
     }
 }

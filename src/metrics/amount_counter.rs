@@ -37,11 +37,19 @@ impl AmountCounter {
         Self(Arc::new(AtomicU64::new(0)))
     }
 
-    /// Add `units` ten-thousandths of a major unit (the total wraps past
-    /// `u64::MAX` of them: 1.8e15 major units).
+    /// Add `units` ten-thousandths of a major unit; `false`, adding
+    /// nothing, when the total would pass `u64::MAX` of them (1.8e15 major
+    /// units): a counter that wrapped would read as revenue going down (a
+    /// counter reset for Prometheus). A compare-and-swap rather than a
+    /// `fetch_add` for that check; payments are few, and it is uncontended.
     #[inline]
-    pub(crate) fn increment(&self, units: u64) {
-        self.0.fetch_add(units, Ordering::Relaxed);
+    #[must_use]
+    pub(crate) fn increment(&self, units: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                v.checked_add(units)
+            })
+            .is_ok()
     }
 
     fn get(&self) -> u64 {
@@ -148,11 +156,21 @@ mod tests {
         let c = AmountCounter::detached();
         // Ten 0.1s and a 0.2: a float sum would drift (0.1 + 0.2 != 0.3).
         for _ in 0..10 {
-            c.increment(10);
+            assert!(c.increment(10));
         }
-        c.increment(20);
-        c.increment(0);
+        assert!(c.increment(20));
+        assert!(c.increment(0));
         assert_eq!(c.get(), 120);
+    }
+
+    #[test]
+    fn an_increment_past_the_top_is_refused_and_the_total_kept() {
+        let c = AmountCounter::detached();
+        assert!(c.increment(u64::MAX - 10));
+        assert!(!c.increment(11));
+        assert_eq!(c.get(), u64::MAX - 10, "never wraps");
+        assert!(c.increment(10));
+        assert_eq!(c.get(), u64::MAX);
     }
 
     #[test]
@@ -162,7 +180,7 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..10_000 {
-                        c.increment(1);
+                        assert!(c.increment(1));
                     }
                 });
             }
@@ -194,14 +212,14 @@ mod tests {
         let family = AmountFamily::new("x_total", "currency", "Help text.");
         let mut series = family.series.lock().unwrap();
         let eur = AmountCounter::detached();
-        eur.increment(15_000);
+        assert!(eur.increment(15_000));
         series.insert("EUR".into(), eur);
         let jpy = AmountCounter::detached();
-        jpy.increment(1299 * UNITS_PER_MAJOR);
+        assert!(jpy.increment(1299 * UNITS_PER_MAJOR));
         series.insert("JPY".into(), jpy);
         let cents = AmountCounter::detached();
         for _ in 0..3 {
-            cents.increment(100);
+            assert!(cents.increment(100));
         }
         series.insert("USD".into(), cents);
         series.insert("a\"b".into(), AmountCounter::detached());

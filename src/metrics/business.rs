@@ -135,11 +135,56 @@ pub(crate) static REVENUE: AmountFamily = AmountFamily::new(
     "Revenue of succeeded payments in major currency units, by currency.",
 );
 
+/// The ISO 4217 currency codes in use (the list of the maintenance agency,
+/// without `XXX` "no currency" and `XTS` "testing"), sorted.
+const ISO_4217: &[[u8; 3]] = &[
+    *b"AED", *b"AFN", *b"ALL", *b"AMD", *b"ANG", *b"AOA", *b"ARS", *b"AUD", *b"AWG", *b"AZN",
+    *b"BAM", *b"BBD", *b"BDT", *b"BGN", *b"BHD", *b"BIF", *b"BMD", *b"BND", *b"BOB", *b"BOV",
+    *b"BRL", *b"BSD", *b"BTN", *b"BWP", *b"BYN", *b"BZD", *b"CAD", *b"CDF", *b"CHE", *b"CHF",
+    *b"CHW", *b"CLF", *b"CLP", *b"CNY", *b"COP", *b"COU", *b"CRC", *b"CUC", *b"CUP", *b"CVE",
+    *b"CZK", *b"DJF", *b"DKK", *b"DOP", *b"DZD", *b"EGP", *b"ERN", *b"ETB", *b"EUR", *b"FJD",
+    *b"FKP", *b"GBP", *b"GEL", *b"GHS", *b"GIP", *b"GMD", *b"GNF", *b"GTQ", *b"GYD", *b"HKD",
+    *b"HNL", *b"HTG", *b"HUF", *b"IDR", *b"ILS", *b"INR", *b"IQD", *b"IRR", *b"ISK", *b"JMD",
+    *b"JOD", *b"JPY", *b"KES", *b"KGS", *b"KHR", *b"KMF", *b"KPW", *b"KRW", *b"KWD", *b"KYD",
+    *b"KZT", *b"LAK", *b"LBP", *b"LKR", *b"LRD", *b"LSL", *b"LYD", *b"MAD", *b"MDL", *b"MGA",
+    *b"MKD", *b"MMK", *b"MNT", *b"MOP", *b"MRU", *b"MUR", *b"MVR", *b"MWK", *b"MXN", *b"MXV",
+    *b"MYR", *b"MZN", *b"NAD", *b"NGN", *b"NIO", *b"NOK", *b"NPR", *b"NZD", *b"OMR", *b"PAB",
+    *b"PEN", *b"PGK", *b"PHP", *b"PKR", *b"PLN", *b"PYG", *b"QAR", *b"RON", *b"RSD", *b"RUB",
+    *b"RWF", *b"SAR", *b"SBD", *b"SCR", *b"SDG", *b"SEK", *b"SGD", *b"SHP", *b"SLE", *b"SLL",
+    *b"SOS", *b"SRD", *b"SSP", *b"STN", *b"SVC", *b"SYP", *b"SZL", *b"THB", *b"TJS", *b"TMT",
+    *b"TND", *b"TOP", *b"TRY", *b"TTD", *b"TWD", *b"TZS", *b"UAH", *b"UGX", *b"USD", *b"USN",
+    *b"UYI", *b"UYU", *b"UYW", *b"UZS", *b"VED", *b"VES", *b"VND", *b"VUV", *b"WST", *b"XAF",
+    *b"XAG", *b"XAU", *b"XBA", *b"XBB", *b"XBC", *b"XBD", *b"XCD", *b"XCG", *b"XDR", *b"XOF",
+    *b"XPD", *b"XPF", *b"XPT", *b"XSU", *b"XUA", *b"YER", *b"ZAR", *b"ZMW", *b"ZWG", *b"ZWL",
+];
+
+/// Whether `code` is an ISO 4217 currency code in use (any case): `EUR`,
+/// `jpy`; not `ZZZ`, `euro` or `XXX`. Payment metrics record any other
+/// value as `currency="other"`, without taking a slot of the label cap.
+///
+/// ```
+/// use glimpse_obs::business::is_iso4217;
+/// assert!(is_iso4217("EUR"));
+/// assert!(is_iso4217("gbp"));
+/// assert!(!is_iso4217("ZZZ"));
+/// assert!(!is_iso4217("euro"));
+/// ```
+pub fn is_iso4217(code: &str) -> bool {
+    let &[a, b, c] = code.as_bytes() else {
+        return false;
+    };
+    ISO_4217
+        .binary_search(&[a, b, c].map(|x| x.to_ascii_uppercase()))
+        .is_ok()
+}
+
 // Provider and currency are capped separately: a new provider past the cap
 // becomes `provider="other"` without moving a known currency's revenue into
-// `currency="other"`.
+// `currency="other"`. A currency that is not an ISO 4217 code is `other`
+// without taking a slot, so junk cannot push real currencies out (checked
+// only when a value is first seen: the handles of admitted values are cached).
 static PAYMENTS: Family<PaymentHandles> =
-    Family::per_label(names::PAYMENTS, |provider, currency| {
+    Family::per_label_checked(names::PAYMENTS, is_iso4217, |provider, currency| {
         let count = |status: PaymentStatus| {
             metrics::counter!(names::PAYMENTS,
             keys::STATUS => status.as_str(),
@@ -193,8 +238,9 @@ pub fn major_units(amount_minor: u64, currency: &str) -> f64 {
 /// `amount_minor` in the revenue counter's unit, ten-thousandths of a major
 /// unit: the same for every currency, so `currency="other"` (currencies
 /// past the label cap) sums amounts of different exponents correctly.
-fn revenue_units(amount_minor: u64, currency: &str) -> u64 {
-    amount_minor.saturating_mul(revenue_scale(currency))
+/// `None` when it does not fit in a `u64`.
+fn revenue_units(amount_minor: u64, currency: &str) -> Option<u64> {
+    amount_minor.checked_mul(revenue_scale(currency))
 }
 
 /// Ten-thousandths of a major unit per minor unit of `currency`.
@@ -203,12 +249,17 @@ fn revenue_scale(currency: &str) -> u64 {
     SCALE[currency_exponent(currency) as usize]
 }
 
+static AMOUNT_REJECTED: Single<Counter> =
+    Single::new(|| metrics::counter!(names::PAYMENT_AMOUNT_REJECTED));
+
 /// Count one payment and log it.
 ///
 /// - `glimpse_payments_total{status,provider,currency}` +1;
 /// - on success, `glimpse_payment_amount_total{currency}` += the amount in
 ///   major units ([`major_units`]: 1299 EUR cents adds 12.99, 1299 JPY adds
-///   1299);
+///   1299); an amount that would carry the sum past its top (1.8e15 major
+///   units, `u64::MAX` minor units for one) adds nothing and counts in
+///   `glimpse_payment_amount_rejected_total`, so revenue never goes down;
 /// - one line, INFO on success and WARN on failure, so the guide's query
 ///   `service:payment AND status:failed` finds each failure once:
 ///
@@ -246,10 +297,13 @@ pub fn payment_processed(provider: &str, currency: &str, amount_minor: u64, stat
             PAYMENTS.with(provider, currency, |h| {
                 h.succeeded.increment(1);
                 // The scale is resolved with the handles, except for `other`.
-                h.revenue.increment(match h.scale {
-                    Some(scale) => amount_minor.saturating_mul(scale),
+                let units = match h.scale {
+                    Some(scale) => amount_minor.checked_mul(scale),
                     None => revenue_units(amount_minor, currency),
-                });
+                };
+                if !units.is_some_and(|units| h.revenue.increment(units)) {
+                    AMOUNT_REJECTED.get().increment(1);
+                }
             });
             tracing::info!(
                 target: "glimpse_obs::business",
@@ -357,11 +411,22 @@ mod tests {
     }
 
     #[test]
+    fn the_iso_4217_list_is_sorted_and_holds_the_exponent_table() {
+        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]));
+        for code in ["JPY", "KWD", "CLF", "UYW", "EUR", "USD", "GBP"] {
+            assert!(is_iso4217(code), "{code}");
+        }
+        for junk in ["", "EU", "EURO", "XXX", "XTS", "ZZZ", "E1R", "€UR"] {
+            assert!(!is_iso4217(junk), "{junk}");
+        }
+    }
+
+    #[test]
     fn revenue_units_are_ten_thousandths_of_a_major_unit_in_every_currency() {
-        assert_eq!(revenue_units(1299, "EUR"), 129_900);
-        assert_eq!(revenue_units(1299, "JPY"), 12_990_000);
-        assert_eq!(revenue_units(1299, "KWD"), 12_990);
-        assert_eq!(revenue_units(1299, "CLF"), 1299);
-        assert_eq!(revenue_units(u64::MAX, "JPY"), u64::MAX);
+        assert_eq!(revenue_units(1299, "EUR"), Some(129_900));
+        assert_eq!(revenue_units(1299, "JPY"), Some(12_990_000));
+        assert_eq!(revenue_units(1299, "KWD"), Some(12_990));
+        assert_eq!(revenue_units(1299, "CLF"), Some(1299));
+        assert_eq!(revenue_units(u64::MAX, "JPY"), None);
     }
 }

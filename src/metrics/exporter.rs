@@ -389,6 +389,11 @@ fn describe_all() {
     );
     // PAYMENT_AMOUNT is a money counter outside the recorder; its HELP text
     // is in `business::REVENUE`.
+    describe_counter!(
+        PAYMENT_AMOUNT_REJECTED,
+        Unit::Count,
+        "Succeeded payments whose amount was not added to glimpse_payment_amount_total: the sum would have passed its top."
+    );
     describe_counter!(FEATURE_USAGE, Unit::Count, "Feature uses, by feature.");
     describe_counter!(
         CONVERSIONS,

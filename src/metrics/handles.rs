@@ -130,7 +130,7 @@ fn table_slots(entries: usize) -> usize {
 
 /// Handle sets keyed by one or two caller-fed label values (`b` is `""` for
 /// one), capped together by one [`LabelGuard`] ([`Family::new`]) or each by
-/// its own ([`Family::per_label`]).
+/// its own ([`Family::per_label_checked`]).
 pub(crate) struct Family<H: 'static> {
     guard: LabelGuard,
     /// Caps `b` on its own (then `guard` caps `a` alone).
@@ -161,10 +161,16 @@ impl<H> Family<H> {
     /// value of one past its cap becomes `other` while the other label keeps
     /// its value (a new payment provider never moves revenue of a known
     /// currency into `currency="other"`).
-    pub(crate) const fn per_label(metric: &'static str, make: fn(&str, &str) -> H) -> Self {
+    /// `b` values `accepts` refuses (currencies that are not ISO 4217
+    /// codes) become `other` without taking a slot.
+    pub(crate) const fn per_label_checked(
+        metric: &'static str,
+        accepts: fn(&str) -> bool,
+        make: fn(&str, &str) -> H,
+    ) -> Self {
         Self {
             guard: LabelGuard::new(metric),
-            b_guard: Some(LabelGuard::new(metric)),
+            b_guard: Some(LabelGuard::with_check(metric, Some(accepts))),
             table: OnceLock::new(),
             filled: AtomicUsize::new(0),
             other: OnceLock::new(),
@@ -258,7 +264,13 @@ impl<H> Family<H> {
         }
         let (a, b) = (&*a, &*b);
         let table = self.table.get_or_init(|| {
-            let cap = super::limits::label_cap();
+            let settings = crate::metrics::limits::current();
+            // Known values take no slot of the cap, but a place in the table.
+            let known = settings
+                .known_labels
+                .get(self.guard.metric())
+                .map_or(0, |k| k.len());
+            let cap = settings.label_cap.saturating_add(known);
             // Per label, up to cap × cap pairs may exist; room for twice the
             // cap keeps the table small, and pairs past half of it are
             // resolved on each call (slower, still correct).

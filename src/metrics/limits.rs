@@ -1,38 +1,69 @@
-//! The limits the domain helpers apply: the cardinality cap per label and
-//! the slow-query threshold.
+//! The limits the domain helpers and the cardinality guard apply: the cap
+//! per label, the longest label value, the values a team registered as
+//! known, and the slow-query threshold.
 //!
 //! The helpers are free functions (`business::payment_processed(..)`), so
-//! they cannot be handed a configuration; they read these two values, which
-//! only the facade (`install()`) sets, from the configuration it installs.
-//! Until then (and in a process that composes the parts without installing
-//! them) the documented defaults apply. Two atomics, read with relaxed
-//! ordering on the helpers' slow paths only.
+//! they cannot be handed a configuration; they read these values, which only
+//! the facade (`install()`/`install_recorder()`) sets, from the
+//! configuration it installs. Until then (and in a process that composes the
+//! parts without installing the recorder) the documented defaults apply.
+//! Read on the guard's slow path only (first sight of a value, a handle
+//! table being sized), never per cached increment.
 
 use std::{
-    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+    collections::{HashMap, HashSet},
+    sync::{Arc, LazyLock, RwLock},
     time::Duration,
 };
 
-use crate::config::{DEFAULT_LABEL_CAP, DEFAULT_SLOW_QUERY};
+use crate::config::{Config, DEFAULT_LABEL_CAP, DEFAULT_SLOW_QUERY};
 
-static LABEL_CAP: AtomicUsize = AtomicUsize::new(DEFAULT_LABEL_CAP);
-static SLOW_QUERY_MICROS: AtomicU64 = AtomicU64::new(DEFAULT_SLOW_QUERY.as_micros() as u64);
+/// The limits in force.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    /// Distinct values one label keeps before the rest become `other`.
+    pub(crate) label_cap: usize,
+    /// Longer label values become `other` (Prometheus'
+    /// `label_value_length_limit`).
+    pub(crate) label_value_max_len: usize,
+    /// Label values per metric that never overflow and take no slot.
+    pub(crate) known_labels: Arc<HashMap<String, HashSet<Box<str>>>>,
+    /// Queries slower than this count in `db_slow_queries_total` and log WARN.
+    pub(crate) slow_query: Duration,
+}
 
-/// The cardinality cap per label.
-pub(crate) fn label_cap() -> usize {
-    LABEL_CAP.load(Ordering::Relaxed)
+static LIMITS: LazyLock<RwLock<Arc<Limits>>> = LazyLock::new(|| {
+    RwLock::new(Arc::new(Limits {
+        label_cap: DEFAULT_LABEL_CAP,
+        label_value_max_len: crate::config::DEFAULT_LABEL_VALUE_MAX_LEN,
+        known_labels: Arc::default(),
+        slow_query: DEFAULT_SLOW_QUERY,
+    }))
+});
+
+/// The limits in force.
+pub(crate) fn current() -> Arc<Limits> {
+    LIMITS.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// The slow-query threshold.
 pub(crate) fn slow_query() -> Duration {
-    Duration::from_micros(SLOW_QUERY_MICROS.load(Ordering::Relaxed))
+    current().slow_query
 }
 
-/// Apply the installed configuration's limits; called by `install()` only.
-pub(crate) fn set(label_cap: usize, slow_query: Duration) {
-    LABEL_CAP.store(label_cap, Ordering::Relaxed);
-    SLOW_QUERY_MICROS.store(
-        u64::try_from(slow_query.as_micros()).unwrap_or(u64::MAX),
-        Ordering::Relaxed,
-    );
+impl Limits {
+    /// The limits `config` asks for.
+    pub(crate) fn of(config: &Config) -> Self {
+        Self {
+            label_cap: config.label_cap,
+            label_value_max_len: config.label_value_max_len,
+            known_labels: Arc::new(config.known_labels.clone()),
+            slow_query: config.slow_query,
+        }
+    }
+}
+
+/// Apply the installed configuration's limits; called by the facade only.
+pub(crate) fn set(limits: Arc<Limits>) {
+    *LIMITS.write().unwrap_or_else(|e| e.into_inner()) = limits;
 }

@@ -42,6 +42,9 @@ pub const MESSAGES_SENT: &str = "glimpse_messages_sent_total";
 pub const PAYMENTS: &str = "glimpse_payments_total";
 /// Counter of successful payment amounts in major units; label `currency`.
 pub const PAYMENT_AMOUNT: &str = "glimpse_payment_amount_total";
+/// Counter of successful payments whose amount was not added to
+/// [`PAYMENT_AMOUNT`] because the sum would have passed its top.
+pub const PAYMENT_AMOUNT_REJECTED: &str = "glimpse_payment_amount_rejected_total";
 /// Counter of feature uses; label `feature`.
 pub const FEATURE_USAGE: &str = "glimpse_feature_usage_total";
 /// Counter of conversion funnel steps; labels `funnel`, `step`.
@@ -107,6 +110,7 @@ pub const ALL: &[&str] = &[
     MESSAGES_SENT,
     PAYMENTS,
     PAYMENT_AMOUNT,
+    PAYMENT_AMOUNT_REJECTED,
     FEATURE_USAGE,
     CONVERSIONS,
     AUTH_FAILURES,
