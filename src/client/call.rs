@@ -444,7 +444,13 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(Failure::of(&refused), Failure::Connect);
         assert_eq!(Failure::of(&std::fmt::Error), Failure::Other);
-        let other = Target::new(&Method::from_bytes(b"PURGE").unwrap(), "http", "h", None, "");
+        let other = Target::new(
+            &Method::from_bytes(b"PURGE").unwrap(),
+            "http",
+            "h",
+            None,
+            "",
+        );
         assert_eq!((other.method, other.span_name()), ("_OTHER", "HTTP"));
     }
 }

@@ -216,7 +216,11 @@ mod tests {
     #[tokio::test]
     async fn the_inner_client_receives_the_request_and_its_answer_is_returned() {
         let svc = ClientLayer::new().layer(service_fn(|req: http::Request<&str>| async move {
-            Ok::<_, Infallible>(http::Response::new(format!("{} {}", req.method(), req.uri())))
+            Ok::<_, Infallible>(http::Response::new(format!(
+                "{} {}",
+                req.method(),
+                req.uri()
+            )))
         }));
         let req = http::Request::get("http://peer:81/a?b=c").body("").unwrap();
         let res = svc.oneshot(req).await.unwrap();
