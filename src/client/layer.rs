@@ -215,16 +215,59 @@ mod tests {
 
     #[tokio::test]
     async fn the_inner_client_receives_the_request_and_its_answer_is_returned() {
-        let svc = ClientLayer::new().layer(service_fn(|req: http::Request<&str>| async move {
+        let svc = ClientLayer::new().layer(service_fn(|req: http::Request<()>| async move {
             Ok::<_, Infallible>(http::Response::new(format!(
                 "{} {}",
                 req.method(),
                 req.uri()
             )))
         }));
-        let req = http::Request::get("http://peer:81/a?b=c").body("").unwrap();
+        let req = http::Request::get("http://peer:81/a?b=c").body(()).unwrap();
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.body(), "GET http://peer:81/a?b=c");
+    }
+
+    /// Without an exporter (IDs only, the lean span): each call still names
+    /// its own span in `traceparent`, in the trace of the span it is made in.
+    #[test]
+    fn without_an_exporter_each_call_sends_its_own_span_id_in_the_callers_trace() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let telemetry = crate::Config::default()
+            .metrics_addr(None)
+            .log_writer(std::io::sink())
+            .build()
+            .unwrap();
+        let subscriber = tracing_subscriber::registry().with(telemetry.tracing_layer());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("job");
+            let outer_tp = crate::trace::traceparent(&outer).unwrap();
+            let svc = ClientLayer::new().layer(service_fn(|req: http::Request<()>| async move {
+                let tp = req.headers().get("traceparent").cloned();
+                Ok::<_, Infallible>(http::Response::new(tp))
+            }));
+            let tps: Vec<String> = (0..3)
+                .map(|_| {
+                    let req = http::Request::get("http://peer/").body(()).unwrap();
+                    let fut =
+                        tracing::Instrument::instrument(svc.clone().oneshot(req), outer.clone());
+                    let res = rt.block_on(fut).unwrap();
+                    res.into_body().unwrap().to_str().unwrap().to_owned()
+                })
+                .collect();
+            (outer_tp.to_str().unwrap().to_owned(), tps)
+        });
+        let (outer_tp, tps) = seen;
+        let mut ids: Vec<&str> = tps.iter().map(|tp| &tp[36..52]).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "{tps:?}");
+        for tp in &tps {
+            assert_eq!(tp[..36], outer_tp[..36], "same trace: {tp} vs {outer_tp}");
+            assert_ne!(tp[36..52], outer_tp[36..52]);
+        }
     }
 
     #[tokio::test]
