@@ -14,6 +14,12 @@
 //! server included, is the same for all three); the goal is glimpse_obs at
 //! most half of reqwest-tracing's.
 //!
+//! The round trip (~50 µs) dwarfs the middleware and varies with the load of
+//! the machine, so the `client_overhead` group measures the same three
+//! stacks with the network replaced by an in-process answer ([`Canned`]),
+//! in the calling thread's CPU time: the difference to `bare` there is the
+//! middleware's own cost.
+//!
 //! `cargo bench --features reqwest --bench client`
 
 use std::{net::SocketAddr, time::Duration};
@@ -42,6 +48,47 @@ fn serve() -> (SocketAddr, tokio::runtime::Runtime) {
         addr
     });
     (addr, rt)
+}
+
+/// Answers every call in-process, with no network: what the `overhead`
+/// functions put behind each stack, so that only the middleware's own work
+/// is measured (in the thread's CPU time, which other processes on a busy
+/// machine do not inflate).
+struct Canned;
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for Canned {
+    async fn handle(
+        &self,
+        _req: reqwest::Request,
+        _extensions: &mut http::Extensions,
+        _next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        Ok(reqwest::Response::from(http::Response::new("ok")))
+    }
+}
+
+/// The calling thread's CPU time of `iters` calls through `client` (which
+/// ends in [`Canned`]) under `dispatch`.
+fn thread_cpu_per(
+    rt: &tokio::runtime::Runtime,
+    client: &ClientWithMiddleware,
+    url: &str,
+    dispatch: &Dispatch,
+    iters: u64,
+) -> Duration {
+    dispatcher::with_default(dispatch, || {
+        let parent = tracing::info_span!("job");
+        let _entered = parent.enter();
+        let start = cpu_time::ThreadTime::now();
+        for _ in 0..iters {
+            let status = rt
+                .block_on(async { client.get(url).send().await.map(|r| r.status()) })
+                .expect("call");
+            assert!(status.is_success());
+        }
+        start.elapsed()
+    })
 }
 
 /// Whole-process CPU time of `iters` calls through `client` under `dispatch`.
@@ -122,6 +169,30 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("reqwest_tracing", |b| {
         b.iter_custom(|n| cpu_per(&rt, &theirs, &url, &theirs_dispatch, n))
+    });
+    g.finish();
+
+    let canned = |b: ClientBuilder| b.with(Canned).build();
+    let bare = canned(ClientBuilder::new(reqwest::Client::new()));
+    let ours = canned(
+        ClientBuilder::new(reqwest::Client::new()).with(glimpse_obs::client::Middleware::default()),
+    );
+    let theirs = canned(
+        ClientBuilder::new(reqwest::Client::new())
+            .with(reqwest_tracing::TracingMiddleware::default()),
+    );
+    let mut g = c.benchmark_group("client_overhead");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
+    g.bench_function("bare", |b| {
+        b.iter_custom(|n| thread_cpu_per(&rt, &bare, &url, &ours_dispatch, n))
+    });
+    g.bench_function("glimpse_obs", |b| {
+        b.iter_custom(|n| thread_cpu_per(&rt, &ours, &url, &ours_dispatch, n))
+    });
+    g.bench_function("reqwest_tracing", |b| {
+        b.iter_custom(|n| thread_cpu_per(&rt, &theirs, &url, &theirs_dispatch, n))
     });
     g.finish();
 }

@@ -51,7 +51,7 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `reqwest` | [`client::Middleware`] for `reqwest-middleware` clients: a CLIENT span, `traceparent` and `http_client_request_duration_seconds` per outbound call ([`client::ClientLayer`] needs no feature) | no |
+//! | `reqwest` | `client::Middleware` for `reqwest-middleware` clients: a CLIENT span, `traceparent` and `http_client_request_duration_seconds` per outbound call ([`client::ClientLayer`] needs no feature) | no |
 //! | `sqlx` | samples a real `sqlx` pool into `db_pool_connections` | no |
 //! | `testing` | [`testing`]: capture JSON lines and metrics in a service's own tests | no |
 

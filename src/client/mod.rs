@@ -6,7 +6,7 @@
 //! name the server span as their parent, and nothing times them. The two
 //! wrappers here open a span for each call first and inject from inside it:
 //!
-//! - [`Middleware`] (feature `reqwest`) for a `reqwest-middleware` client;
+//! - `Middleware` (feature `reqwest`) for a `reqwest-middleware` client;
 //! - [`ClientLayer`], a tower layer for any `http::Request` client
 //!   (hyper-util's `Client`, a tonic `Channel`, a `tower::Service` of your own).
 //!
