@@ -267,7 +267,9 @@ def overview():
              "{{server_address}} {{method}}")], unit="reqps", w=8,
            description="Outbound HTTP calls per second through glimpse_obs::client, by peer host and method.")
     d.prom("External call errors by peer",
-           [(f'sum by (server_address) (rate({CLIENT}_count{{{SEL},status=~"5..|timeout|error"}}[{RI}]))'
+           # `or … * 0`: a peer without failures shows 0, not "no data".
+           [(f'(sum by (server_address) (rate({CLIENT}_count{{{SEL},status=~"5..|timeout|error"}}[{RI}]))'
+             f" or sum by (server_address) (rate({CLIENT}_count{{{SEL}}}[{RI}])) * 0)"
              f" / sum by (server_address) (rate({CLIENT}_count{{{SEL}}}[{RI}]))", "{{server_address}}")],
            unit="percentunit", w=8,
            description="Share of outbound calls answered 5xx or without an answer (timeout, error), by peer host.")
