@@ -34,6 +34,10 @@
 //! the check, never as sent. IDs starting with `admin` are support staff,
 //! whose profile look-ups count as admin actions. `X-Api-Key: <key
 //! id>.<secret>` counts the key by its ID.
+//!
+//! `POST /payments` asks a stand-in payment provider (this service's own
+//! `/health`) through `glimpse_obs::client::Middleware`, so the outbound-call
+//! metric, span and "External calls" panels have data.
 
 use std::{
     collections::HashMap,
@@ -75,6 +79,10 @@ struct App {
     db: SqlitePool,
     /// A tiny read-through cache of user JSON, to show the cache metrics.
     users: Arc<Mutex<HashMap<i64, serde_json::Value>>>,
+    /// Outbound calls, traced and timed by glimpse_obs.
+    provider: reqwest_middleware::ClientWithMiddleware,
+    /// The stand-in payment provider's URL.
+    provider_url: Arc<str>,
 }
 
 #[tokio::main]
@@ -113,6 +121,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let state = App {
         db,
         users: Arc::default(),
+        provider: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(glimpse_obs::client::Middleware::default())
+            .build(),
+        provider_url: format!("http://{addr}/health").into(),
     };
 
     let app = Router::new()
@@ -431,6 +443,15 @@ async fn create_payment(State(app): State<App>, Json(body): Json<NewPayment>) ->
         business::PaymentStatus::Succeeded
     };
     let label = if declined { "failed" } else { "succeeded" };
+    // The provider's answer does not change the outcome here: the call is
+    // for its span, its `http_client_request_duration_seconds` and, when
+    // it fails, its WARN line.
+    let _ = app
+        .provider
+        .get(&*app.provider_url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
     let res = db::query(
         "insert_payment",
         sqlx::query("INSERT INTO payments (amount_minor, currency, status) VALUES (?, ?, ?)")

@@ -85,12 +85,14 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
+//! | `reqwest` | `client::Middleware` for `reqwest-middleware` clients: a CLIENT span, `traceparent` and `http_client_request_duration_seconds` per outbound call ([`client::ClientLayer`] needs no feature) | no |
 //! | `sqlx` | samples a real `sqlx` pool into `db_pool_connections`; `health::sqlx_pool` readiness check | no |
 //! | `testing` | [`testing`]: capture JSON lines and metrics in a service's own tests | no |
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;
+pub mod client;
 mod config;
 mod error;
 pub mod health;

@@ -42,7 +42,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     // The three signals never use each other: what they share lives below.
     &["logging", "metrics", "trace"],
-    &["http", "propagation", "audit", "health"],
+    &["http", "propagation", "audit", "health", "client"],
     // Builds the parts and installs the globals (`impl Config { fn build }`
     // lives here, not in `config`).
     &["telemetry"],

@@ -54,9 +54,10 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-fn histograms() -> [&'static str; 5] {
+fn histograms() -> [&'static str; 6] {
     [
         names::HTTP_SERVER_REQUEST_DURATION,
+        names::HTTP_CLIENT_REQUEST_DURATION,
         names::WS_CONNECTION_DURATION,
         names::WS_MESSAGE_LATENCY,
         names::DB_QUERY_DURATION,

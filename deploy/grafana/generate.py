@@ -25,6 +25,7 @@ ES = {"type": "elasticsearch", "uid": "elasticsearch"}
 SEL = 'service=~"$service",env=~"$env"'
 RI = "$__rate_interval"
 HTTP = "http_server_request_duration_seconds"
+CLIENT = "http_client_request_duration_seconds"
 
 
 def var(name, query, label):
@@ -258,6 +259,22 @@ def overview():
                                         "{{key_id}}")], unit="reqps", w=8)
     d.prom("Admin actions", [(f"sum by (action) (rate(glimpse_admin_actions_total{{{SEL}}}[{RI}]))",
                               "{{action}}")], unit="cps", w=8)
+    # Outbound calls through glimpse_obs::client: the guide's "check external
+    # service status" (runbook HighErrorRate).
+    d.row("External calls")
+    d.prom("External call rate by peer",
+           [(f"sum by (server_address, method) (rate({CLIENT}_count{{{SEL}}}[{RI}]))",
+             "{{server_address}} {{method}}")], unit="reqps", w=8,
+           description="Outbound HTTP calls per second through glimpse_obs::client, by peer host and method.")
+    d.prom("External call errors by peer",
+           # `or … * 0`: a peer without failures shows 0, not "no data".
+           [(f'(sum by (server_address) (rate({CLIENT}_count{{{SEL},status=~"5..|timeout|error"}}[{RI}]))'
+             f" or sum by (server_address) (rate({CLIENT}_count{{{SEL}}}[{RI}])) * 0)"
+             f" / sum by (server_address) (rate({CLIENT}_count{{{SEL}}}[{RI}]))", "{{server_address}}")],
+           unit="percentunit", w=8,
+           description="Share of outbound calls answered 5xx or without an answer (timeout, error), by peer host.")
+    d.prom("External call p95 by peer", [(quantile(0.95, CLIENT, "le, server_address"), "{{server_address}}")],
+           unit="s", w=8, description="95th percentile duration of outbound calls, by peer host.")
     return d
 
 

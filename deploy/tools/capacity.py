@@ -122,11 +122,22 @@ def series_bound(profile, facts, label_cap=None):
     used = lambda k: uses.get(k, True)  # noqa: E731
     ch, op, pool = v["ws_channel"], v["db_operation"], v["db_pool"]
     cur, prov = v["payment_currency"], v["payment_provider"]
+    # Outbound calls (glimpse_obs::client): optional "client": {"peers": n or
+    # null, "methods": k, "statuses": s} in a profile; none: no outbound calls.
+    cl = profile.get("client")
+    if cl:
+        peers = admitted(cl["peers"], cap)
+        client_sets = peers * cl["methods"] * (cl["statuses"] + 3)
+        client_why = (f"{peers} peer hosts x {cl['methods']} methods x "
+                      f"({cl['statuses']} status codes + timeout/error/cancelled)")
+    else:
+        client_sets, client_why = 0, "no outbound calls in this profile"
     overflowing = sorted({DOMAINS[k] for k in DOMAINS if dom[k] is None or dom[k] > cap})
     rows = [
         ("http_server_request_duration_seconds", "histogram", m * status_pairs, h_http,
          f"{m} methods x {status_pairs} (route, status) pairs"),
         ("http_server_active_requests", "gauge", m * route_labels, 1, f"{m} methods x {route_labels} routes (incl. unmatched)"),
+        ("http_client_request_duration_seconds", "histogram", client_sets, h_lat, client_why),
         ("websocket_connections_active", "gauge", ch if used("ws") else 0, 1, "channels"),
         ("websocket_messages_total", "counter", 2 * ch if used("ws") else 0, 1, "channels x 2 directions"),
         ("websocket_connection_duration_seconds", "histogram", ch if used("ws") else 0, h_conn, "channels"),

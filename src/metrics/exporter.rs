@@ -330,6 +330,11 @@ fn describe_all() {
         Unit::Count,
         "HTTP server requests in flight, by method and route template."
     );
+    describe_histogram!(
+        HTTP_CLIENT_REQUEST_DURATION,
+        Unit::Seconds,
+        "Duration of outbound HTTP calls, by method, peer host and status (code, or timeout/error/cancelled)."
+    );
     describe_gauge!(
         WS_CONNECTIONS_ACTIVE,
         Unit::Count,

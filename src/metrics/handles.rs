@@ -159,9 +159,20 @@ impl<H> Family<H> {
 
     /// Like [`Family::new`], but `a` and `b` are capped separately: a new
     /// value of one past its cap becomes `other` while the other label keeps
-    /// its value (a new payment provider never moves revenue of a known
-    /// currency into `currency="other"`).
-    /// `b` values `accepts` refuses (currencies that are not ISO 4217
+    /// its value (a new peer host never moves a known method into `other`).
+    pub(crate) const fn per_label(metric: &'static str, make: fn(&str, &str) -> H) -> Self {
+        Self {
+            guard: LabelGuard::new(metric),
+            b_guard: Some(LabelGuard::new(metric)),
+            table: OnceLock::new(),
+            filled: AtomicUsize::new(0),
+            other: OnceLock::new(),
+            make,
+        }
+    }
+
+    /// Like [`Family::per_label`] (a new payment provider never moves
+    /// revenue of a known currency into `currency="other"`), and `b` values `accepts` refuses (currencies that are not ISO 4217
     /// codes) become `other` without taking a slot.
     pub(crate) const fn per_label_checked(
         metric: &'static str,

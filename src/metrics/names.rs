@@ -9,6 +9,12 @@ pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_sec
 /// Gauge of requests in flight; labels `method`, `route`.
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
 
+// HTTP client (`client::Middleware`, `client::ClientLayer`).
+/// Histogram of outbound call durations in seconds; labels `method`,
+/// `server_address` (the peer's host), `status` (the status code, or
+/// `timeout`, `error`, `cancelled`).
+pub const HTTP_CLIENT_REQUEST_DURATION: &str = "http_client_request_duration_seconds";
+
 // WebSocket.
 /// Gauge of open WebSocket connections; label `channel`.
 pub const WS_CONNECTIONS_ACTIVE: &str = "websocket_connections_active";
@@ -96,6 +102,7 @@ pub const HEALTH_CHECK_DURATION: &str = "glimpse_health_check_duration_seconds";
 pub const ALL: &[&str] = &[
     HTTP_SERVER_REQUEST_DURATION,
     HTTP_SERVER_ACTIVE_REQUESTS,
+    HTTP_CLIENT_REQUEST_DURATION,
     WS_CONNECTIONS_ACTIVE,
     WS_MESSAGES,
     WS_CONNECTION_DURATION,
@@ -171,6 +178,8 @@ pub mod labels {
     pub const ENV: &str = "env";
     /// HTTP method (`_OTHER` for unknown methods); the sign-up method on registrations.
     pub const METHOD: &str = "method";
+    /// Host of the peer of an outbound call (never its URL).
+    pub const SERVER_ADDRESS: &str = "server_address";
     /// Route template (`unmatched` when no route matched).
     pub const ROUTE: &str = "route";
     /// HTTP status code; `succeeded`/`failed` on payments.
