@@ -42,7 +42,9 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     // The three signals never use each other: what they share lives below.
     &["logging", "metrics", "trace"],
-    &["http", "propagation", "audit", "health", "client"],
+    &["http", "propagation", "audit", "health"],
+    // Outbound calls: a CLIENT span, then `propagation::inject` inside it.
+    &["client"],
     // Builds the parts and installs the globals (`impl Config { fn build }`
     // lives here, not in `config`).
     &["telemetry"],

@@ -10,18 +10,12 @@ use std::{
 
 use http::{HeaderMap, HeaderValue, Method};
 use metrics::Histogram;
-use opentelemetry::{Context, trace::TraceContextExt};
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::CLIENT_TARGET;
-use crate::{
-    ids::{RequestId, X_REQUEST_ID},
-    metrics::{
-        handles::{Family, Ref},
-        names::{self, labels},
-    },
-    trace::{light, w3c},
+use crate::metrics::{
+    handles::{Family, Ref},
+    names::{self, labels},
 };
 
 /// `status` label of a call that got no response in time.
@@ -371,35 +365,9 @@ fn record_span_fields() -> bool {
 }
 
 /// Write `traceparent`, `tracestate`, `baggage` and `x-request-id` of the
-/// current span (the call's, entered by the caller) into `headers`: what
-/// `propagation::inject` writes, which this module, beside it in the
-/// layering, does not import.
+/// current span (the call's, entered by the caller) into `headers`.
 fn inject(headers: &mut HeaderMap) {
-    w3c::inject_context(&current_context(), headers);
-    if let Some(id) = RequestId::current()
-        && let Ok(value) = HeaderValue::from_str(id.as_str())
-    {
-        headers.insert(X_REQUEST_ID, value);
-    }
-}
-
-/// The OpenTelemetry context of the current span: the one attached when
-/// the span was entered, else the span's own, else the light layer's.
-fn current_context() -> Context {
-    let attached = Context::current();
-    if attached.span().span_context().is_valid() {
-        return attached;
-    }
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return attached;
-    }
-    let own = span.context();
-    if own.span().span_context().is_valid() {
-        own
-    } else {
-        light::current_context().unwrap_or(attached)
-    }
+    crate::propagation::inject(headers);
 }
 
 #[cfg(test)]
