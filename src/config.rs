@@ -50,6 +50,9 @@ pub const GLIMPSE_SLOW_QUERY_MS: &str = "GLIMPSE_SLOW_QUERY_MS";
 pub const GLIMPSE_SLOW_REQUEST_MS: &str = "GLIMPSE_SLOW_REQUEST_MS";
 /// Per-route access-log sampling, e.g. `/health=0,/feed=0.1`.
 pub const GLIMPSE_LOG_SAMPLE: &str = "GLIMPSE_LOG_SAMPLE";
+/// `false` on public edges: an incoming `traceparent` starts a new trace and
+/// is kept as a span link only (`true` or `false`; default `true`).
+pub const GLIMPSE_TRUST_TRACEPARENT: &str = "GLIMPSE_TRUST_TRACEPARENT";
 
 /// Where the service runs; becomes the `env` label and `deployment.environment.name`.
 /// Read from `GLIMPSE_ENV` (`production`, `staging`, `development`).
@@ -209,6 +212,7 @@ pub struct Config {
     pub(crate) label_cap: usize,
     pub(crate) writer: Option<BoxWriter>,
     pub(crate) process_metrics: bool,
+    pub(crate) trust_traceparent: bool,
 }
 
 impl fmt::Debug for Config {
@@ -231,6 +235,7 @@ impl fmt::Debug for Config {
             .field("log_queue_bytes", &self.log_queue_bytes)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("label_cap", &self.label_cap)
+            .field("trust_traceparent", &self.trust_traceparent)
             .field("writer", &self.writer.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -265,6 +270,7 @@ impl Default for Config {
             label_cap: DEFAULT_LABEL_CAP,
             writer: None,
             process_metrics: true,
+            trust_traceparent: true,
         }
     }
 }
@@ -452,6 +458,19 @@ impl Config {
         }
         if let Some(v) = get(GLIMPSE_LOG_SAMPLE) {
             config.log_sample = parse_sample(&v)?;
+        }
+        if let Some(v) = get(GLIMPSE_TRUST_TRACEPARENT) {
+            config.trust_traceparent = match v.trim() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(invalid(
+                        GLIMPSE_TRUST_TRACEPARENT,
+                        &v,
+                        "expected true or false",
+                    ));
+                }
+            };
         }
         Ok(config)
     }
@@ -718,10 +737,25 @@ impl Config {
         self
     }
 
+    /// Whether an incoming `traceparent` may become the parent of the
+    /// server span. `false` for a service on the public internet: every
+    /// request starts a new trace and keeps the caller's context as a span
+    /// link only (as [`ObsLayer::public_endpoint`](crate::ObsLayer::public_endpoint)
+    /// does for one layer). Defaults to `GLIMPSE_TRUST_TRACEPARENT`, else `true`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().trust_traceparent(false);
+    /// ```
+    pub fn trust_traceparent(mut self, trust: bool) -> Self {
+        self.trust_traceparent = trust;
+        self
+    }
+
     pub(crate) fn shared_settings(&self) -> Arc<Settings> {
         Arc::new(Settings {
             slow_request: self.slow_request,
             log_sample: self.log_sample.clone(),
+            trust_traceparent: self.trust_traceparent,
             exporting: false,
             record_span_fields: true,
         })
@@ -733,6 +767,8 @@ impl Config {
 pub(crate) struct Settings {
     pub(crate) slow_request: Duration,
     pub(crate) log_sample: Vec<(String, f64)>,
+    /// `GLIMPSE_TRUST_TRACEPARENT` / [`Config::trust_traceparent`].
+    pub(crate) trust_traceparent: bool,
     /// Whether spans are exported over OTLP (the full OpenTelemetry layer)
     /// rather than given IDs only.
     pub(crate) exporting: bool,

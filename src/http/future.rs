@@ -1,6 +1,7 @@
-//! [`ResponseFuture`]: finishes the request when the inner service answers
-//! (or the future is dropped): metrics, span status, the access line, the
-//! response headers.
+//! [`ResponseFuture`]: answers when the inner service does (or with a `500`
+//! when it panics), sets the response headers, and hands the request to
+//! the [`ResponseBody`], which finishes it at the body's end: metrics, span
+//! status, the access line.
 
 use std::{
     cell::Cell,
@@ -11,29 +12,48 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tracing::{Level, Span};
 
 use super::{
     ACCESS_TARGET, CANCELLED_STATUS,
     access::{access_fields, cap_path},
+    body::ResponseBody,
     route_metrics,
     settings::Settings,
 };
 use crate::{
     config::Settings as Shared,
+    ids::panic::{self as panics, PanicSite},
     logging::{LogType, scope::RequestScope},
 };
 
 pin_project! {
-    /// Response future of [`ObsService`].
+    /// Response future of [`ObsService`](super::ObsService).
     pub struct ResponseFuture<F> {
+        // `None` when the inner service's `call` panicked.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         // Inline, not boxed: one allocation less per request (the caller
         // usually boxes the whole future anyway).
         state: Option<Pending>,
+    }
+}
+
+/// A handler's panic, as the access line and the span report it.
+pub(super) struct Caught {
+    message: String,
+    site: Option<PanicSite>,
+}
+
+impl Caught {
+    pub(super) fn new(payload: &(dyn std::any::Any + Send)) -> Self {
+        Self {
+            message: panics::payload_message(payload).to_owned(),
+            site: panics::take_site(),
+        }
     }
 }
 
@@ -47,18 +67,38 @@ pub(super) struct Pending {
     shared: Arc<Shared>,
     /// The response's `traceparent`, when known at the start (light layer).
     traceparent: Option<HeaderValue>,
+    /// The response's status, once its head is there.
+    status: u16,
+    /// The request's `Content-Length`, read when body sizes are recorded.
+    request_bytes: Option<u64>,
+    /// Response body bytes handed to the server so far.
+    response_bytes: u64,
+    /// The panic this request answered with a `500`.
+    panic: Option<Caught>,
     done: bool,
 }
 
 impl<F> ResponseFuture<F> {
     /// A request the layer does not instrument (an excluded route).
     pub(super) fn passthrough(inner: F) -> Self {
-        Self { inner, state: None }
+        Self {
+            inner: Some(inner),
+            state: None,
+        }
     }
 
     pub(super) fn new(inner: F, pending: Pending) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
+            state: Some(pending),
+        }
+    }
+
+    /// The inner service's `call` panicked: answer `500`.
+    pub(super) fn panicked(mut pending: Pending, caught: Caught) -> Self {
+        pending.panic = Some(caught);
+        Self {
+            inner: None,
             state: Some(pending),
         }
     }
@@ -67,38 +107,59 @@ impl<F> ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
 {
-    type Output = F::Output;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
-            return this.inner.poll(cx);
+            return match this.inner.as_pin_mut() {
+                Some(inner) => inner
+                    .poll(cx)
+                    .map_ok(|res| res.map(|b| ResponseBody::new(b, None))),
+                // Unreachable: a passthrough future always has its inner one.
+                None => Poll::Pending,
+            };
         };
-        let result = {
-            let _entered = state.span.enter();
-            std::task::ready!(this.inner.poll(cx))
-        };
-        let mut result = result;
-        match &mut result {
-            Ok(resp) => {
-                state.finish(resp.status().as_u16());
-                if let Ok(v) = HeaderValue::from_str(state.scope.request_id.as_str()) {
-                    resp.headers_mut().insert(state.settings.header.clone(), v);
+        if let Some(inner) = this.inner.as_pin_mut() {
+            let polled = {
+                let _entered = state.span.enter();
+                // Catching costs nothing until a panic (landing pads only).
+                panics::catch(|| inner.poll(cx))
+            };
+            match polled {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Ok(res))) => {
+                    let (mut parts, body) = res.into_parts();
+                    state.status = parts.status.as_u16();
+                    state.set_headers(&mut parts.headers);
+                    let mut pending = this.state.take();
+                    if let Some(p) = pending.as_mut().filter(|p| p.ends_at_head(&body)) {
+                        p.end();
+                        pending = None;
+                    }
+                    return Poll::Ready(Ok(Response::from_parts(
+                        parts,
+                        ResponseBody::new(body, pending),
+                    )));
                 }
-                let tp = state
-                    .traceparent
-                    .take()
-                    .or_else(|| crate::trace::traceparent(&state.span));
-                if let Some(tp) = tp {
-                    resp.headers_mut()
-                        .insert(HeaderName::from_static("traceparent"), tp);
+                Ok(Poll::Ready(Err(e))) => {
+                    state.finish(500);
+                    *this.state = None;
+                    return Poll::Ready(Err(e));
                 }
+                Err(payload) => state.panic = Some(Caught::new(&*payload)),
             }
-            Err(_) => state.finish(500),
         }
+        // The handler panicked (in `call` or in a poll): `500`, with the
+        // request's headers, recorded as such.
+        let mut res = Response::new(ResponseBody::empty());
+        *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        state.set_headers(res.headers_mut());
+        state.finish(500);
         *this.state = None;
-        Poll::Ready(result)
+        Poll::Ready(Ok(res))
     }
 }
 
@@ -113,6 +174,7 @@ impl Pending {
         settings: Arc<Settings>,
         shared: Arc<Shared>,
         traceparent: Option<HeaderValue>,
+        request_bytes: Option<u64>,
     ) -> Self {
         Self {
             start,
@@ -123,8 +185,50 @@ impl Pending {
             settings,
             shared,
             traceparent,
+            status: 0,
+            request_bytes,
+            response_bytes: 0,
+            panic: None,
             done: false,
         }
+    }
+
+    /// `x-request-id` and (unless switched off) `traceparent` on the response.
+    fn set_headers(&mut self, headers: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(self.scope.request_id.as_str()) {
+            headers.insert(self.settings.header.clone(), v);
+        }
+        if !self.settings.response_traceparent {
+            return;
+        }
+        let tp = self
+            .traceparent
+            .take()
+            .or_else(|| crate::trace::traceparent(&self.span));
+        if let Some(tp) = tp {
+            headers.insert(HeaderName::from_static("traceparent"), tp);
+        }
+    }
+
+    /// Whether the response is complete with its head: nothing of the body
+    /// will be sent (a `HEAD` request, `204`, `304`, `1xx`) or there is
+    /// none (servers then never poll it).
+    fn ends_at_head<B: Body>(&self, body: &B) -> bool {
+        self.entry.method == "HEAD"
+            || self.status < 200
+            || self.status == 204
+            || self.status == 304
+            || body.is_end_stream()
+    }
+
+    /// Response body bytes handed to the server.
+    pub(super) fn sent(&mut self, bytes: usize) {
+        self.response_bytes = self.response_bytes.saturating_add(bytes as u64);
+    }
+
+    /// The response ended (its last frame was handed to the server).
+    pub(super) fn end(&mut self) {
+        self.finish(self.status);
     }
 
     fn finish(&mut self, status: u16) {
@@ -132,6 +236,15 @@ impl Pending {
         let elapsed = self.start.elapsed();
         self.entry.active.decrement(1.0);
         self.entry.record_duration(status, elapsed.as_secs_f64());
+        let cancelled = status == CANCELLED_STATUS;
+        if self.settings.body_sizes && !cancelled {
+            self.entry
+                .record_body_sizes(self.request_bytes, self.response_bytes);
+        }
+        let panic = self.panic.take();
+        if panic.is_some() {
+            self.entry.count_panic();
+        }
 
         let span = &self.span;
         let user = self.scope.user();
@@ -144,17 +257,26 @@ impl Pending {
             span.record("http.response.status_code", status);
             if status >= 500 {
                 span.record("otel.status_code", "error");
-                // A string, as the semantic conventions define `error.type`.
-                span.record("error.type", itoa::Buffer::new().format(status));
+                match &panic {
+                    Some(_) => span.record("error.type", "panic"),
+                    // A string, as the semantic conventions define `error.type`.
+                    None => span.record("error.type", itoa::Buffer::new().format(status)),
+                };
             }
             if let Some(u) = &user {
                 span.record("enduser.id", &*u.raw);
             }
         }
+        if let Some(p) = &panic
+            && self.shared.exporting
+        {
+            let stacktrace = p.site.as_ref().and_then(|s| s.backtrace.as_deref());
+            crate::trace::record_exception(span, "panic", &p.message, stacktrace);
+        }
 
         let level = if status >= 500 {
             Level::ERROR
-        } else if elapsed > self.slow_threshold() || status == CANCELLED_STATUS {
+        } else if elapsed > self.slow_threshold() || cancelled {
             Level::WARN
         } else {
             Level::INFO
@@ -171,7 +293,6 @@ impl Pending {
         // Milliseconds with microsecond precision (1.43).
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let path = cap_path(self.uri.path());
-        let cancelled = status == CANCELLED_STATUS;
         // INFO and WARN lines straight into the JSON log when the span's
         // subscriber has our JSON layer and its filter's answer is known;
         // otherwise (ERROR lines, which OpenTelemetry also records on the
@@ -196,9 +317,15 @@ impl Pending {
         let (method, route) = (self.entry.method, &*self.entry.route);
         let ms = micros as f64 / 1000.0;
         match level {
-            Level::ERROR => {
-                tracing::error!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
-            }
+            Level::ERROR => match &panic {
+                Some(p) => {
+                    let location = p.site.as_ref().and_then(|s| s.location.as_deref());
+                    tracing::error!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "panic.message" = &*p.message, "panic.location" = location, "request completed")
+                }
+                None => {
+                    tracing::error!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
+                }
+            },
             Level::WARN if cancelled => {
                 tracing::warn!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, cancelled = true, "request completed")
             }
@@ -305,12 +432,25 @@ mod tests {
                         let _ = tokio::time::timeout(after, call).await;
                     }
                     None => {
-                        call.await.unwrap();
+                        let res = call.await.unwrap();
+                        read_to_end(res.into_body()).await;
                     }
                 }
             });
         });
         assert!(telemetry.flush(Duration::from_secs(5)));
+    }
+
+    /// Read `body` to its end, as a server sends it.
+    async fn read_to_end<B: http_body::Body + Unpin>(mut body: B) -> usize {
+        let mut frames = 0;
+        while let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            assert!(frame.is_ok(), "the body fails");
+            frames += 1;
+        }
+        frames
     }
 
     fn access_line(logs: &SharedBuffer) -> serde_json::Value {

@@ -12,7 +12,11 @@ use tower_service::Service;
 use tracing::field::Empty;
 
 use super::{
-    RequestId, ResponseFuture, access::cap_path, future::Pending, route_metrics, settings::Settings,
+    RequestId, ResponseBody, ResponseFuture,
+    access::cap_path,
+    future::{Caught, Pending},
+    route_metrics,
+    settings::Settings,
 };
 use crate::{
     config::{Settings as Shared, SettingsLayer},
@@ -65,8 +69,9 @@ impl<S> ObsService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObsService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -122,25 +127,38 @@ where
             "glimpse.request_id" = request_id.as_str(),
             "error.type" = Empty,
         );
-        crate::trace::set_parent_from_headers(&span, req.headers(), shared.exporting);
+        if settings.public_endpoint || !shared.trust_traceparent {
+            crate::trace::link_from_headers(&span, req.headers(), shared.exporting);
+        } else {
+            crate::trace::set_parent_from_headers(&span, req.headers(), shared.exporting);
+        }
+        let request_bytes = if settings.body_sizes {
+            req.headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        } else {
+            None
+        };
         let scope = Arc::new(RequestScope::new(request_id.clone()));
         let traceparent = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
 
-        let inner = span.in_scope(|| self.inner.call(req));
-        ResponseFuture::new(
-            inner,
-            Pending::new(
-                start,
-                span,
-                scope,
-                entry,
-                uri,
-                settings.clone(),
-                shared,
-                traceparent,
-            ),
-        )
+        let called = span.in_scope(|| crate::ids::panic::catch(|| self.inner.call(req)));
+        let pending = Pending::new(
+            start,
+            span,
+            scope,
+            entry,
+            uri,
+            settings.clone(),
+            shared,
+            traceparent,
+            request_bytes,
+        );
+        match called {
+            Ok(inner) => ResponseFuture::new(inner, pending),
+            Err(payload) => ResponseFuture::panicked(pending, Caught::new(&*payload)),
+        }
     }
 }
 

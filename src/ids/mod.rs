@@ -7,6 +7,7 @@
 //! `logging`, `metrics`, `trace` and `http` can all agree on these without
 //! importing each other.
 
+pub(crate) mod panic;
 mod request_id;
 
 use opentelemetry::trace::{SpanId, TraceId};
