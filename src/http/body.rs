@@ -54,6 +54,24 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B> ResponseBody<B> {
+    /// The inner service's body; `None` for the `500` answering a panic.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), std::convert::Infallible> {
+    /// let svc = glimpse_obs::layer().layer(service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi")))
+    /// }));
+    /// let res = svc.oneshot(http::Request::new(String::new())).await?;
+    /// assert_eq!(res.body().get_ref().map(String::as_str), Some("hi"));
+    /// # Ok(()) }
+    /// ```
+    pub fn get_ref(&self) -> Option<&B> {
+        self.inner.as_ref()
+    }
+
     /// `inner`, finishing `state` (when `Some`) at its end.
     pub(super) fn new(inner: B, state: Option<Pending>) -> Self {
         Self {

@@ -415,7 +415,7 @@ mod tests {
     where
         S: tower_service::Service<
                 http::Request<String>,
-                Response = http::Response<String>,
+                Response = http::Response<crate::ResponseBody<String>>,
                 Error = Infallible,
             >,
     {
