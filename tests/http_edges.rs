@@ -59,8 +59,6 @@ fn app() -> Router {
         .route(
             "/panic/{id}",
             get(|| async {
-                let password = "hunter2";
-                let _ = password;
                 if true {
                     panic!("the match store is gone");
                 }
