@@ -1168,6 +1168,22 @@ mod tests {
     }
 
     #[test]
+    fn glimpse_trust_traceparent_is_true_or_false_and_code_wins() {
+        assert!(Config::from_lookup(env(&[])).unwrap().trust_traceparent);
+        let c = Config::from_lookup(env(&[(GLIMPSE_TRUST_TRACEPARENT, "false")])).unwrap();
+        assert!(!c.trust_traceparent);
+        assert!(!c.shared_settings().trust_traceparent);
+        assert!(c.trust_traceparent(true).trust_traceparent, "code wins");
+        let err = Config::from_lookup(env(&[(GLIMPSE_TRUST_TRACEPARENT, "no")])).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidEnv { name, .. } if *name == GLIMPSE_TRUST_TRACEPARENT),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("GLIMPSE_TRUST_TRACEPARENT"), "{err}");
+        assert!(err.to_string().contains("\"no\""), "{err}");
+    }
+
+    #[test]
     fn service_name_precedence_is_code_then_env_then_default_service_then_executable() {
         let c = Config::from_lookup(env(&[])).unwrap();
         assert_eq!(c.service, default_service_name());
