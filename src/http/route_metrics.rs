@@ -51,8 +51,10 @@ pub(crate) struct RouteEntry {
     by_status: RwLock<Vec<(u16, Histogram)>>,
     /// Request and response body sizes, resolved on first use (off by default).
     body_sizes: OnceLock<[Histogram; 2]>,
-    /// Panics of the route, resolved on the first one.
-    panics: OnceLock<Counter>,
+    /// Panics of the route's handler. Registered with the entry, so the
+    /// series exists at 0 before the first panic: `increase()` (the
+    /// `HandlerPanics` alert) then sees the first one too.
+    panics: Counter,
     /// The recorder the handles belong to: a bound layer's own, or `None`
     /// for the one current where they are resolved (the global one).
     recorder: Option<SharedRecorder>,
@@ -108,14 +110,7 @@ impl RouteEntry {
 
     /// Count a panic of the route's handler.
     pub(crate) fn count_panic(&self) {
-        self.panics
-            .get_or_init(|| {
-                with_recorder(self.recorder.as_ref(), || {
-                    metrics::counter!(names::HTTP_SERVER_PANICS,
-                        labels::ROUTE => self.route.to_string())
-                })
-            })
-            .increment(1);
+        self.panics.increment(1);
     }
 }
 
@@ -218,6 +213,9 @@ fn new_entry(route: &str, m: usize, recorder: Option<SharedRecorder>) -> RouteEn
     crate::logging::json::string_into(&mut access_json, method);
     access_json.extend_from_slice(b",\"route\":");
     crate::logging::json::string_into(&mut access_json, &route);
+    let panics = with_recorder(recorder.as_ref(), || {
+        metrics::counter!(names::HTTP_SERVER_PANICS, labels::ROUTE => route.to_string())
+    });
     RouteEntry {
         method,
         access_json: access_json.into_boxed_slice(),
@@ -242,7 +240,7 @@ fn new_entry(route: &str, m: usize, recorder: Option<SharedRecorder>) -> RouteEn
         route,
         by_status: RwLock::new(Vec::new()),
         body_sizes: OnceLock::new(),
-        panics: OnceLock::new(),
+        panics,
         recorder,
     }
 }
