@@ -109,6 +109,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("glimpse_obs", |b| {
         b.iter_custom(|n| cpu_per(&rt, &ours, &ours_dispatch, n))
     });
+    // The optional body-size histograms (`ObsLayer::body_sizes`): their
+    // cost against `glimpse_obs` decides whether they are on by default.
+    let sized = bare.clone().layer(glimpse_obs::layer().body_sizes(true));
+    g.bench_function("glimpse_obs_body_sizes", |b| {
+        b.iter_custom(|n| cpu_per(&rt, &sized, &ours_dispatch, n))
+    });
     g.bench_function("anchor_stack", |b| {
         b.iter_custom(|n| cpu_per(&rt, &anchor, &anchor_dispatch, n))
     });

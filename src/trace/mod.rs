@@ -319,6 +319,10 @@ impl IdLayer {
                 trace_id: sc.trace_id(),
                 span_id: sc.span_id(),
                 sampled: sc.is_sampled(),
+                // What the SDK's span context carries: the caller's flag when
+                // continuing its trace (the SDK keeps the parent's flags);
+                // the SDK does not set it on roots it starts.
+                random: sc.trace_flags().to_u8() & 0x02 != 0,
             });
         }
     }
