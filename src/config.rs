@@ -1179,7 +1179,10 @@ mod tests {
             matches!(&err, Error::InvalidEnv { name, .. } if *name == GLIMPSE_TRUST_TRACEPARENT),
             "{err:?}"
         );
-        assert!(err.to_string().contains("GLIMPSE_TRUST_TRACEPARENT"), "{err}");
+        assert!(
+            err.to_string().contains("GLIMPSE_TRUST_TRACEPARENT"),
+            "{err}"
+        );
         assert!(err.to_string().contains("\"no\""), "{err}");
     }
 

@@ -53,7 +53,10 @@ fn app() -> Router {
         .route("/quiet", get(|| async { "ok" }))
         .layer(glimpse_obs::layer().response_traceparent(false));
     let sized = Router::new()
-        .route("/sized", axum::routing::post(|body: String| async move { body + "!" }))
+        .route(
+            "/sized",
+            axum::routing::post(|body: String| async move { body + "!" }),
+        )
         .layer(glimpse_obs::layer().body_sizes(true));
     Router::new()
         .route(
@@ -66,8 +69,14 @@ fn app() -> Router {
             }),
         )
         .route("/ok", get(|| async { "ok" }))
-        .route("/stream", get(|| async { chunks(5, Duration::from_millis(50)) }))
-        .route("/long", get(|| async { chunks(200, Duration::from_millis(20)) }))
+        .route(
+            "/stream",
+            get(|| async { chunks(5, Duration::from_millis(50)) }),
+        )
+        .route(
+            "/long",
+            get(|| async { chunks(200, Duration::from_millis(20)) }),
+        )
         .layer(glimpse_obs::layer())
         .merge(public)
         .merge(quiet)
@@ -95,7 +104,10 @@ async fn access_lines(route: &str, n: usize) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("fewer than {n} access lines of {route}:\n{}", obs().logs.contents());
+    panic!(
+        "fewer than {n} access lines of {route}:\n{}",
+        obs().logs.contents()
+    );
 }
 
 async fn scrape() -> String {
@@ -149,7 +161,11 @@ async fn a_panicking_handler_answers_500_logs_one_error_line_counts_and_the_serv
         "{text}"
     );
     assert_eq!(
-        metric_value(&text, "http_server_panics_total", &[("route", "/panic/{id}")]),
+        metric_value(
+            &text,
+            "http_server_panics_total",
+            &[("route", "/panic/{id}")]
+        ),
         Some(1.0),
         "{text}"
     );
@@ -163,7 +179,11 @@ async fn a_panicking_handler_answers_500_logs_one_error_line_counts_and_the_serv
         "a panic is not a cancelled request"
     );
 
-    let res = client.get(format!("http://{addr}/ok")).send().await.unwrap();
+    let res = client
+        .get(format!("http://{addr}/ok"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200, "the server keeps serving");
     assert_eq!(res.text().await.unwrap(), "ok");
 }
@@ -210,14 +230,13 @@ async fn a_client_gone_mid_body_is_recorded_as_cancelled() {
     assert_eq!(line["cancelled"], true);
     assert_eq!(line["level"], "WARN");
     let ms = line["response_time"].as_f64().unwrap();
-    assert!(ms < 3000.0, "recorded when the client left, not at the end: {ms} ms");
+    assert!(
+        ms < 3000.0,
+        "recorded when the client left, not at the end: {ms} ms"
+    );
     let text = scrape().await;
     assert_eq!(
-        metric_value(
-            &text,
-            "http_server_active_requests",
-            &[("route", "/long")]
-        ),
+        metric_value(&text, "http_server_active_requests", &[("route", "/long")]),
         Some(0.0)
     );
 }

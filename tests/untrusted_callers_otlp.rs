@@ -20,7 +20,12 @@ fn hex(bytes: &[u8]) -> String {
 fn server_span(store: &Store, path: &str) -> Received {
     let found =
         store.find(|s| s.kind() == SpanKind::Server && s.attr("url.path").as_deref() == Some(path));
-    assert_eq!(found.len(), 1, "one server span for {path}:\n{}", store.summary());
+    assert_eq!(
+        found.len(),
+        1,
+        "one server span for {path}:\n{}",
+        store.summary()
+    );
     found.into_iter().next().unwrap()
 }
 
@@ -87,7 +92,10 @@ async fn an_untrusted_callers_trace_is_a_link_and_a_panic_is_an_exception_event(
     let span = server_span(&receiver.store, "/panic");
     assert_eq!(span.status(), SpanStatus::Error);
     assert_eq!(span.attr("error.type").as_deref(), Some("panic"));
-    assert_eq!(span.attr("http.response.status_code").as_deref(), Some("500"));
+    assert_eq!(
+        span.attr("http.response.status_code").as_deref(),
+        Some("500")
+    );
     let exception = span
         .span
         .events
@@ -103,6 +111,10 @@ async fn an_untrusted_callers_trace_is_a_link_and_a_panic_is_an_exception_event(
             .and_then(|v| v.value)
             .map(|v| format!("{v:?}"))
     };
-    assert!(attr("exception.message").unwrap().contains("ledger unavailable"));
+    assert!(
+        attr("exception.message")
+            .unwrap()
+            .contains("ledger unavailable")
+    );
     assert!(attr("exception.type").unwrap().contains("panic"));
 }

@@ -213,9 +213,10 @@ fn new_entry(route: &str, m: usize, recorder: Option<SharedRecorder>) -> RouteEn
     crate::logging::json::string_into(&mut access_json, method);
     access_json.extend_from_slice(b",\"route\":");
     crate::logging::json::string_into(&mut access_json, &route);
-    let panics = with_recorder(recorder.as_ref(), || {
-        metrics::counter!(names::HTTP_SERVER_PANICS, labels::ROUTE => route.to_string())
-    });
+    let panics = with_recorder(
+        recorder.as_ref(),
+        || metrics::counter!(names::HTTP_SERVER_PANICS, labels::ROUTE => route.to_string()),
+    );
     RouteEntry {
         method,
         access_json: access_json.into_boxed_slice(),

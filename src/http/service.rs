@@ -215,7 +215,11 @@ mod tests {
             .unwrap();
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.headers()["x-request-id"], "req-42");
-        assert_eq!(res.body().get_ref().unwrap(), "req-42", "the handler sees the same ID");
+        assert_eq!(
+            res.body().get_ref().unwrap(),
+            "req-42",
+            "the handler sees the same ID"
+        );
     }
 
     #[tokio::test]
@@ -246,7 +250,11 @@ mod tests {
             .await
             .unwrap();
         assert!(!res.headers().contains_key("x-request-id"));
-        assert_eq!(res.body().get_ref().unwrap(), "", "no RequestId extension either");
+        assert_eq!(
+            res.body().get_ref().unwrap(),
+            "",
+            "no RequestId extension either"
+        );
     }
 
     #[tokio::test]

@@ -107,7 +107,13 @@ mod tests {
             sampled: false,
             ..random
         };
-        assert!(random_unsampled.traceparent().to_str().unwrap().ends_with("-02"));
+        assert!(
+            random_unsampled
+                .traceparent()
+                .to_str()
+                .unwrap()
+                .ends_with("-02")
+        );
         let unsampled = SpanIds {
             sampled: false,
             ..ids

@@ -164,9 +164,8 @@ pub(crate) fn current_context() -> Option<Context> {
                 .find_map(|s| s.extensions().get::<Remote>().map(|r| r.0.clone()));
             let base = remote.as_deref().cloned().unwrap_or_default();
             let state: TraceState = base.span().span_context().trace_state().clone();
-            let flags = TraceFlags::new(
-                u8::from(ids.sampled) | if ids.random { RANDOM_FLAG } else { 0 },
-            );
+            let flags =
+                TraceFlags::new(u8::from(ids.sampled) | if ids.random { RANDOM_FLAG } else { 0 });
             let sc = SpanContext::new(ids.trace_id, ids.span_id, flags, false, state);
             Some(base.with_remote_span_context(sc))
         })
@@ -248,7 +247,10 @@ mod tests {
                 let span = tracing::info_span!("request");
                 super::super::set_parent_from_headers(
                     &span,
-                    &headers(&[("traceparent", &format!("00-{TRACE}-b7ad6b7169203331-{sent}"))]),
+                    &headers(&[(
+                        "traceparent",
+                        &format!("00-{TRACE}-b7ad6b7169203331-{sent}"),
+                    )]),
                     false,
                 );
                 let tp = super::super::traceparent(&span).unwrap();
