@@ -127,6 +127,7 @@ def series_bound(profile, facts, label_cap=None):
         ("http_server_request_duration_seconds", "histogram", m * status_pairs, h_http,
          f"{m} methods x {status_pairs} (route, status) pairs"),
         ("http_server_active_requests", "gauge", m * route_labels, 1, f"{m} methods x {route_labels} routes (incl. unmatched)"),
+        ("http_server_panics_total", "counter", route_labels, 1, f"{route_labels} routes (incl. unmatched)"),
         ("websocket_connections_active", "gauge", ch if used("ws") else 0, 1, "channels"),
         ("websocket_messages_total", "counter", 2 * ch if used("ws") else 0, 1, "channels x 2 directions"),
         ("websocket_connection_duration_seconds", "histogram", ch if used("ws") else 0, h_conn, "channels"),

@@ -15,7 +15,7 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::future::Pending;
+use super::pending::Pending;
 
 pin_project! {
     /// Response body of [`ObsService`](super::ObsService): the inner

@@ -18,13 +18,15 @@
 //! [`service`] (the [`ObsService`] that opens the span), [`future`] (the
 //! [`ResponseFuture`] that answers, with a `500` when the handler panics),
 //! [`body`] (the [`ResponseBody`] that finishes the request at the body's
-//! end), `access` (the access line) and `route_metrics` (cached metric
-//! handles per route).
+//! end), `pending` (the request between its start and its end: metrics,
+//! span status, the access line), `access` (the access line's fields) and
+//! `route_metrics` (cached metric handles per route).
 
 mod access;
 mod body;
 mod future;
 mod layer;
+mod pending;
 mod route_metrics;
 mod service;
 mod settings;

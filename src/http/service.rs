@@ -14,7 +14,7 @@ use tracing::field::Empty;
 use super::{
     RequestId, ResponseBody, ResponseFuture,
     access::cap_path,
-    future::{Caught, Pending},
+    pending::{Caught, Pending},
     route_metrics,
     settings::Settings,
 };
