@@ -53,10 +53,17 @@ fn cpu_per(
     dispatcher::with_default(dispatch, || {
         let start = cpu_time::ProcessTime::now();
         for _ in 0..iters {
-            let resp = rt
-                .block_on(app.clone().oneshot(request()))
-                .expect("infallible");
-            assert!(resp.status().is_success());
+            // The body is read to its end, as a server sends it: a layer
+            // that times to the end of the body finishes there.
+            let ok = rt.block_on(async {
+                let resp = app.clone().oneshot(request()).await.expect("infallible");
+                let ok = resp.status().is_success();
+                axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
+                ok
+            });
+            assert!(ok);
         }
         start.elapsed()
     })
@@ -101,6 +108,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("bare", |b| b.iter_custom(|n| cpu_per(&rt, &bare, &none, n)));
     g.bench_function("glimpse_obs", |b| {
         b.iter_custom(|n| cpu_per(&rt, &ours, &ours_dispatch, n))
+    });
+    // The optional body-size histograms (`ObsLayer::body_sizes`): their
+    // cost against `glimpse_obs` decides whether they are on by default.
+    let sized = bare.clone().layer(glimpse_obs::layer().body_sizes(true));
+    g.bench_function("glimpse_obs_body_sizes", |b| {
+        b.iter_custom(|n| cpu_per(&rt, &sized, &ours_dispatch, n))
     });
     g.bench_function("anchor_stack", |b| {
         b.iter_custom(|n| cpu_per(&rt, &anchor, &anchor_dispatch, n))

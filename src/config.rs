@@ -62,6 +62,9 @@ pub const GLIMPSE_RUNTIME_METRICS: &str = "GLIMPSE_RUNTIME_METRICS";
 /// Milliseconds the service keeps serving, answering ready with 503, after
 /// SIGTERM; `0` turns the drain off.
 pub const GLIMPSE_SHUTDOWN_DRAIN_MS: &str = "GLIMPSE_SHUTDOWN_DRAIN_MS";
+/// `false` on public edges: an incoming `traceparent` starts a new trace and
+/// is kept as a span link only (`true` or `false`; default `true`).
+pub const GLIMPSE_TRUST_TRACEPARENT: &str = "GLIMPSE_TRUST_TRACEPARENT";
 
 /// Where the service runs; becomes the `env` label and `deployment.environment.name`.
 /// Read from `GLIMPSE_ENV` (`production`, `staging`, `development`).
@@ -228,6 +231,7 @@ pub struct Config {
     pub(crate) runtime_metrics: Option<Duration>,
     /// The drain delay of [`crate::health::Health`] (issue 14).
     pub(crate) shutdown_drain: Duration,
+    pub(crate) trust_traceparent: bool,
 }
 
 impl fmt::Debug for Config {
@@ -255,6 +259,7 @@ impl fmt::Debug for Config {
             .field("label_value_max_len", &self.label_value_max_len)
             .field("known_labels", &self.known_labels)
             .field("log_field_max_bytes", &self.log_field_max_bytes)
+            .field("trust_traceparent", &self.trust_traceparent)
             .field("writer", &self.writer.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -294,6 +299,7 @@ impl Default for Config {
             process_metrics: true,
             runtime_metrics: Some(DEFAULT_RUNTIME_METRICS_INTERVAL),
             shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
+            trust_traceparent: true,
         }
     }
 }
@@ -483,6 +489,19 @@ impl Config {
             config.log_sample = parse_sample(&v)?;
         }
         read_issue14(&mut config, &get)?;
+        if let Some(v) = get(GLIMPSE_TRUST_TRACEPARENT) {
+            config.trust_traceparent = match v.trim() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(invalid(
+                        GLIMPSE_TRUST_TRACEPARENT,
+                        &v,
+                        "expected true or false",
+                    ));
+                }
+            };
+        }
         Ok(config)
     }
 
@@ -845,10 +864,25 @@ impl Config {
         self
     }
 
+    /// Whether an incoming `traceparent` may become the parent of the
+    /// server span. `false` for a service on the public internet: every
+    /// request starts a new trace and keeps the caller's context as a span
+    /// link only (as [`ObsLayer::public_endpoint`](crate::ObsLayer::public_endpoint)
+    /// does for one layer). Defaults to `GLIMPSE_TRUST_TRACEPARENT`, else `true`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().trust_traceparent(false);
+    /// ```
+    pub fn trust_traceparent(mut self, trust: bool) -> Self {
+        self.trust_traceparent = trust;
+        self
+    }
+
     pub(crate) fn shared_settings(&self) -> Arc<Settings> {
         Arc::new(Settings {
             slow_request: self.slow_request,
             log_sample: self.log_sample.clone(),
+            trust_traceparent: self.trust_traceparent,
             exporting: false,
             record_span_fields: true,
         })
@@ -860,6 +894,8 @@ impl Config {
 pub(crate) struct Settings {
     pub(crate) slow_request: Duration,
     pub(crate) log_sample: Vec<(String, f64)>,
+    /// `GLIMPSE_TRUST_TRACEPARENT` / [`Config::trust_traceparent`].
+    pub(crate) trust_traceparent: bool,
     /// Whether spans are exported over OTLP (the full OpenTelemetry layer)
     /// rather than given IDs only.
     pub(crate) exporting: bool,
@@ -1283,6 +1319,25 @@ mod tests {
             Config::from_lookup(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])).unwrap();
         assert_eq!(c.otlp_traces_endpoint, None);
         assert_eq!(c.batch, BatchSettings::default());
+    }
+
+    #[test]
+    fn glimpse_trust_traceparent_is_true_or_false_and_code_wins() {
+        assert!(Config::from_lookup(env(&[])).unwrap().trust_traceparent);
+        let c = Config::from_lookup(env(&[(GLIMPSE_TRUST_TRACEPARENT, "false")])).unwrap();
+        assert!(!c.trust_traceparent);
+        assert!(!c.shared_settings().trust_traceparent);
+        assert!(c.trust_traceparent(true).trust_traceparent, "code wins");
+        let err = Config::from_lookup(env(&[(GLIMPSE_TRUST_TRACEPARENT, "no")])).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidEnv { name, .. } if *name == GLIMPSE_TRUST_TRACEPARENT),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("GLIMPSE_TRUST_TRACEPARENT"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"no\""), "{err}");
     }
 
     #[test]

@@ -75,6 +75,7 @@
 //! | `GLIMPSE_LOG_SAMPLE` | per-route access-log sampling, `/health=0,/feed=0.1` | `/health=0` |
 //! | `GLIMPSE_RUNTIME_METRICS` | `true`/`false`: sample the tokio runtime `init()` runs in ([`runtime`]) | `true` |
 //! | `GLIMPSE_SHUTDOWN_DRAIN_MS` | after SIGTERM, serve this long with ready answering 503 ([`health`]); `0` = off | `1000` |
+//! | `GLIMPSE_TRUST_TRACEPARENT` | `false` on public edges: an incoming `traceparent` starts a new trace, kept as a span link only | `true` |
 //!
 //! Code wins over the environment, which wins over defaults; the service
 //! name set with [`Config::default_service`] yields to the environment (see
@@ -122,15 +123,16 @@ mod metrics_md {}
 pub use config::{
     Config, DEFAULT_METRICS_ADDR, Environment, GLIMPSE_ENV, GLIMPSE_LOG, GLIMPSE_LOG_FORMAT,
     GLIMPSE_LOG_SAMPLE, GLIMPSE_METRICS_ADDR, GLIMPSE_SERVICE, GLIMPSE_SERVICE_VERSION,
-    GLIMPSE_SLOW_QUERY_MS, GLIMPSE_SLOW_REQUEST_MS, LogFormat, OTEL_EXPORTER_OTLP_ENDPOINT,
-    OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SERVICE_NAME,
-    OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OtlpProtocol, RUST_LOG, Sampler,
+    GLIMPSE_SLOW_QUERY_MS, GLIMPSE_SLOW_REQUEST_MS, GLIMPSE_TRUST_TRACEPARENT, LogFormat,
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OtlpProtocol, RUST_LOG,
+    Sampler,
 };
 pub use config::{GLIMPSE_RUNTIME_METRICS, GLIMPSE_SHUTDOWN_DRAIN_MS};
 pub use error::Error;
 pub use health::shutdown_signal;
 pub use http::{
-    ACCESS_TARGET, CANCELLED_STATUS, ObsLayer, ObsService, RequestId, ResponseFuture,
+    ACCESS_TARGET, CANCELLED_STATUS, ObsLayer, ObsService, RequestId, ResponseBody, ResponseFuture,
     UNMATCHED_ROUTE, X_REQUEST_ID, layer,
 };
 pub use init::init;

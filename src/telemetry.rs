@@ -83,6 +83,10 @@ pub struct Telemetry {
     level_filter: LevelFilter,
     limits: Arc<crate::metrics::limits::Limits>,
     log_field_max_bytes: usize,
+    /// Whether log lines go to stdout (no `Config::log_writer`): the panic
+    /// hook then replaces the previous hook's stderr text instead of
+    /// adding to it.
+    logs_to_stdout: bool,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -121,6 +125,7 @@ impl Config {
                 reason,
             }
         })?;
+        let logs_to_stdout = self.writer.is_none();
         let listener = self.metrics_addr.map(exporter::bind).transpose()?;
         let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let exporter = Arc::new(Exporter::new(&self)?);
@@ -191,6 +196,7 @@ impl Config {
             level_filter,
             limits,
             log_field_max_bytes: self.log_field_max_bytes,
+            logs_to_stdout,
         })
     }
 }
@@ -415,7 +421,7 @@ impl Telemetry {
     /// # Ok::<(), glimpse_obs::Error>(())
     /// ```
     pub fn into_guard(self) -> Guard {
-        Guard::new(self.core)
+        Guard::new(self.core, None)
     }
 
     /// Install everything globally, as [`init`](crate::init) does: the
@@ -634,7 +640,10 @@ pub(crate) fn install(telemetry: Telemetry) -> Result<Guard, Error> {
         return Err(Error::AlreadyInitialized);
     }
     match telemetry.install_globals() {
-        Ok(()) => Ok(Guard::new(telemetry.into_core())),
+        Ok(()) => {
+            let hook = PanicHook::install(telemetry.logs_to_stdout);
+            Ok(Guard::new(telemetry.into_core(), Some(hook)))
+        }
         Err(e) => {
             // Both slots were checked before either was set: nothing of
             // this telemetry is installed, and a retry may succeed.
@@ -661,6 +670,76 @@ pub(crate) fn install(telemetry: Telemetry) -> Result<Guard, Error> {
 #[must_use = "dropping the guard shuts logging and tracing down"]
 pub struct Guard {
     core: Core,
+    /// The hook `install` replaced, put back when the guard drops.
+    panic_hook: Option<PanicHook>,
+}
+
+/// The previous panic hook, as `std::panic::take_hook` returns it.
+type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// The process's panic hook while a [`Guard`] of `install` lives: a panic
+/// inside a request's handler is left to the tower layer (its site noted
+/// for the access line); any other panic (a spawned task, a thread) is one
+/// JSON ERROR line, target `glimpse_obs::panic`, instead of stderr text.
+struct PanicHook {
+    previous: Arc<Hook>,
+}
+
+/// Target of the line a panic outside a request logs.
+pub(crate) const PANIC_TARGET: &str = "glimpse_obs::panic";
+
+impl PanicHook {
+    /// Set the hook. With a log writer of its own (tests), the previous
+    /// hook still runs for panics outside requests, so a failing test's
+    /// message is not only in the captured log.
+    fn install(logs_to_stdout: bool) -> Self {
+        let previous: Arc<Hook> = Arc::new(std::panic::take_hook());
+        let chained = previous.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            use crate::ids::panic::{PanicSite, is_catching, set_site};
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let trace = std::backtrace::Backtrace::capture();
+            let backtrace = (trace.status() == std::backtrace::BacktraceStatus::Captured)
+                .then(|| trace.to_string());
+            if is_catching() {
+                set_site(PanicSite {
+                    location,
+                    backtrace,
+                });
+                return;
+            }
+            let message = info
+                .payload_as_str()
+                .unwrap_or_else(|| crate::ids::panic::payload_message(info.payload()));
+            let thread = std::thread::current();
+            tracing::error!(
+                target: PANIC_TARGET,
+                log_type = "system",
+                "panic.message" = message,
+                "panic.location" = location.as_deref(),
+                "panic.backtrace" = backtrace.as_deref(),
+                "thread.name" = thread.name(),
+                "panic"
+            );
+            if !logs_to_stdout {
+                chained(info);
+            }
+        }));
+        Self { previous }
+    }
+}
+
+impl Drop for PanicHook {
+    fn drop(&mut self) {
+        // `set_hook` panics on a panicking thread: the process is going
+        // down then, and the hook may stay.
+        if !std::thread::panicking() {
+            let previous = self.previous.clone();
+            std::panic::set_hook(Box::new(move |info| previous(info)));
+        }
+    }
 }
 
 impl std::fmt::Debug for Guard {
@@ -672,8 +751,8 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(core: Core) -> Self {
-        Self { core }
+    fn new(core: Core, panic_hook: Option<PanicHook>) -> Self {
+        Self { core, panic_hook }
     }
 
     /// Change the level filter while the service runs, e.g. to turn on DEBUG
@@ -811,7 +890,10 @@ impl Guard {
     /// stuck stdout or collector) or a scrape was still in flight (its
     /// connection is dropped); nothing blocks past the timeout.
     pub fn shutdown(self) -> Result<(), Error> {
-        self.core.shutdown()
+        // Put the previous panic hook back once the log is flushed.
+        let result = self.core.shutdown();
+        drop(self.panic_hook);
+        result
     }
 }
 

@@ -214,6 +214,10 @@ def overview():
                             "{{route}} {{status}}")], unit="reqps")
     d.prom("Error log lines", [(f'sum by (level) (rate(log_events_total{{{SEL},level=~"ERROR|WARN"}}[{RI}]))',
                                "{{level}}")], unit="cps")
+    d.prom("Handler panics", [(f"sum by (route) (increase(http_server_panics_total{{{SEL}}}[{RI}]))",
+                               "{{route}}")],
+           description="Panics answered with a 500 (warning alert HandlerPanics on any). "
+                       "Kibana: panic.message:* for the message and location.")
     d.row("Users and WebSocket")
     d.prom("Active users (open chat connections)",
            [(f"sum by (channel) (websocket_connections_active{{{SEL}}})", "{{channel}}")], w=8,

@@ -1,64 +1,56 @@
-//! [`ResponseFuture`]: finishes the request when the inner service answers
-//! (or the future is dropped): metrics, span status, the access line, the
-//! response headers.
+//! [`ResponseFuture`]: answers when the inner service does (or with a `500`
+//! when it panics), sets the response headers, and hands the request to
+//! the [`ResponseBody`], which finishes it at the body's end.
 
 use std::{
-    cell::Cell,
     future::Future,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
 };
 
-use http::{HeaderName, HeaderValue, Response};
+use http::{Response, StatusCode};
+use http_body::Body;
 use pin_project_lite::pin_project;
-use tracing::{Level, Span};
 
 use super::{
-    ACCESS_TARGET, CANCELLED_STATUS,
-    access::{access_fields, cap_path},
-    route_metrics,
-    settings::Settings,
+    body::ResponseBody,
+    pending::{Caught, Pending},
 };
-use crate::{
-    config::Settings as Shared,
-    logging::{LogType, scope::RequestScope},
-};
+use crate::ids::panic as panics;
 
 pin_project! {
-    /// Response future of [`ObsService`].
+    /// Response future of [`ObsService`](super::ObsService).
     pub struct ResponseFuture<F> {
+        // `None` when the inner service's `call` panicked.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         // Inline, not boxed: one allocation less per request (the caller
         // usually boxes the whole future anyway).
         state: Option<Pending>,
     }
 }
 
-pub(super) struct Pending {
-    start: Instant,
-    span: Span,
-    scope: Arc<RequestScope>,
-    entry: Arc<route_metrics::RouteEntry>,
-    uri: http::Uri,
-    settings: Arc<Settings>,
-    shared: Arc<Shared>,
-    /// The response's `traceparent`, when known at the start (light layer).
-    traceparent: Option<HeaderValue>,
-    done: bool,
-}
-
 impl<F> ResponseFuture<F> {
     /// A request the layer does not instrument (an excluded route).
     pub(super) fn passthrough(inner: F) -> Self {
-        Self { inner, state: None }
+        Self {
+            inner: Some(inner),
+            state: None,
+        }
     }
 
     pub(super) fn new(inner: F, pending: Pending) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
+            state: Some(pending),
+        }
+    }
+
+    /// The inner service's `call` panicked: answer `500`.
+    pub(super) fn panicked(mut pending: Pending, caught: Caught) -> Self {
+        pending.panic = Some(caught);
+        Self {
+            inner: None,
             state: Some(pending),
         }
     }
@@ -67,199 +59,62 @@ impl<F> ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
 {
-    type Output = F::Output;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
-            return this.inner.poll(cx);
+            return match this.inner.as_pin_mut() {
+                Some(inner) => inner
+                    .poll(cx)
+                    .map_ok(|res| res.map(|b| ResponseBody::new(b, None))),
+                // Unreachable: a passthrough future always has its inner one.
+                None => Poll::Pending,
+            };
         };
-        let result = {
-            let _entered = state.span.enter();
-            std::task::ready!(this.inner.poll(cx))
-        };
-        let mut result = result;
-        match &mut result {
-            Ok(resp) => {
-                state.finish(resp.status().as_u16());
-                if let Ok(v) = HeaderValue::from_str(state.scope.request_id.as_str()) {
-                    resp.headers_mut().insert(state.settings.header.clone(), v);
+        if let Some(inner) = this.inner.as_pin_mut() {
+            let polled = {
+                let _entered = state.span.enter();
+                // Catching costs nothing until a panic (landing pads only).
+                panics::catch(|| inner.poll(cx))
+            };
+            match polled {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Ok(res))) => {
+                    let (mut parts, body) = res.into_parts();
+                    state.status = parts.status.as_u16();
+                    state.set_headers(&mut parts.headers);
+                    let mut pending = this.state.take();
+                    if let Some(p) = pending.as_mut()
+                        && p.ends_at_head(&body)
+                    {
+                        p.end();
+                        pending = None;
+                    }
+                    return Poll::Ready(Ok(Response::from_parts(
+                        parts,
+                        ResponseBody::new(body, pending),
+                    )));
                 }
-                let tp = state
-                    .traceparent
-                    .take()
-                    .or_else(|| crate::trace::traceparent(&state.span));
-                if let Some(tp) = tp {
-                    resp.headers_mut()
-                        .insert(HeaderName::from_static("traceparent"), tp);
+                Ok(Poll::Ready(Err(e))) => {
+                    state.finish(500);
+                    *this.state = None;
+                    return Poll::Ready(Err(e));
                 }
+                Err(payload) => state.panic = Some(Caught::new(&*payload)),
             }
-            Err(_) => state.finish(500),
         }
+        // The handler panicked (in `call` or in a poll): `500`, with the
+        // request's headers, recorded as such.
+        let mut res = Response::new(ResponseBody::empty());
+        *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        state.set_headers(res.headers_mut());
+        state.finish(500);
         *this.state = None;
-        Poll::Ready(result)
+        Poll::Ready(Ok(res))
     }
-}
-
-impl Pending {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        start: Instant,
-        span: Span,
-        scope: Arc<RequestScope>,
-        entry: Arc<route_metrics::RouteEntry>,
-        uri: http::Uri,
-        settings: Arc<Settings>,
-        shared: Arc<Shared>,
-        traceparent: Option<HeaderValue>,
-    ) -> Self {
-        Self {
-            start,
-            span,
-            scope,
-            entry,
-            uri,
-            settings,
-            shared,
-            traceparent,
-            done: false,
-        }
-    }
-
-    fn finish(&mut self, status: u16) {
-        self.done = true;
-        let elapsed = self.start.elapsed();
-        self.entry.active.decrement(1.0);
-        self.entry.record_duration(status, elapsed.as_secs_f64());
-
-        let span = &self.span;
-        let user = self.scope.user();
-        // The span's response fields are read by the OpenTelemetry layer and
-        // the pretty format only: the JSON lines of a request never repeat
-        // its server span's fields, and the ID-only trace layer exports
-        // nothing. Recording them costs a registry walk per field.
-        let json_only = !self.shared.record_span_fields;
-        if !json_only {
-            span.record("http.response.status_code", status);
-            if status >= 500 {
-                span.record("otel.status_code", "error");
-                // A string, as the semantic conventions define `error.type`.
-                span.record("error.type", itoa::Buffer::new().format(status));
-            }
-            if let Some(u) = &user {
-                span.record("enduser.id", &*u.raw);
-            }
-        }
-
-        let level = if status >= 500 {
-            Level::ERROR
-        } else if elapsed > self.slow_threshold() || status == CANCELLED_STATUS {
-            Level::WARN
-        } else {
-            Level::INFO
-        };
-        if level == Level::INFO && !self.sampled_in() {
-            return;
-        }
-        let log_type_enum = if user.is_some() {
-            LogType::UserActivity
-        } else {
-            LogType::System
-        };
-        let log_type = log_type_enum.as_str();
-        // Milliseconds with microsecond precision (1.43).
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let path = crate::logging::redact::mask_personal_data(self.uri.path());
-        let path = cap_path(&path);
-        let cancelled = status == CANCELLED_STATUS;
-        // INFO and WARN lines straight into the JSON log when the span's
-        // subscriber has our JSON layer and its filter's answer is known;
-        // otherwise (ERROR lines, which OpenTelemetry also records on the
-        // span; the pretty format; a subscriber not ours) an event with the
-        // access fields, which the JSON layer writes as the same line.
-        if level != Level::ERROR
-            && crate::logging::layer::write_access_line(span, level, log_type_enum, |out| {
-                access_fields(
-                    out,
-                    &self.entry.access_json,
-                    path,
-                    status,
-                    micros,
-                    cancelled,
-                )
-            })
-        {
-            return;
-        }
-        // An explicit parent rather than `in_scope`: the line gets the
-        // request's fields without entering and exiting the span again.
-        let (method, route) = (self.entry.method, &*self.entry.route);
-        let ms = micros as f64 / 1000.0;
-        match level {
-            Level::ERROR => {
-                tracing::error!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
-            }
-            Level::WARN if cancelled => {
-                tracing::warn!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, cancelled = true, "request completed")
-            }
-            Level::WARN => {
-                tracing::warn!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
-            }
-            _ => {
-                tracing::info!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
-            }
-        }
-    }
-
-    fn slow_threshold(&self) -> Duration {
-        self.settings.slow.unwrap_or(self.shared.slow_request)
-    }
-
-    fn sampled_in(&self) -> bool {
-        let route = &*self.entry.route;
-        let rate = self
-            .settings
-            .sample
-            .iter()
-            .chain(self.shared.log_sample.iter())
-            .find(|(r, _)| **r == *route);
-        match rate {
-            None => true,
-            Some((_, rate)) if *rate >= 1.0 => true,
-            Some((_, rate)) if *rate <= 0.0 => false,
-            Some((_, rate)) => random_unit() < *rate,
-        }
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if !self.done {
-            // The response future was dropped: client gone or timeout. Keep
-            // the in-flight gauge right and record the request as 499.
-            self.finish(CANCELLED_STATUS);
-        }
-    }
-}
-
-/// A uniform number in `[0, 1)` from a per-thread xorshift generator: sampling
-/// needs speed, not cryptographic quality.
-fn random_unit() -> f64 {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            (t.as_nanos() as u64) | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
 }
 
 // Needs the `testing` feature's `SharedBuffer` (and serde_json).
@@ -289,7 +144,7 @@ mod tests {
     where
         S: tower_service::Service<
                 http::Request<String>,
-                Response = http::Response<String>,
+                Response = http::Response<crate::ResponseBody<String>>,
                 Error = Infallible,
             >,
     {
@@ -306,12 +161,25 @@ mod tests {
                         let _ = tokio::time::timeout(after, call).await;
                     }
                     None => {
-                        call.await.unwrap();
+                        let res = call.await.unwrap();
+                        read_to_end(res.into_body()).await;
                     }
                 }
             });
         });
         assert!(telemetry.flush(Duration::from_secs(5)));
+    }
+
+    /// Read `body` to its end, as a server sends it.
+    async fn read_to_end<B: http_body::Body + Unpin>(mut body: B) -> usize {
+        let mut frames = 0;
+        while let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            assert!(frame.is_ok(), "the body fails");
+            frames += 1;
+        }
+        frames
     }
 
     fn access_line(logs: &SharedBuffer) -> serde_json::Value {

@@ -78,6 +78,9 @@ impl ObsLayer {
                 trust_request_id: true,
                 bound: None,
                 routes: Arc::new(RouteCache::new(None)),
+                public_endpoint: false,
+                response_traceparent: true,
+                body_sizes: false,
             }),
         }
     }
@@ -171,6 +174,46 @@ impl ObsLayer {
     pub fn unmatched_route(self, label: impl Into<String>) -> Self {
         let label = label.into();
         self.edit(|s| s.unmatched = label)
+    }
+
+    /// Treat callers as untrusted (a service on the public internet): an
+    /// incoming `traceparent` no longer becomes the server span's parent.
+    /// The span starts a new trace, takes our own sampling decision, and
+    /// keeps the caller's context as a span link (what OpenTelemetry Go's
+    /// `WithPublicEndpointFn` does), so outsiders can neither force sampling
+    /// nor join our traces; their `tracestate` and `baggage` are ignored.
+    /// Defaults to `false`, or `true` when `GLIMPSE_TRUST_TRACEPARENT=false`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().public_endpoint(true);
+    /// ```
+    pub fn public_endpoint(self, public: bool) -> Self {
+        self.edit(|s| s.public_endpoint = public)
+    }
+
+    /// Whether responses carry the server span's `traceparent`; turn it off
+    /// on public edges that should not reveal trace IDs. Defaults to `true`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().public_endpoint(true).response_traceparent(false);
+    /// ```
+    pub fn response_traceparent(self, on: bool) -> Self {
+        self.edit(|s| s.response_traceparent = on)
+    }
+
+    /// Record `http_server_request_body_size_bytes` (from the request's
+    /// `Content-Length`; requests without one are not recorded) and
+    /// `http_server_response_body_size_bytes` (bytes of the body sent, for
+    /// requests that were not cancelled), labelled `method` and `route`.
+    /// Off by default: two histogram records cost more than the 30 ns per
+    /// request the layer allows itself for optional metrics (see
+    /// `docs/performance.md`). Defaults to `false`.
+    ///
+    /// ```
+    /// let layer = glimpse_obs::layer().body_sizes(true);
+    /// ```
+    pub fn body_sizes(self, on: bool) -> Self {
+        self.edit(|s| s.body_sizes = on)
     }
 }
 

@@ -6,10 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
 };
 
-use metrics::{Gauge, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
 use crate::metrics::{
     SharedRecorder,
@@ -49,6 +49,12 @@ pub(crate) struct RouteEntry {
     pub(crate) access_json: Box<[u8]>,
     pub(crate) active: Gauge,
     by_status: RwLock<Vec<(u16, Histogram)>>,
+    /// Request and response body sizes, resolved on first use (off by default).
+    body_sizes: OnceLock<[Histogram; 2]>,
+    /// Panics of the route's handler. Registered with the entry, so the
+    /// series exists at 0 before the first panic: `increase()` (the
+    /// `HandlerPanics` alert) then sees the first one too.
+    panics: Counter,
     /// The recorder the handles belong to: a bound layer's own, or `None`
     /// for the one current where they are resolved (the global one).
     recorder: Option<SharedRecorder>,
@@ -78,6 +84,33 @@ impl RouteEntry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push((status, h));
+    }
+
+    /// Record a request's body sizes: the request's when known, the
+    /// response's bytes sent.
+    pub(crate) fn record_body_sizes(&self, request: Option<u64>, response: u64) {
+        let [req, res] = self.body_sizes.get_or_init(|| {
+            with_recorder(self.recorder.as_ref(), || {
+                [
+                    names::HTTP_SERVER_REQUEST_BODY_SIZE,
+                    names::HTTP_SERVER_RESPONSE_BODY_SIZE,
+                ]
+                .map(|name| {
+                    metrics::histogram!(name,
+                        labels::METHOD => self.method,
+                        labels::ROUTE => self.route.to_string())
+                })
+            })
+        });
+        if let Some(n) = request {
+            req.record(n as f64);
+        }
+        res.record(response as f64);
+    }
+
+    /// Count a panic of the route's handler.
+    pub(crate) fn count_panic(&self) {
+        self.panics.increment(1);
     }
 }
 
@@ -180,6 +213,10 @@ fn new_entry(route: &str, m: usize, recorder: Option<SharedRecorder>) -> RouteEn
     crate::logging::json::string_into(&mut access_json, method);
     access_json.extend_from_slice(b",\"route\":");
     crate::logging::json::string_into(&mut access_json, &route);
+    let panics = with_recorder(
+        recorder.as_ref(),
+        || metrics::counter!(names::HTTP_SERVER_PANICS, labels::ROUTE => route.to_string()),
+    );
     RouteEntry {
         method,
         access_json: access_json.into_boxed_slice(),
@@ -203,6 +240,8 @@ fn new_entry(route: &str, m: usize, recorder: Option<SharedRecorder>) -> RouteEn
         }),
         route,
         by_status: RwLock::new(Vec::new()),
+        body_sizes: OnceLock::new(),
+        panics,
         recorder,
     }
 }

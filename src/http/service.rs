@@ -12,7 +12,11 @@ use tower_service::Service;
 use tracing::field::Empty;
 
 use super::{
-    RequestId, ResponseFuture, access::cap_path, future::Pending, route_metrics, settings::Settings,
+    RequestId, ResponseBody, ResponseFuture,
+    access::cap_path,
+    pending::{Caught, Pending},
+    route_metrics,
+    settings::Settings,
 };
 use crate::{
     config::Settings as Shared,
@@ -65,8 +69,9 @@ impl<S> ObsService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObsService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -131,27 +136,40 @@ where
             "glimpse.request_id" = request_id.as_str(),
             "error.type" = Empty,
         );
-        crate::trace::set_parent_from_headers(&span, req.headers(), shared.exporting);
+        if settings.public_endpoint || !shared.trust_traceparent {
+            crate::trace::link_from_headers(&span, req.headers(), shared.exporting);
+        } else {
+            crate::trace::set_parent_from_headers(&span, req.headers(), shared.exporting);
+        }
+        let request_bytes = if settings.body_sizes {
+            req.headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        } else {
+            None
+        };
         let scope = Arc::new(
             RequestScope::new(request_id.clone()).with_client_request_id(client_request_id),
         );
         let traceparent = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
 
-        let inner = span.in_scope(|| self.inner.call(req));
-        ResponseFuture::new(
-            inner,
-            Pending::new(
-                start,
-                span,
-                scope,
-                entry,
-                uri,
-                settings.clone(),
-                shared,
-                traceparent,
-            ),
-        )
+        let called = span.in_scope(|| crate::ids::panic::catch(|| self.inner.call(req)));
+        let pending = Pending::new(
+            start,
+            span,
+            scope,
+            entry,
+            uri,
+            settings.clone(),
+            shared,
+            traceparent,
+            request_bytes,
+        );
+        match called {
+            Ok(inner) => ResponseFuture::new(inner, pending),
+            Err(payload) => ResponseFuture::panicked(pending, Caught::new(&*payload)),
+        }
     }
 }
 
@@ -207,7 +225,11 @@ mod tests {
             .unwrap();
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.headers()["x-request-id"], "req-42");
-        assert_eq!(res.body(), "req-42", "the handler sees the same ID");
+        assert_eq!(
+            res.body().get_ref().unwrap(),
+            "req-42",
+            "the handler sees the same ID"
+        );
     }
 
     #[tokio::test]
@@ -222,7 +244,7 @@ mod tests {
         let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
         assert_ne!(id, "bad id with spaces");
         assert_eq!(id.len(), 36, "a fresh UUID v7: {id}");
-        assert_eq!(res.body(), &id);
+        assert_eq!(res.body().get_ref().unwrap(), &id);
     }
 
     #[tokio::test]
@@ -238,7 +260,11 @@ mod tests {
             .await
             .unwrap();
         assert!(!res.headers().contains_key("x-request-id"));
-        assert_eq!(res.body(), "", "no RequestId extension either");
+        assert_eq!(
+            res.body().get_ref().unwrap(),
+            "",
+            "no RequestId extension either"
+        );
     }
 
     #[tokio::test]

@@ -27,4 +27,11 @@ pub(super) struct Settings {
     /// Metric handles per route and method, against the bound telemetry's
     /// recorder or the global one.
     pub(super) routes: Arc<RouteCache>,
+    /// Set with [`ObsLayer::public_endpoint`]; `GLIMPSE_TRUST_TRACEPARENT=false`
+    /// has the same effect.
+    pub(super) public_endpoint: bool,
+    /// Set with [`ObsLayer::response_traceparent`].
+    pub(super) response_traceparent: bool,
+    /// Set with [`ObsLayer::body_sizes`].
+    pub(super) body_sizes: bool,
 }

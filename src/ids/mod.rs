@@ -7,6 +7,7 @@
 //! `logging`, `metrics`, `trace` and `http` can all agree on these without
 //! importing each other.
 
+pub(crate) mod panic;
 mod request_id;
 
 use opentelemetry::trace::{SpanId, TraceId};
@@ -48,6 +49,10 @@ pub(crate) struct SpanIds {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) sampled: bool,
+    /// The W3C Level 2 `random` flag: the trace ID's right 56 bits are
+    /// random. Set when the crate generated the trace ID, kept from the
+    /// caller when continuing its trace.
+    pub(crate) random: bool,
 }
 
 impl SpanIds {
@@ -70,7 +75,12 @@ impl SpanIds {
             out[i + 1] = HEX[usize::from(b & 0xf)];
             i += 2;
         }
-        out[i..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        out[i..].copy_from_slice(match (self.random, self.sampled) {
+            (false, false) => b"-00",
+            (false, true) => b"-01",
+            (true, false) => b"-02",
+            (true, true) => b"-03",
+        });
         // Only ASCII hex digits and dashes: always a valid header value.
         http::HeaderValue::from_bytes(&out).unwrap_or_else(|_| http::HeaderValue::from_static(""))
     }
@@ -86,10 +96,30 @@ mod tests {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
             sampled: true,
+            random: false,
         };
         assert_eq!(
             ids.traceparent(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        let random = SpanIds {
+            random: true,
+            ..ids
+        };
+        assert_eq!(
+            random.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"
+        );
+        let random_unsampled = SpanIds {
+            sampled: false,
+            ..random
+        };
+        assert!(
+            random_unsampled
+                .traceparent()
+                .to_str()
+                .unwrap()
+                .ends_with("-02")
         );
         let unsampled = SpanIds {
             sampled: false,

@@ -161,6 +161,16 @@ fn build_recorder(config: &Config) -> Result<PrometheusRecorder, Error> {
             super::CONNECTION_BUCKETS,
         )
         .map_err(bad)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::HTTP_SERVER_REQUEST_BODY_SIZE.into()),
+            super::BODY_SIZE_BUCKETS,
+        )
+        .map_err(bad)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::HTTP_SERVER_RESPONSE_BODY_SIZE.into()),
+            super::BODY_SIZE_BUCKETS,
+        )
+        .map_err(bad)?
         .build_recorder())
 }
 
@@ -324,6 +334,21 @@ fn describe_all() {
         HTTP_SERVER_REQUEST_DURATION,
         Unit::Seconds,
         "Duration of HTTP server requests, by method, route template and status."
+    );
+    describe_counter!(
+        HTTP_SERVER_PANICS,
+        Unit::Count,
+        "Handler panics answered with a 500, by route template."
+    );
+    describe_histogram!(
+        HTTP_SERVER_REQUEST_BODY_SIZE,
+        Unit::Bytes,
+        "Size of HTTP server request bodies (Content-Length), by method and route template."
+    );
+    describe_histogram!(
+        HTTP_SERVER_RESPONSE_BODY_SIZE,
+        Unit::Bytes,
+        "Size of HTTP server response bodies sent, by method and route template."
     );
     describe_gauge!(
         HTTP_SERVER_ACTIVE_REQUESTS,

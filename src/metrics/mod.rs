@@ -39,6 +39,17 @@ pub const CONNECTION_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 
+/// Buckets of the HTTP body-size histograms, in bytes (100 B to 100 MB).
+pub const BODY_SIZE_BUCKETS: &[f64] = &[
+    100.0,
+    1_000.0,
+    10_000.0,
+    100_000.0,
+    1_000_000.0,
+    10_000_000.0,
+    100_000_000.0,
+];
+
 pub use cardinality::OVERFLOW_VALUE;
 pub use custom::{Custom, CustomCounter, CustomGauge, CustomHistogram};
 pub use exporter::{SharedRecorder, metrics_handler};

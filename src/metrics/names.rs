@@ -8,6 +8,14 @@
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
 /// Gauge of requests in flight; labels `method`, `route`.
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
+/// Counter of handler panics answered with a `500`; label `route`.
+pub const HTTP_SERVER_PANICS: &str = "http_server_panics_total";
+/// Histogram of request body sizes in bytes (`Content-Length`); labels
+/// `method`, `route`. Recorded with `ObsLayer::body_sizes(true)`.
+pub const HTTP_SERVER_REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
+/// Histogram of response body sizes in bytes (bytes sent); labels `method`,
+/// `route`. Recorded with `ObsLayer::body_sizes(true)`.
+pub const HTTP_SERVER_RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
 
 // HTTP client (`client::Middleware`, `client::ClientLayer`).
 /// Histogram of outbound call durations in seconds; labels `method`,
@@ -103,6 +111,9 @@ pub const ALL: &[&str] = &[
     HTTP_SERVER_REQUEST_DURATION,
     HTTP_SERVER_ACTIVE_REQUESTS,
     HTTP_CLIENT_REQUEST_DURATION,
+    HTTP_SERVER_PANICS,
+    HTTP_SERVER_REQUEST_BODY_SIZE,
+    HTTP_SERVER_RESPONSE_BODY_SIZE,
     WS_CONNECTIONS_ACTIVE,
     WS_MESSAGES,
     WS_CONNECTION_DURATION,

@@ -23,6 +23,9 @@ use crate::{
     ids::{SpanIds, is_request_span},
 };
 
+/// The W3C Trace Context Level 2 `random` trace flag.
+const RANDOM_FLAG: u8 = 0x02;
+
 /// The remote parent of a server span: `tracestate` and `baggage` kept for
 /// outbound propagation.
 pub(super) struct Remote(pub(super) Arc<Context>);
@@ -72,6 +75,7 @@ where
                 trace_id: parent.trace_id,
                 span_id: self.ids.new_span_id(),
                 sampled: parent.sampled,
+                random: parent.random,
             },
             None => {
                 let trace_id = self.ids.new_trace_id();
@@ -79,6 +83,8 @@ where
                     trace_id,
                     span_id: self.ids.new_span_id(),
                     sampled: decide(self.sampler, trace_id, None),
+                    // `RandomIdGenerator`: every bit of the ID is random.
+                    random: true,
                 }
             }
         };
@@ -141,9 +147,12 @@ pub(crate) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
         if remote.is_valid() {
             ids.trace_id = remote.trace_id();
             ids.sampled = decide(sampler, ids.trace_id, Some(remote.is_sampled()));
+            // The caller's ID: only the caller knows whether it is random.
+            ids.random = remote.trace_flags().to_u8() & RANDOM_FLAG != 0;
         } else {
             ids.trace_id = RandomIdGenerator::default().new_trace_id();
             ids.sampled = decide(sampler, ids.trace_id, None);
+            ids.random = true;
         }
         ext.insert(Remote(Arc::new(cx)));
         true
@@ -163,11 +172,8 @@ pub(crate) fn current_context() -> Option<Context> {
                 .find_map(|s| s.extensions().get::<Remote>().map(|r| r.0.clone()));
             let base = remote.as_deref().cloned().unwrap_or_default();
             let state: TraceState = base.span().span_context().trace_state().clone();
-            let flags = if ids.sampled {
-                TraceFlags::SAMPLED
-            } else {
-                TraceFlags::default()
-            };
+            let flags =
+                TraceFlags::new(u8::from(ids.sampled) | if ids.random { RANDOM_FLAG } else { 0 });
             let sc = SpanContext::new(ids.trace_id, ids.span_id, flags, false, state);
             Some(base.with_remote_span_context(sc))
         })
@@ -234,7 +240,40 @@ mod tests {
                 outer_tp.to_str().unwrap()[3..35],
                 tp.to_str().unwrap()[3..35]
             );
-            assert!(tp.to_str().unwrap().ends_with("-01"));
+            assert!(
+                tp.to_str().unwrap().ends_with("-03"),
+                "sampled, and random: the crate generated the trace ID"
+            );
+        });
+    }
+
+    #[test]
+    fn light_mode_keeps_the_callers_random_flag_and_sets_it_on_its_own_trace_ids() {
+        let subscriber = Registry::default().with(LightLayer::default());
+        tracing::subscriber::with_default(subscriber, || {
+            for (sent, kept) in [("01", "-01"), ("03", "-03"), ("02", "-02"), ("00", "-00")] {
+                let span = tracing::info_span!("request");
+                super::super::set_parent_from_headers(
+                    &span,
+                    &headers(&[(
+                        "traceparent",
+                        &format!("00-{TRACE}-b7ad6b7169203331-{sent}"),
+                    )]),
+                    false,
+                );
+                let tp = super::super::traceparent(&span).unwrap();
+                assert!(tp.to_str().unwrap().ends_with(kept), "{sent}: {tp:?}");
+                span.in_scope(|| {
+                    let mut out = HeaderMap::new();
+                    crate::propagation::inject(&mut out);
+                    let child = out["traceparent"].to_str().unwrap();
+                    assert!(child.ends_with(kept), "outbound {sent}: {child}");
+                });
+            }
+            let root = tracing::info_span!("request");
+            super::super::set_parent_from_headers(&root, &HeaderMap::new(), false);
+            let tp = super::super::traceparent(&root).unwrap();
+            assert!(tp.to_str().unwrap().ends_with("-03"), "{tp:?}");
         });
     }
 

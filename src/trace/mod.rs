@@ -336,6 +336,10 @@ impl IdLayer {
                 trace_id: sc.trace_id(),
                 span_id: sc.span_id(),
                 sampled: sc.is_sampled(),
+                // What the SDK's span context carries: the caller's flag when
+                // continuing its trace (the SDK keeps the parent's flags);
+                // the SDK does not set it on roots it starts.
+                random: sc.trace_flags().to_u8() & 0x02 != 0,
             });
         }
     }
@@ -378,6 +382,41 @@ pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap,
     // Fails only when the span was already started or no OpenTelemetry
     // layer is installed; then there is nothing to continue.
     let _ = span.set_parent(cx);
+}
+
+/// Start the server span of an untrusted caller's request as a new root:
+/// its `traceparent`, when valid, is kept only as a span link (exporting
+/// mode; without an exporter nothing carries links, and the ID-only layer
+/// made the span a root already). Its `tracestate` and `baggage` are ignored.
+pub(crate) fn link_from_headers(span: &tracing::Span, headers: &HeaderMap, exporting: bool) {
+    if span.is_disabled() || !exporting {
+        return;
+    }
+    // Never the child of the ambient context either.
+    let _ = span.set_parent(opentelemetry::Context::new());
+    if headers.contains_key(w3c::TRACEPARENT)
+        && let Some(caller) = w3c::Incoming::from_headers(headers).parent
+    {
+        span.add_link(caller);
+    }
+}
+
+/// Add an `exception` event (OpenTelemetry semantic conventions) to `span`'s
+/// OpenTelemetry span; nothing without one.
+pub(crate) fn record_exception(
+    span: &tracing::Span,
+    kind: &'static str,
+    message: &str,
+    stacktrace: Option<&str>,
+) {
+    let mut attributes = vec![
+        KeyValue::new("exception.type", kind),
+        KeyValue::new("exception.message", message.to_owned()),
+    ];
+    if let Some(stacktrace) = stacktrace {
+        attributes.push(KeyValue::new("exception.stacktrace", stacktrace.to_owned()));
+    }
+    span.add_event("exception", attributes);
 }
 
 /// The `traceparent` header value of `span` (for the response), `None` when
