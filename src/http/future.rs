@@ -129,9 +129,18 @@ impl Pending {
 
     fn finish(&mut self, status: u16) {
         self.done = true;
-        let elapsed = self.start.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.start);
         self.entry.active.decrement(1.0);
-        self.entry.record_duration(status, elapsed.as_secs_f64());
+        // Exemplar: the sampled request's IDs, kept in its duration bucket.
+        let exemplar = self
+            .entry
+            .keeps_exemplars()
+            .then(|| crate::metrics::exemplar::span_ids(&self.span))
+            .flatten()
+            .map(|ids| (ids, now));
+        self.entry
+            .record_duration(status, elapsed.as_secs_f64(), exemplar);
 
         let span = &self.span;
         let user = self.scope.user();

@@ -6,6 +6,7 @@ pub mod business;
 pub mod cache;
 pub(crate) mod cardinality;
 pub mod db;
+pub(crate) mod exemplar;
 pub(crate) mod exporter;
 pub(crate) mod handles;
 pub(crate) mod limits;
@@ -16,6 +17,7 @@ pub(crate) mod limits;
 pub mod names {
     pub use crate::names::*;
 }
+pub(crate) mod openmetrics;
 mod process;
 pub mod security;
 pub mod ws;

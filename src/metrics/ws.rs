@@ -49,11 +49,15 @@
 //!     .layer(glimpse_obs::layer());
 //! ```
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use metrics::{Counter, Gauge, Histogram};
 
 use super::{
+    exemplar::{Exemplars, current_ids, span_ids},
     handles::{Family, Ref},
     names::{self, labels},
 };
@@ -64,6 +68,8 @@ struct Handles {
     sent: Counter,
     received: Counter,
     latency: Histogram,
+    /// Exemplar cells of `latency`, once installed.
+    latency_exemplars: Option<Arc<Exemplars>>,
     duration: Histogram,
     closes: [Counter; CloseClass::ALL.len()],
 }
@@ -75,6 +81,13 @@ static CHANNELS: Family<Handles> = Family::new(names::WS_CONNECTIONS_ACTIVE, |ch
         sent: metrics::counter!(names::WS_MESSAGES, labels::CHANNEL => ch(), labels::DIRECTION => "sent"),
         received: metrics::counter!(names::WS_MESSAGES, labels::CHANNEL => ch(), labels::DIRECTION => "received"),
         latency: metrics::histogram!(names::WS_MESSAGE_LATENCY, labels::CHANNEL => ch()),
+        latency_exemplars: super::exporter::installed_exemplars().map(|registry| {
+            registry.series(
+                names::WS_MESSAGE_LATENCY,
+                &[(labels::CHANNEL, channel)],
+                super::LATENCY_BUCKETS,
+            )
+        }),
         duration: metrics::histogram!(names::WS_CONNECTION_DURATION, labels::CHANNEL => ch()),
         closes: CloseClass::ALL.map(
             |c| metrics::counter!(names::WS_CLOSES, labels::CHANNEL => ch(), labels::CLASS => c.as_str()),
@@ -272,7 +285,15 @@ impl Connection {
     /// ```
     #[inline]
     pub fn latency(&self, latency: Duration) {
-        self.handles.latency.record(latency.as_secs_f64());
+        let secs = latency.as_secs_f64();
+        self.handles.latency.record(secs);
+        // The exemplar is the current span's (a message's own span inside
+        // the connection's), else the connection's.
+        if let Some(cells) = &self.handles.latency_exemplars {
+            if let Some(ids) = current_ids().or_else(|| span_ids(&self.span)) {
+                cells.record_ids(secs, Some(ids), Instant::now());
+            }
+        }
     }
 
     /// The connection's `ws.connection` span, to instrument the socket's
