@@ -132,13 +132,18 @@ impl Pending {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.start);
         self.entry.active.decrement(1.0);
-        // Exemplar: the sampled request's IDs, kept in its duration bucket.
-        let exemplar = self
-            .entry
-            .keeps_exemplars()
-            .then(|| crate::metrics::exemplar::span_ids(&self.span))
-            .flatten()
-            .map(|ids| (ids, now));
+        // Exemplar: the sampled request's IDs, kept in its duration bucket;
+        // read from the response's traceparent when the light layer gave
+        // it at the start (no registry look-up for any request then).
+        let exemplar = if self.entry.keeps_exemplars() {
+            match &self.traceparent {
+                Some(tp) => crate::ids::SpanIds::sampled_from_traceparent(tp.as_bytes()),
+                None => crate::metrics::exemplar::span_ids(&self.span),
+            }
+        } else {
+            None
+        }
+        .map(|ids| (ids, now));
         self.entry
             .record_duration(status, elapsed.as_secs_f64(), exemplar);
 

@@ -207,11 +207,6 @@ impl Exemplars {
     }
 }
 
-/// The sampled span IDs of the current span (the nearest span with IDs).
-pub(crate) fn current_ids() -> Option<SpanIds> {
-    span_ids(&tracing::Span::current())
-}
-
 /// The span IDs of `span` when it is sampled.
 pub(crate) fn span_ids(span: &tracing::Span) -> Option<SpanIds> {
     span.with_subscriber(|(id, dispatch)| {

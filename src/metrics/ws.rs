@@ -57,7 +57,7 @@ use std::{
 use metrics::{Counter, Gauge, Histogram};
 
 use super::{
-    exemplar::{Exemplars, current_ids, span_ids},
+    exemplar::{Exemplars, span_ids},
     handles::{Family, Ref},
     names::{self, labels},
 };
@@ -204,6 +204,9 @@ pub struct Connection {
     started: Instant,
     class: Option<CloseClass>,
     span: tracing::Span,
+    /// The connection span's IDs when sampled and exemplars are kept: the
+    /// exemplar of each message latency.
+    ids: Option<crate::ids::SpanIds>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -237,11 +240,17 @@ impl Connection {
             otel.kind = "server",
             ws.close_class = tracing::field::Empty,
         );
+        let ids = handles
+            .latency_exemplars
+            .is_some()
+            .then(|| span_ids(&span))
+            .flatten();
         Self {
             handles,
             started: Instant::now(),
             class: None,
             span,
+            ids,
         }
     }
 
@@ -287,12 +296,10 @@ impl Connection {
     pub fn latency(&self, latency: Duration) {
         let secs = latency.as_secs_f64();
         self.handles.latency.record(secs);
-        // The exemplar is the current span's (a message's own span inside
-        // the connection's), else the connection's.
-        if let Some(cells) = &self.handles.latency_exemplars {
-            if let Some(ids) = current_ids().or_else(|| span_ids(&self.span)) {
-                cells.record_ids(secs, Some(ids), Instant::now());
-            }
+        // The exemplar carries the connection's IDs, resolved once at
+        // open: an unsampled connection pays one branch per message.
+        if let (Some(cells), Some(ids)) = (&self.handles.latency_exemplars, self.ids) {
+            cells.record_ids(secs, Some(ids), Instant::now());
         }
     }
 
