@@ -516,10 +516,9 @@ fn latency_panels_show_exemplars_that_prometheus_keeps_and_grafana_links_to_jaeg
         for p in panels(&d) {
             for t in p["targets"].as_array().into_iter().flatten() {
                 let expr = t["expr"].as_str().unwrap_or("");
-                let Some(m) = with_exemplars
-                    .iter()
-                    .find(|m| expr.contains("histogram_quantile") && expr.contains(&format!("{m}_bucket")))
-                else {
+                let Some(m) = with_exemplars.iter().find(|m| {
+                    expr.contains("histogram_quantile") && expr.contains(&format!("{m}_bucket"))
+                }) else {
                     continue;
                 };
                 assert_eq!(
@@ -533,7 +532,10 @@ fn latency_panels_show_exemplars_that_prometheus_keeps_and_grafana_links_to_jaeg
         }
     }
     for (metric, dashboard) in [
-        (names::HTTP_SERVER_REQUEST_DURATION, "application-overview.json"),
+        (
+            names::HTTP_SERVER_REQUEST_DURATION,
+            "application-overview.json",
+        ),
         (names::WS_MESSAGE_LATENCY, "application-overview.json"),
         (names::DB_QUERY_DURATION, "infrastructure.json"),
     ] {
@@ -544,10 +546,9 @@ fn latency_panels_show_exemplars_that_prometheus_keeps_and_grafana_links_to_jaeg
     }
     let compose = fs::read_to_string(root().join("deploy/docker-compose.yml")).unwrap();
     assert!(compose.contains("--enable-feature=exemplar-storage"));
-    let sources = fs::read_to_string(
-        root().join("deploy/grafana/provisioning/datasources/datasources.yml"),
-    )
-    .unwrap();
+    let sources =
+        fs::read_to_string(root().join("deploy/grafana/provisioning/datasources/datasources.yml"))
+            .unwrap();
     let links = sources
         .split("exemplarTraceIdDestinations:")
         .nth(1)

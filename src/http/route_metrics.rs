@@ -119,7 +119,7 @@ impl RouteEntry {
 
 fn record_exemplar(cells: Option<&Exemplars>, secs: f64, exemplar: Option<(SpanIds, Instant)>) {
     if let (Some(cells), Some((ids, at))) = (cells, exemplar) {
-        cells.record_ids(secs, Some(ids), at);
+        cells.record_ids(secs, Some(ids), Some(at));
     }
 }
 

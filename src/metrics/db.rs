@@ -160,7 +160,7 @@ impl Timer<'_> {
         let secs = elapsed.as_secs_f64();
         histogram.record(secs);
         if let Some(cells) = &h.exemplars {
-            cells[i].record_ids(secs, span_ids(&self.span), self.started + elapsed);
+            cells[i].record_ids(secs, span_ids(&self.span), Some(self.started + elapsed));
         }
         let threshold = super::limits::slow_query();
         let slow = elapsed > threshold;

@@ -33,9 +33,15 @@ struct Slot {
     trace_lo: AtomicU64,
     span: AtomicU64,
     value: AtomicU64,
-    /// Nanoseconds since the series' `base`.
+    /// Nanoseconds since the series' `base`; [`NO_TIME`] when the
+    /// observation came without an instant.
     at: AtomicU64,
 }
+
+/// `Slot::at` of an observation recorded without an instant: rendered
+/// without a timestamp (OpenMetrics allows it; Prometheus then uses the
+/// scrape's).
+const NO_TIME: u64 = u64::MAX;
 
 /// A consistent read of one slot.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,8 +52,8 @@ pub(crate) struct Exemplar {
     pub(crate) span_id: u64,
     /// The observed value.
     pub(crate) value: f64,
-    /// When it was observed, in seconds since the Unix epoch.
-    pub(crate) timestamp: f64,
+    /// When it was observed, in seconds since the Unix epoch, when known.
+    pub(crate) timestamp: Option<f64>,
 }
 
 impl Slot {
@@ -160,18 +166,22 @@ impl Exemplars {
     }
 
     /// Keep (`value`, trace, span) as its bucket's exemplar, observed at
-    /// `now`. The caller records only sampled observations.
+    /// `now` (an instant the caller already has: reading the clock for the
+    /// exemplar alone would cost more than the exemplar, see
+    /// `benches/helpers.rs`). The caller records only sampled observations.
     #[inline]
-    pub(crate) fn record_at(&self, value: f64, trace_id: u128, span_id: u64, now: Instant) {
-        let at = now.saturating_duration_since(self.base).as_nanos();
-        let at = u64::try_from(at).unwrap_or(u64::MAX);
+    pub(crate) fn record_at(&self, value: f64, trace_id: u128, span_id: u64, now: Option<Instant>) {
+        let at = now.map_or(NO_TIME, |now| {
+            let at = now.saturating_duration_since(self.base).as_nanos();
+            u64::try_from(at).unwrap_or(NO_TIME - 1).min(NO_TIME - 1)
+        });
         self.slots[self.bucket(value)].write(trace_id, span_id, value, at);
     }
 
     /// [`Exemplars::record_at`] with the IDs of `ids` when it is sampled;
     /// nothing otherwise.
     #[inline]
-    pub(crate) fn record_ids(&self, value: f64, ids: Option<SpanIds>, now: Instant) {
+    pub(crate) fn record_ids(&self, value: f64, ids: Option<SpanIds>, now: Option<Instant>) {
         if let Some(ids) = ids.filter(|i| i.sampled) {
             self.record_at(
                 value,
@@ -189,7 +199,7 @@ impl Exemplars {
             trace_id,
             span_id,
             value,
-            timestamp: self.base_unix + at as f64 / 1e9,
+            timestamp: (at != NO_TIME).then(|| self.base_unix + at as f64 / 1e9),
         })
     }
 
@@ -323,7 +333,7 @@ mod tests {
     fn a_sampled_observation_lands_in_the_bucket_its_value_falls_in() {
         let reg = ExemplarRegistry::default();
         let cells = reg.series("h_seconds", &[("route", "/a")], BOUNDS);
-        cells.record_at(0.05, 0xabc, 7, Instant::now());
+        cells.record_at(0.05, 0xabc, 7, Some(Instant::now()));
         assert_eq!(cells.get(1), None);
         let e = cells.get(2).unwrap();
         assert_eq!((e.trace_id, e.span_id, e.value), (0xabc, 7, 0.05));
@@ -337,7 +347,7 @@ mod tests {
         assert_eq!(found.map(|e| e.trace_id), Some(0xabc));
         let none = lookup(&index, "h_seconds", r#"route="/a",le="1""#, &[]);
         assert_eq!(none, None);
-        cells.record_at(5.0, 1, 2, Instant::now());
+        cells.record_at(5.0, 1, 2, Some(Instant::now()));
         assert_eq!(
             lookup(&index, "h_seconds", r#"route="/a",le="+Inf""#, &[]).map(|e| e.value),
             Some(5.0)
@@ -353,8 +363,8 @@ mod tests {
             span_id: opentelemetry::trace::SpanId::from(6u64),
             sampled: false,
         };
-        cells.record_ids(0.001, Some(ids), Instant::now());
-        cells.record_ids(0.001, None, Instant::now());
+        cells.record_ids(0.001, Some(ids), Some(Instant::now()));
+        cells.record_ids(0.001, None, Some(Instant::now()));
         assert!((0..=BOUNDS.len()).all(|i| cells.get(i).is_none()));
         cells.record_ids(
             0.001,
@@ -362,7 +372,7 @@ mod tests {
                 sampled: true,
                 ..ids
             }),
-            Instant::now(),
+            None,
         );
         assert_eq!(cells.get(0).map(|e| (e.trace_id, e.span_id)), Some((5, 6)));
     }
@@ -382,7 +392,7 @@ mod tests {
                         // mixes two and breaks the relation.
                         let k = t * 1_000_000_000 + n;
                         let trace = (u128::from(k) << 64) | u128::from(k);
-                        cells.record_at(k as f64 / 1e12, trace, k, Instant::now());
+                        cells.record_at(k as f64 / 1e12, trace, k, Some(Instant::now()));
                     }
                 })
             })

@@ -171,9 +171,12 @@ fn push_exemplar(out: &mut String, line: &str, family: &str, exemplars: &Index, 
     if let Some(e) = lookup(exemplars, family, &labels[..end], global) {
         let _ = write!(
             out,
-            " # {{trace_id=\"{:032x}\",span_id=\"{:016x}\"}} {} {:.3}",
-            e.trace_id, e.span_id, e.value, e.timestamp
+            " # {{trace_id=\"{:032x}\",span_id=\"{:016x}\"}} {}",
+            e.trace_id, e.span_id, e.value
         );
+        if let Some(t) = e.timestamp {
+            let _ = write!(out, " {t:.3}");
+        }
     }
 }
 

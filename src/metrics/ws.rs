@@ -297,9 +297,11 @@ impl Connection {
         let secs = latency.as_secs_f64();
         self.handles.latency.record(secs);
         // The exemplar carries the connection's IDs, resolved once at
-        // open: an unsampled connection pays one branch per message.
+        // open: an unsampled connection pays one branch per message. No
+        // clock read (it would cost more than the exemplar): the exemplar
+        // has no timestamp, and Prometheus stamps it with the scrape's.
         if let (Some(cells), Some(ids)) = (&self.handles.latency_exemplars, self.ids) {
-            cells.record_ids(secs, Some(ids), Instant::now());
+            cells.record_ids(secs, Some(ids), None);
         }
     }
 
