@@ -44,6 +44,10 @@ pub(crate) fn method_index(m: &http::Method) -> usize {
     }
 }
 
+/// One status' duration histogram and its exemplar cells (`None` when
+/// the entry keeps no exemplars).
+type ByStatus = (u16, Histogram, Option<Arc<Exemplars>>);
+
 /// Handles of one (route, method).
 pub(crate) struct RouteEntry {
     pub(crate) method: &'static str,
@@ -53,7 +57,7 @@ pub(crate) struct RouteEntry {
     /// `,"method":"…","route":"…"`, the access line's first fields.
     pub(crate) access_json: Box<[u8]>,
     pub(crate) active: Gauge,
-    by_status: RwLock<Vec<(u16, Histogram, Option<Arc<Exemplars>>)>>,
+    by_status: RwLock<Vec<ByStatus>>,
     /// The recorder the handles belong to: a bound layer's own, or `None`
     /// for the one current where they are resolved (the global one).
     recorder: Option<SharedRecorder>,
