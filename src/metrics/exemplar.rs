@@ -10,6 +10,17 @@
 //! one is as recent), and a reader retries a torn read a few times, then
 //! skips the slot for this scrape (`benches/helpers.rs`, group
 //! `exemplar`).
+//!
+//! A new histogram with exemplars (the coming
+//! `http_client_request_duration_seconds`): where its handle is resolved
+//! and cached, call [`ExemplarRegistry::series`] once with the same name,
+//! labels and bucket bounds (the registry of the recorder the handle
+//! belongs to, [`super::exporter::installed_exemplars`] for the global
+//! one), keep the `Arc<Exemplars>` beside the handle, and after each
+//! `record` call [`Exemplars::record_ids`] with the span's IDs
+//! ([`span_ids`]) and an instant the caller already has. The exporter
+//! renders it with no change; Grafana's panels list it in
+//! `deploy/grafana/generate.py` (`EXEMPLAR_METRICS`).
 
 use std::{
     collections::HashMap,
