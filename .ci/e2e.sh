@@ -8,6 +8,10 @@
 #   4. run every dashboard query on the crate's metrics through Prometheus'
 #      HTTP API and require data; check the rules loaded and evaluated with
 #      health ok, and that the alerts the load provokes are pending;
+#   4b. exemplars: Prometheus runs with --enable-feature=exemplar-storage and
+#      scrapes OpenMetrics; /api/v1/query_exemplars for the HTTP histogram
+#      must return exemplars whose trace_id values are the traceId of access
+#      lines in the service's stdout (checked after shutdown, step 5);
 #   5. SIGTERM the service: /health/ready answers 503 through the drain
 #      (GLIMPSE_SHUTDOWN_DRAIN_MS) while /health/live stays 200; it must then
 #      exit 0 with valid JSON log lines;
@@ -144,6 +148,7 @@ scrape_configs:
           env: $ENVNAME
 YAML
 prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/tsdb" \
+    --enable-feature=exemplar-storage \
     --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn >"$TMP/prometheus.log" 2>&1 &
 PROM_PID=$!
 if wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 30; then
@@ -176,6 +181,18 @@ while IFS= read -r line; do
     esac
 done <"$TMP/queries"
 if [ "$q_rc" -ne 0 ] && ! grep -q '^FAIL' "$TMP/queries"; then bad "deploy/tools/e2e_queries.py ran" "$TMP/queries"; fi
+
+# ------------------------------------------------------------ 4b. exemplars
+# The last few minutes of exemplars of the HTTP histogram, as Grafana asks.
+now="$(date +%s)"
+if curl -fsS --max-time 10 -G "http://127.0.0.1:$PROM_PORT/api/v1/query_exemplars" \
+    --data-urlencode "query=http_server_request_duration_seconds_bucket{service=\"$SERVICE\"}" \
+    --data-urlencode "start=$((now - 600))" --data-urlencode "end=$((now + 60))" \
+    >"$TMP/exemplars.json" 2>"$TMP/exemplars.err"; then
+    ok "Prometheus answers /api/v1/query_exemplars for http_server_request_duration_seconds"
+else
+    bad "Prometheus answers /api/v1/query_exemplars for http_server_request_duration_seconds" "$TMP/exemplars.err"
+fi
 
 # ------------------------------------------------------------ 5. shutdown and logs
 kill -TERM "$SVC_PID" 2>/dev/null
@@ -216,6 +233,29 @@ then
     ok "service log: every line JSON with the schema's keys ($(cat "$TMP/logcheck"))"
 else
     bad "service log: every line JSON with the schema's keys" "$TMP/logcheck"
+fi
+if "$PY" - "$TMP/exemplars.json" "$TMP/service.log" >"$TMP/exemplarcheck" 2>&1 <<'PYEOF'
+import json, sys
+data = json.load(open(sys.argv[1]))
+assert data.get("status") == "success", data
+# Access lines of /health are sampled out of the log (GLIMPSE_LOG_SAMPLE's
+# default): its exemplars have no line to match.
+traces = {e["labels"]["trace_id"] for s in data["data"] for e in s["exemplars"]
+          if s["seriesLabels"].get("route") != "/health"}
+assert traces, f"no exemplar stored: {data}"
+access = set()
+for l in open(sys.argv[2], encoding="utf-8"):
+    o = json.loads(l)
+    if o.get("target") == "glimpse_obs::access" and "traceId" in o:
+        access.add(o["traceId"])
+matched = traces & access
+assert matched == traces, f"{len(traces - matched)} of {len(traces)} exemplar trace IDs on no access line: {sorted(traces - matched)[:5]}"
+print(f"{len(traces)} exemplar trace IDs, {len(matched)} found as traceId on access lines")
+PYEOF
+then
+    ok "exemplars' trace_id values are traceId of access lines ($(cat "$TMP/exemplarcheck"))"
+else
+    bad "exemplars' trace_id values are traceId of access lines" "$TMP/exemplarcheck"
 fi
 if [ -n "${E2E_LOG_COPY:-}" ]; then cp "$TMP/service.log" "$E2E_LOG_COPY"; fi
 

@@ -110,6 +110,14 @@ fn helpers(c: &mut Criterion) {
         b.iter(|| conn.latency(black_box(Duration::from_micros(1500))))
     });
     drop(conn);
+    // Exemplar group (below): the same channel's latency on a connection
+    // whose span is sampled (exemplar kept) and one without IDs (what an
+    // unsampled connection pays: one branch).
+    let sampled = ws::Connection::open("exemplar");
+    let unsampled =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            ws::Connection::open("exemplar")
+        });
 
     // Log lines filtered out: the helpers' metric work alone (spans still
     // reach the OpenTelemetry layer).
@@ -168,6 +176,28 @@ fn helpers(c: &mut Criterion) {
                 Ok::<_, std::io::Error>(1)
             }))
         })
+    });
+    g.finish();
+
+    // What an exemplar adds to a histogram observation: the bucket's seqlock
+    // write and a clock read (`ws::Connection::latency` has no instant of
+    // its own; the HTTP layer and `db::query` reuse the one they took).
+    let mut g = c.benchmark_group("exemplar");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50);
+    let raw = metrics::histogram!("bench_raw_seconds");
+    g.bench_function("raw histogram record, cached handle", |b| {
+        b.iter(|| raw.record(black_box(0.0015)))
+    });
+    g.bench_function("ws latency, unsampled (no exemplar)", |b| {
+        b.iter(|| unsampled.latency(black_box(Duration::from_micros(1500))))
+    });
+    g.bench_function("ws latency, sampled (exemplar kept)", |b| {
+        b.iter(|| sampled.latency(black_box(Duration::from_micros(1500))))
+    });
+    g.bench_function("Instant::now (the clock read alone)", |b| {
+        b.iter(std::time::Instant::now)
     });
     g.finish();
 }

@@ -92,6 +92,20 @@ fn bench(c: &mut Criterion) {
 
     let bare: Router = Router::new().route("/users/{id}", get(handler));
     let ours = bare.clone().layer(glimpse_obs::layer());
+    // The same layer behind a caller's `traceparent`, sampled (flags 01:
+    // one exemplar written per request) or not (flags 00: none). The two
+    // differ only in the sampling decision: what exemplars cost.
+    let with_parent = |tp: &'static str| {
+        ours.clone().layer(tower::util::MapRequestLayer::new(
+            move |mut req: Request<Body>| {
+                req.headers_mut()
+                    .insert("traceparent", http::HeaderValue::from_static(tp));
+                req
+            },
+        ))
+    };
+    let parent_sampled = with_parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let parent_unsampled = with_parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
     let anchor = bare.clone().layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -115,6 +129,14 @@ fn bench(c: &mut Criterion) {
     g.bench_function("glimpse_obs_body_sizes", |b| {
         b.iter_custom(|n| cpu_per(&rt, &sized, &ours_dispatch, n))
     });
+    g.bench_function(
+        "glimpse_obs, caller's traceparent sampled (exemplar)",
+        |b| b.iter_custom(|n| cpu_per(&rt, &parent_sampled, &ours_dispatch, n)),
+    );
+    g.bench_function(
+        "glimpse_obs, caller's traceparent unsampled (no exemplar)",
+        |b| b.iter_custom(|n| cpu_per(&rt, &parent_unsampled, &ours_dispatch, n)),
+    );
     g.bench_function("anchor_stack", |b| {
         b.iter_custom(|n| cpu_per(&rt, &anchor, &anchor_dispatch, n))
     });

@@ -378,6 +378,26 @@ impl Telemetry {
         self.exporter.render()
     }
 
+    /// The same series as [`Telemetry::render_metrics`] in the OpenMetrics
+    /// format, as a scrape with `Accept: application/openmetrics-text`
+    /// sees it: histogram buckets carry the exemplar (trace and span ID) of
+    /// their latest sampled observation, and the text ends with `# EOF`.
+    ///
+    /// ```
+    /// let telemetry = glimpse_obs::Config::default()
+    ///     .service("payment")
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .build()?;
+    /// let text = telemetry.render_openmetrics();
+    /// assert!(text.contains("# TYPE glimpse_build_info gauge"));
+    /// assert!(text.ends_with("# EOF\n"));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn render_openmetrics(&self) -> String {
+        self.exporter.render_openmetrics()
+    }
+
     /// The address the scrape listener is bound to, `None` when it is off.
     ///
     /// ```
@@ -820,6 +840,23 @@ impl Guard {
     /// ```
     pub fn render_metrics(&self) -> String {
         exporter::render().unwrap_or_default()
+    }
+
+    /// The current OpenMetrics text (with exemplars), as a scrape asking
+    /// for `application/openmetrics-text` would see it.
+    ///
+    /// ```
+    /// let guard = glimpse_obs::Config::default()
+    ///     .metrics_addr(None)
+    ///     .log_writer(std::io::sink())
+    ///     .init()?;
+    /// glimpse_obs::business::match_created();
+    /// let text = guard.render_openmetrics();
+    /// assert!(text.contains("# TYPE glimpse_matches_created counter"));
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn render_openmetrics(&self) -> String {
+        exporter::render_openmetrics().unwrap_or_default()
     }
 
     /// Log lines dropped so far because stdout could not keep up (also

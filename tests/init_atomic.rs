@@ -14,7 +14,9 @@ async fn assert_nothing_installed() {
         "a failed init set the subscriber"
     );
     use axum::response::IntoResponse;
-    let resp = glimpse_obs::metrics_handler().await.into_response();
+    let resp = glimpse_obs::metrics_handler(Default::default())
+        .await
+        .into_response();
     assert_eq!(resp.status(), 503, "a failed init installed the recorder");
 }
 

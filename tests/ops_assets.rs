@@ -556,3 +556,62 @@ fn the_infrastructure_dashboard_has_a_runtime_row_and_runtime_saturated_is_a_tes
         "promtool-tested above (0.95) and below (0.89) the threshold"
     );
 }
+
+/// The latency panels show exemplars, and the stack keeps and links them:
+/// every dashboard quantile over a histogram with exemplars queries with
+/// `"exemplar": true`, the compose Prometheus stores exemplars, and the
+/// Prometheus datasource links their `trace_id` to the Jaeger datasource.
+#[test]
+fn latency_panels_show_exemplars_that_prometheus_keeps_and_grafana_links_to_jaeger() {
+    let with_exemplars = [
+        names::HTTP_SERVER_REQUEST_DURATION,
+        names::DB_QUERY_DURATION,
+        names::WS_MESSAGE_LATENCY,
+    ];
+    let mut seen = BTreeSet::new();
+    for path in files(&root().join("deploy/grafana/dashboards"), "json") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let d: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        for p in panels(&d) {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr = t["expr"].as_str().unwrap_or("");
+                let Some(m) = with_exemplars.iter().find(|m| {
+                    expr.contains("histogram_quantile") && expr.contains(&format!("{m}_bucket"))
+                }) else {
+                    continue;
+                };
+                assert_eq!(
+                    t["exemplar"],
+                    serde_json::Value::Bool(true),
+                    "{name} panel {:?} shows no exemplars",
+                    p["title"]
+                );
+                seen.insert(((*m).to_string(), name.clone()));
+            }
+        }
+    }
+    for (metric, dashboard) in [
+        (
+            names::HTTP_SERVER_REQUEST_DURATION,
+            "application-overview.json",
+        ),
+        (names::WS_MESSAGE_LATENCY, "application-overview.json"),
+        (names::DB_QUERY_DURATION, "infrastructure.json"),
+    ] {
+        assert!(
+            seen.contains(&(metric.to_string(), dashboard.to_string())),
+            "{dashboard} has no latency panel of {metric} with exemplars"
+        );
+    }
+    let compose = fs::read_to_string(root().join("deploy/docker-compose.yml")).unwrap();
+    assert!(compose.contains("--enable-feature=exemplar-storage"));
+    let sources =
+        fs::read_to_string(root().join("deploy/grafana/provisioning/datasources/datasources.yml"))
+            .unwrap();
+    let links = sources
+        .split("exemplarTraceIdDestinations:")
+        .nth(1)
+        .expect("the Prometheus datasource links exemplars");
+    assert!(links.contains("name: trace_id") && links.contains("datasourceUid: jaeger"));
+}

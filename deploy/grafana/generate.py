@@ -26,6 +26,11 @@ SEL = 'service=~"$service",env=~"$env"'
 RI = "$__rate_interval"
 HTTP = "http_server_request_duration_seconds"
 CLIENT = "http_client_request_duration_seconds"
+# Histograms whose buckets carry exemplars (trace_id, span_id): their latency
+# panels show them as points linked to the trace in Jaeger (the Prometheus
+# datasource's exemplarTraceIdDestinations).
+EXEMPLAR_METRICS = (HTTP, "db_query_duration_seconds", "websocket_message_latency_seconds",
+                    "http_client_request_duration_seconds")
 
 
 def var(name, query, label):
@@ -124,6 +129,8 @@ class Dash:
                  "legendFormat": legend, "range": kind != "table", "instant": kind == "table"}
             if fmt:
                 t["format"] = fmt
+            if "histogram_quantile" in expr and any(f"{m}_bucket" in expr for m in EXEMPLAR_METRICS):
+                t["exemplar"] = True
             panel["targets"].append(t)
         if extra:
             panel.update(extra)

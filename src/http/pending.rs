@@ -150,9 +150,23 @@ impl Pending {
 
     pub(super) fn finish(&mut self, status: u16) {
         self.done = true;
-        let elapsed = self.start.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.start);
         self.entry.active.decrement(1.0);
-        self.entry.record_duration(status, elapsed.as_secs_f64());
+        // Exemplar: the sampled request's IDs, kept in its duration bucket;
+        // read from the response's traceparent when the light layer gave
+        // it at the start (no registry look-up for any request then).
+        let exemplar = if self.entry.keeps_exemplars() {
+            match &self.traceparent {
+                Some(tp) => crate::ids::SpanIds::sampled_from_traceparent(tp.as_bytes()),
+                None => crate::metrics::exemplar::span_ids(&self.span),
+            }
+        } else {
+            None
+        }
+        .map(|ids| (ids, now));
+        self.entry
+            .record_duration(status, elapsed.as_secs_f64(), exemplar);
         let cancelled = status == CANCELLED_STATUS;
         if self.settings.body_sizes && !cancelled {
             self.entry

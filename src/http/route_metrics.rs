@@ -7,13 +7,18 @@
 use std::{
     collections::HashMap,
     sync::{Arc, OnceLock, RwLock},
+    time::Instant,
 };
 
 use metrics::{Counter, Gauge, Histogram};
 
-use crate::metrics::{
-    SharedRecorder,
-    names::{self, labels},
+use crate::{
+    ids::SpanIds,
+    metrics::{
+        SharedRecorder,
+        exemplar::{ExemplarRegistry, Exemplars},
+        names::{self, labels},
+    },
 };
 
 /// The label of methods outside [`METHODS`]' first nine.
@@ -39,6 +44,10 @@ pub(crate) fn method_index(m: &http::Method) -> usize {
     }
 }
 
+/// One status' duration histogram and its exemplar cells (`None` when
+/// the entry keeps no exemplars).
+type ByStatus = (u16, Histogram, Option<Arc<Exemplars>>);
+
 /// Handles of one (route, method).
 pub(crate) struct RouteEntry {
     pub(crate) method: &'static str,
@@ -48,7 +57,7 @@ pub(crate) struct RouteEntry {
     /// `,"method":"…","route":"…"`, the access line's first fields.
     pub(crate) access_json: Box<[u8]>,
     pub(crate) active: Gauge,
-    by_status: RwLock<Vec<(u16, Histogram)>>,
+    by_status: RwLock<Vec<ByStatus>>,
     /// Request and response body sizes, resolved on first use (off by default).
     body_sizes: OnceLock<[Histogram; 2]>,
     /// Panics of the route's handler. Registered with the entry, so the
@@ -58,34 +67,73 @@ pub(crate) struct RouteEntry {
     /// The recorder the handles belong to: a bound layer's own, or `None`
     /// for the one current where they are resolved (the global one).
     recorder: Option<SharedRecorder>,
+    /// Where this entry's exemplar cells are registered: the bound
+    /// recorder's registry, or the installed exporter's; `None` before
+    /// `install()` (the entry is not cached then).
+    exemplars: Option<Arc<ExemplarRegistry>>,
 }
 
 impl RouteEntry {
-    /// Record a request's duration under its status.
-    pub(crate) fn record_duration(&self, status: u16, secs: f64) {
-        if let Some((_, h)) = self
+    /// Record a request's duration under its status; `exemplar` carries
+    /// the request's span IDs when it was sampled and the instant it ended,
+    /// kept as the duration bucket's exemplar.
+    pub(crate) fn record_duration(
+        &self,
+        status: u16,
+        secs: f64,
+        exemplar: Option<(SpanIds, Instant)>,
+    ) {
+        if let Some((_, h, cells)) = self
             .by_status
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .find(|(s, _)| *s == status)
+            .find(|(s, ..)| *s == status)
         {
             h.record(secs);
+            record_exemplar(cells.as_deref(), secs, exemplar);
             return;
         }
+        let status_label = status.to_string();
         let h = with_recorder(self.recorder.as_ref(), || {
             metrics::histogram!(names::HTTP_SERVER_REQUEST_DURATION,
                 labels::METHOD => self.method,
                 labels::ROUTE => self.route.to_string(),
-                labels::STATUS => status.to_string())
+                labels::STATUS => status_label.clone())
         });
         h.record(secs);
+        let cells = self.exemplars.as_ref().map(|registry| {
+            registry.series(
+                names::HTTP_SERVER_REQUEST_DURATION,
+                &[
+                    (labels::METHOD, self.method),
+                    (labels::ROUTE, &self.route),
+                    (labels::STATUS, &status_label),
+                ],
+                crate::metrics::HTTP_BUCKETS,
+            )
+        });
+        record_exemplar(cells.as_deref(), secs, exemplar);
         self.by_status
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push((status, h));
+            .push((status, h, cells));
     }
 
+    /// Whether this entry's histograms keep exemplars (so the request's
+    /// span IDs are worth looking up).
+    pub(crate) fn keeps_exemplars(&self) -> bool {
+        self.exemplars.is_some()
+    }
+}
+
+fn record_exemplar(cells: Option<&Exemplars>, secs: f64, exemplar: Option<(SpanIds, Instant)>) {
+    if let (Some(cells), Some((ids, at))) = (cells, exemplar) {
+        cells.record_ids(secs, Some(ids), Some(at));
+    }
+}
+
+impl RouteEntry {
     /// Record a request's body sizes: the request's when known, the
     /// response's bytes sent.
     pub(crate) fn record_body_sizes(&self, request: Option<u64>, response: u64) {
@@ -242,6 +290,10 @@ fn new_entry(route: &str, m: usize, recorder: Option<SharedRecorder>) -> RouteEn
         by_status: RwLock::new(Vec::new()),
         body_sizes: OnceLock::new(),
         panics,
+        exemplars: match &recorder {
+            Some(r) => Some(r.exemplars().clone()),
+            None => crate::metrics::exporter::installed_exemplars().cloned(),
+        },
         recorder,
     }
 }

@@ -86,6 +86,34 @@ impl SpanIds {
     }
 }
 
+impl SpanIds {
+    /// The IDs of a `traceparent` value this crate formatted
+    /// ([`SpanIds::traceparent`]) when its sampled flag is set: how the
+    /// tower layer learns a request's exemplar IDs without a registry
+    /// look-up. `None` for an unsampled or malformed value.
+    pub(crate) fn sampled_from_traceparent(tp: &[u8]) -> Option<SpanIds> {
+        // The flags' last hex digit: bit 0 sampled, bit 1 random.
+        let flags = match tp.get(54).map(|&c| (c as char).to_digit(16)) {
+            Some(Some(f)) if tp.len() == 55 && f & 1 == 1 => f,
+            _ => return None,
+        };
+        let hex = |s: &[u8]| -> Option<u128> {
+            s.iter().try_fold(0u128, |acc, &c| {
+                let d = (c as char).to_digit(16)?;
+                Some((acc << 4) | u128::from(d))
+            })
+        };
+        let trace = hex(&tp[3..35])?;
+        let span = u64::try_from(hex(&tp[36..52])?).ok()?;
+        Some(SpanIds {
+            trace_id: TraceId::from(trace),
+            span_id: SpanId::from(span),
+            sampled: true,
+            random: flags & 2 == 2,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +156,14 @@ mod tests {
         assert_eq!(
             unsampled.traceparent(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        );
+        assert_eq!(
+            SpanIds::sampled_from_traceparent(ids.traceparent().as_bytes()),
+            Some(ids)
+        );
+        assert_eq!(
+            SpanIds::sampled_from_traceparent(unsampled.traceparent().as_bytes()),
+            None
         );
     }
 }

@@ -48,7 +48,10 @@ use std::{
 use metrics::{Counter, Gauge, Histogram};
 use tracing::{Instrument, field::Empty};
 
+use std::sync::Arc;
+
 use super::{
+    exemplar::{Exemplars, span_ids},
     handles::{Family, Ref},
     names::{self, labels},
 };
@@ -63,6 +66,8 @@ struct OpHandles {
     error: Histogram,
     cancelled: Histogram,
     slow: Counter,
+    /// Exemplar cells of `ok`, `error`, `cancelled`, once installed.
+    exemplars: Option<[Arc<Exemplars>; 3]>,
 }
 
 static OPERATIONS: Family<OpHandles> = Family::new(names::DB_QUERY_DURATION, |op, _| {
@@ -75,6 +80,15 @@ static OPERATIONS: Family<OpHandles> = Family::new(names::DB_QUERY_DURATION, |op
         error: h(ERROR),
         cancelled: h(CANCELLED),
         slow: metrics::counter!(names::DB_SLOW_QUERIES, labels::OPERATION => op.to_owned()),
+        exemplars: super::exporter::installed_exemplars().map(|registry| {
+            [OK, ERROR, CANCELLED].map(|outcome| {
+                registry.series(
+                    names::DB_QUERY_DURATION,
+                    &[(labels::OPERATION, op), (labels::OUTCOME, outcome)],
+                    super::LATENCY_BUCKETS,
+                )
+            })
+        }),
     }
 });
 
@@ -138,12 +152,16 @@ struct Timer<'a> {
 impl Timer<'_> {
     fn finish(&self, elapsed: Duration, outcome: &'static str, error: Option<&dyn Display>) {
         let h = &*self.handles;
-        let histogram = match outcome {
-            OK => &h.ok,
-            ERROR => &h.error,
-            _ => &h.cancelled,
+        let (histogram, i) = match outcome {
+            OK => (&h.ok, 0),
+            ERROR => (&h.error, 1),
+            _ => (&h.cancelled, 2),
         };
-        histogram.record(elapsed.as_secs_f64());
+        let secs = elapsed.as_secs_f64();
+        histogram.record(secs);
+        if let Some(cells) = &h.exemplars {
+            cells[i].record_ids(secs, span_ids(&self.span), Some(self.started + elapsed));
+        }
         let threshold = super::limits::slow_query();
         let slow = elapsed > threshold;
         if slow {

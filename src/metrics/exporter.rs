@@ -7,7 +7,12 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    http::{HeaderMap, header},
+    response::IntoResponse,
+    routing::get,
+};
 use metrics::{
     Key, KeyName, Metadata, SharedString, Unit, describe_counter, describe_gauge,
     describe_histogram,
@@ -16,7 +21,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use super::{names, process::ProcessMetrics};
+use super::{exemplar::ExemplarRegistry, names, openmetrics, process::ProcessMetrics};
 use crate::{Config, Error};
 
 /// The exporter `install()` made the process's own: what
@@ -28,6 +33,12 @@ static INSTALLED: OnceLock<Arc<Exporter>> = OnceLock::new();
 /// recorder's text (as is `process_cpu_seconds_total`, see
 /// [`super::process`]).
 const AMOUNT_COUNTERS: &[&super::amount_counter::AmountFamily] = &[&super::business::REVENUE];
+
+/// The label keys `build_recorder` adds to every series.
+const GLOBAL_LABEL_KEYS: &[&str] = &[names::labels::SERVICE, names::labels::ENV];
+
+/// The `Content-Type` of the classic text format.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How often histogram buckets are drained when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -53,8 +64,27 @@ impl std::fmt::Debug for Exporter {
 /// A Prometheus recorder shared between the telemetry that built it and
 /// whoever installs it (the global slot, a team's fan-out recorder, a
 /// local-recorder scope): a clone records into the same series.
+///
+/// ```
+/// let telemetry = glimpse_obs::Config::default()
+///     .metrics_addr(None)
+///     .log_writer(std::io::sink())
+///     .build()?;
+/// let recorder: glimpse_obs::metrics::SharedRecorder = telemetry.recorder();
+/// metrics::with_local_recorder(&recorder, || metrics::counter!("jobs_total").increment(1));
+/// assert!(telemetry.render_metrics().contains("jobs_total"));
+/// # Ok::<(), glimpse_obs::Error>(())
+/// ```
 #[derive(Clone)]
-pub struct SharedRecorder(Arc<PrometheusRecorder>);
+pub struct SharedRecorder(Arc<PrometheusRecorder>, Arc<ExemplarRegistry>);
+
+impl SharedRecorder {
+    /// The exemplar cells of this recorder's histograms, which the handle
+    /// caches that record into it register with.
+    pub(crate) fn exemplars(&self) -> &Arc<ExemplarRegistry> {
+        &self.1
+    }
+}
 
 impl std::fmt::Debug for SharedRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,7 +119,7 @@ impl Exporter {
     pub(crate) fn new(config: &Config) -> Result<Self, Error> {
         let recorder = build_recorder(config)?;
         let handle = recorder.handle();
-        let recorder = SharedRecorder(Arc::new(recorder));
+        let recorder = SharedRecorder(Arc::new(recorder), Arc::default());
         metrics::with_local_recorder(&recorder, || {
             describe_all();
             metrics::gauge!(names::BUILD_INFO, "version" => config.version.clone(), "glimpse_obs" => env!("CARGO_PKG_VERSION"))
@@ -133,6 +163,25 @@ impl Exporter {
             family.render(&self.labels, &mut text);
         }
         text
+    }
+
+    /// The OpenMetrics text of the same series as [`Exporter::render`],
+    /// with the exemplars of the histogram buckets that have one.
+    pub(crate) fn render_openmetrics(&self) -> String {
+        let classic = self.render();
+        self.recorder
+            .exemplars()
+            .with_index(|index| openmetrics::from_classic(&classic, index, GLOBAL_LABEL_KEYS))
+    }
+
+    /// The scrape text in the format `accept` asks for, and its
+    /// `Content-Type`.
+    pub(crate) fn render_for(&self, accept: Option<&str>) -> (&'static str, String) {
+        if openmetrics::wanted(accept) {
+            (openmetrics::CONTENT_TYPE, self.render_openmetrics())
+        } else {
+            (PROMETHEUS_CONTENT_TYPE, self.render())
+        }
     }
 
     /// Drains histogram buckets; called periodically.
@@ -187,6 +236,17 @@ pub(crate) fn render() -> Option<String> {
     INSTALLED.get().map(|e| e.render())
 }
 
+/// The installed exporter's OpenMetrics text, `None` before `install()`.
+pub(crate) fn render_openmetrics() -> Option<String> {
+    INSTALLED.get().map(|e| e.render_openmetrics())
+}
+
+/// The installed exporter's exemplar registry, for the handle caches that
+/// record into the global recorder (the domain helpers, an unbound layer).
+pub(crate) fn installed_exemplars() -> Option<&'static Arc<ExemplarRegistry>> {
+    INSTALLED.get().map(|e| e.recorder.exemplars())
+}
+
 /// The global labels as `build_recorder` sets them, in the same order.
 fn global_labels(config: &Config) -> String {
     use super::amount_counter::escape_label_value;
@@ -209,28 +269,31 @@ fn global_labels(config: &Config) -> String {
     out
 }
 
-/// An axum handler that serves the Prometheus text, for teams that scrape
-/// the application's own port instead of `GLIMPSE_METRICS_ADDR`.
+/// An axum handler that serves the metrics, for teams that scrape the
+/// application's own port instead of `GLIMPSE_METRICS_ADDR`: OpenMetrics
+/// (with exemplars) when the `Accept` header asks for
+/// `application/openmetrics-text`, the Prometheus text otherwise.
 ///
 /// ```
 /// use axum::{Router, routing::get};
 /// let app: Router = Router::new().route("/metrics", get(glimpse_obs::metrics_handler));
 /// ```
-pub async fn metrics_handler() -> impl IntoResponse {
-    prometheus_text(render())
+pub async fn metrics_handler(headers: HeaderMap) -> axum::response::Response {
+    scrape_response(INSTALLED.get().map(|e| e.render_for(accept_of(&headers))))
 }
 
-/// The scrape response for `text`, 503 when nothing is installed.
-fn prometheus_text(text: Option<String>) -> axum::response::Response {
+/// The request's `Accept` header, when it is text.
+fn accept_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+/// The scrape response for (content type, text), 503 when nothing is
+/// installed.
+fn scrape_response(text: Option<(&'static str, String)>) -> axum::response::Response {
     match text {
-        Some(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Some((content_type, text)) => {
+            ([(header::CONTENT_TYPE, content_type)], text).into_response()
+        }
         None => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "glimpse_obs is not initialised: call glimpse_obs::init() first\n",
@@ -288,9 +351,11 @@ pub(crate) fn spawn(
                 };
                 let graceful = match listener.map(tokio::net::TcpListener::from_std) {
                     Some(Ok(listener)) => {
-                        let scrape = move || {
+                        let scrape = move |headers: HeaderMap| {
                             let exporter = exporter.clone();
-                            async move { prometheus_text(Some(exporter.render())) }
+                            async move {
+                                scrape_response(Some(exporter.render_for(accept_of(&headers))))
+                            }
                         };
                         let app = Router::new()
                             .route("/metrics", get(scrape.clone()))

@@ -7,6 +7,7 @@ pub mod cache;
 pub(crate) mod cardinality;
 pub mod custom;
 pub mod db;
+pub(crate) mod exemplar;
 pub(crate) mod exporter;
 pub(crate) mod handles;
 pub(crate) mod limits;
@@ -17,6 +18,7 @@ pub(crate) mod limits;
 pub mod names {
     pub use crate::names::*;
 }
+pub(crate) mod openmetrics;
 mod process;
 pub mod runtime;
 pub mod security;

@@ -49,11 +49,15 @@
 //!     .layer(glimpse_obs::layer());
 //! ```
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use metrics::{Counter, Gauge, Histogram};
 
 use super::{
+    exemplar::{Exemplars, span_ids},
     handles::{Family, Ref},
     names::{self, labels},
 };
@@ -64,6 +68,8 @@ struct Handles {
     sent: Counter,
     received: Counter,
     latency: Histogram,
+    /// Exemplar cells of `latency`, once installed.
+    latency_exemplars: Option<Arc<Exemplars>>,
     duration: Histogram,
     closes: [Counter; CloseClass::ALL.len()],
 }
@@ -75,6 +81,13 @@ static CHANNELS: Family<Handles> = Family::new(names::WS_CONNECTIONS_ACTIVE, |ch
         sent: metrics::counter!(names::WS_MESSAGES, labels::CHANNEL => ch(), labels::DIRECTION => "sent"),
         received: metrics::counter!(names::WS_MESSAGES, labels::CHANNEL => ch(), labels::DIRECTION => "received"),
         latency: metrics::histogram!(names::WS_MESSAGE_LATENCY, labels::CHANNEL => ch()),
+        latency_exemplars: super::exporter::installed_exemplars().map(|registry| {
+            registry.series(
+                names::WS_MESSAGE_LATENCY,
+                &[(labels::CHANNEL, channel)],
+                super::LATENCY_BUCKETS,
+            )
+        }),
         duration: metrics::histogram!(names::WS_CONNECTION_DURATION, labels::CHANNEL => ch()),
         closes: CloseClass::ALL.map(
             |c| metrics::counter!(names::WS_CLOSES, labels::CHANNEL => ch(), labels::CLASS => c.as_str()),
@@ -191,6 +204,9 @@ pub struct Connection {
     started: Instant,
     class: Option<CloseClass>,
     span: tracing::Span,
+    /// The connection span's IDs when sampled and exemplars are kept: the
+    /// exemplar of each message latency.
+    ids: Option<crate::ids::SpanIds>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -224,11 +240,17 @@ impl Connection {
             otel.kind = "server",
             ws.close_class = tracing::field::Empty,
         );
+        let ids = handles
+            .latency_exemplars
+            .is_some()
+            .then(|| span_ids(&span))
+            .flatten();
         Self {
             handles,
             started: Instant::now(),
             class: None,
             span,
+            ids,
         }
     }
 
@@ -272,7 +294,15 @@ impl Connection {
     /// ```
     #[inline]
     pub fn latency(&self, latency: Duration) {
-        self.handles.latency.record(latency.as_secs_f64());
+        let secs = latency.as_secs_f64();
+        self.handles.latency.record(secs);
+        // The exemplar carries the connection's IDs, resolved once at
+        // open: an unsampled connection pays one branch per message. No
+        // clock read (it would cost more than the exemplar): the exemplar
+        // has no timestamp, and Prometheus stamps it with the scrape's.
+        if let (Some(cells), Some(ids)) = (&self.handles.latency_exemplars, self.ids) {
+            cells.record_ids(secs, Some(ids), None);
+        }
     }
 
     /// The connection's `ws.connection` span, to instrument the socket's
