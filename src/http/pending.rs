@@ -53,6 +53,9 @@ pub(super) struct Pending {
     scope: Arc<RequestScope>,
     entry: Arc<route_metrics::RouteEntry>,
     uri: http::Uri,
+    /// The path with card numbers and e-mail addresses masked, when masking
+    /// changed it (rarely); else the URI's own path is the one to write.
+    masked_path: Option<Box<str>>,
     settings: Arc<Settings>,
     shared: Arc<Shared>,
     /// The response's `traceparent`, when known at the start (light layer).
@@ -76,6 +79,7 @@ impl Pending {
         scope: Arc<RequestScope>,
         entry: Arc<route_metrics::RouteEntry>,
         uri: http::Uri,
+        masked_path: Option<Box<str>>,
         settings: Arc<Settings>,
         shared: Arc<Shared>,
         traceparent: Option<HeaderValue>,
@@ -87,6 +91,7 @@ impl Pending {
             scope,
             entry,
             uri,
+            masked_path,
             settings,
             shared,
             traceparent,
@@ -223,8 +228,8 @@ impl Pending {
         let log_type = log_type_enum.as_str();
         // Milliseconds with microsecond precision (1.43).
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let path = crate::logging::redact::mask_personal_data(self.uri.path());
-        let path = cap_path(&path);
+        // Masked once, when the request came in.
+        let path = cap_path(self.masked_path.as_deref().unwrap_or(self.uri.path()));
         // INFO and WARN lines straight into the JSON log when the span's
         // subscriber has our JSON layer and its filter's answer is known;
         // otherwise (ERROR lines, which OpenTelemetry also records on the

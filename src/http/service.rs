@@ -113,8 +113,8 @@ where
         entry.active.increment(1.0);
         // A clone of the URI shares its bytes: no copy of the path.
         let uri = req.uri().clone();
-        let path = crate::logging::redact::mask_personal_data(uri.path());
-        let path = cap_path(&path);
+        let masked = crate::logging::redact::mask_personal_data(uri.path());
+        let path = cap_path(&masked);
         let span = tracing::info_span!(
             target: "glimpse_obs::http",
             "request",
@@ -154,6 +154,11 @@ where
         let traceparent = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
 
+        // The access line writes the same masked path: kept, not redone.
+        let masked_path = match masked {
+            std::borrow::Cow::Owned(p) => Some(p.into_boxed_str()),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
         let called = span.in_scope(|| crate::ids::panic::catch(|| self.inner.call(req)));
         let pending = Pending::new(
             start,
@@ -161,6 +166,7 @@ where
             scope,
             entry,
             uri,
+            masked_path,
             settings.clone(),
             shared,
             traceparent,
