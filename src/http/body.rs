@@ -40,7 +40,7 @@ pin_project! {
         #[pin]
         inner: Option<B>,
         // The request, until the body's end (or its drop) finishes it.
-        state: Option<Pending>,
+        state: Option<Box<Pending>>,
     }
 }
 
@@ -73,7 +73,7 @@ impl<B> ResponseBody<B> {
     }
 
     /// `inner`, finishing `state` (when `Some`) at its end.
-    pub(super) fn new(inner: B, state: Option<Pending>) -> Self {
+    pub(super) fn new(inner: B, state: Option<Box<Pending>>) -> Self {
         Self {
             inner: Some(inner),
             state,

@@ -160,7 +160,7 @@ where
             std::borrow::Cow::Borrowed(_) => None,
         };
         let called = span.in_scope(|| crate::ids::panic::catch(|| self.inner.call(req)));
-        let pending = Pending::new(
+        let pending = Box::new(Pending::new(
             start,
             span,
             scope,
@@ -171,7 +171,7 @@ where
             shared,
             traceparent,
             request_bytes,
-        );
+        ));
         match called {
             Ok(inner) => ResponseFuture::new(inner, pending),
             Err(payload) => ResponseFuture::panicked(pending, Caught::new(&*payload)),
