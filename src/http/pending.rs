@@ -11,6 +11,10 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// A constant: `HeaderName::from_static` at run time checks the name on
+/// every call.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 use http_body::Body;
 use tracing::{Level, Span};
 
@@ -23,7 +27,10 @@ use super::{
 use crate::{
     config::Settings as Shared,
     ids::panic::{self as panics, PanicSite},
-    logging::{LogType, scope::RequestScope},
+    logging::{
+        LogType,
+        scope::{Attached, RequestScope},
+    },
 };
 
 /// A handler's panic, as the access line and the span report it.
@@ -58,8 +65,11 @@ pub(super) struct Pending {
     masked_path: Option<Box<str>>,
     settings: Arc<Settings>,
     shared: Arc<Shared>,
-    /// The response's `traceparent`, when known at the start (light layer).
-    traceparent: Option<HeaderValue>,
+    /// The server span's IDs, when known at the start (the ID-only trace
+    /// layer assigns them at creation), and whether it is a root: the
+    /// response's `traceparent`, the exemplar and (for a root) the access
+    /// line are made without a registry look-up.
+    attached: Attached,
     /// The response's status, once its head is there.
     pub(super) status: u16,
     /// The request's `Content-Length`, read when body sizes are recorded.
@@ -82,7 +92,7 @@ impl Pending {
         masked_path: Option<Box<str>>,
         settings: Arc<Settings>,
         shared: Arc<Shared>,
-        traceparent: Option<HeaderValue>,
+        attached: Attached,
         request_bytes: Option<u64>,
     ) -> Self {
         Self {
@@ -94,7 +104,7 @@ impl Pending {
             masked_path,
             settings,
             shared,
-            traceparent,
+            attached,
             status: 0,
             request_bytes,
             response_bytes: 0,
@@ -111,12 +121,12 @@ impl Pending {
         if !self.settings.response_traceparent {
             return;
         }
-        let tp = self
-            .traceparent
-            .take()
-            .or_else(|| crate::trace::traceparent(&self.span));
+        let tp = match self.attached.ids {
+            Some(ids) => Some(ids.traceparent()),
+            None => crate::trace::traceparent(&self.span),
+        };
         if let Some(tp) = tp {
-            headers.insert(HeaderName::from_static("traceparent"), tp);
+            headers.insert(TRACEPARENT, tp);
         }
     }
 
@@ -159,11 +169,11 @@ impl Pending {
         let elapsed = now.saturating_duration_since(self.start);
         self.entry.active.decrement(1.0);
         // Exemplar: the sampled request's IDs, kept in its duration bucket;
-        // read from the response's traceparent when the light layer gave
-        // it at the start (no registry look-up for any request then).
+        // the IDs known at the start when the light layer gave them (no
+        // registry look-up for any request then).
         let exemplar = if self.entry.keeps_exemplars() {
-            match &self.traceparent {
-                Some(tp) => crate::ids::SpanIds::sampled_from_traceparent(tp.as_bytes()),
+            match self.attached.ids {
+                Some(ids) => ids.sampled.then_some(ids),
                 None => crate::metrics::exemplar::span_ids(&self.span),
             }
         } else {
@@ -236,16 +246,22 @@ impl Pending {
         // span; the pretty format; a subscriber not ours) an event with the
         // access fields, which the JSON layer writes as the same line.
         if level != Level::ERROR
-            && crate::logging::layer::write_access_line(span, level, log_type_enum, |out| {
-                access_fields(
-                    out,
-                    &self.entry.access_json,
-                    path,
-                    status,
-                    micros,
-                    cancelled,
-                )
-            })
+            && crate::logging::layer::write_access_line(
+                span,
+                level,
+                log_type_enum,
+                self.root(),
+                |out| {
+                    access_fields(
+                        out,
+                        &self.entry.access_json,
+                        path,
+                        status,
+                        micros,
+                        cancelled,
+                    )
+                },
+            )
         {
             return;
         }
@@ -272,6 +288,18 @@ impl Pending {
             _ => {
                 tracing::info!(target: ACCESS_TARGET, parent: span, method, route, path, http_status = status, response_time = ms, log_type, "request completed")
             }
+        }
+    }
+
+    /// What the access line of a root request span is written from, when
+    /// its IDs are known: no span scope to walk in the registry.
+    fn root(&self) -> Option<(crate::ids::SpanIds, &RequestScope)> {
+        match self.attached {
+            Attached {
+                ids: Some(ids),
+                root: true,
+            } => Some((ids, &*self.scope)),
+            _ => None,
         }
     }
 

@@ -151,7 +151,7 @@ where
         let scope = Arc::new(
             RequestScope::new(request_id.clone()).with_client_request_id(client_request_id),
         );
-        let traceparent = scope::attach(&span, scope.clone());
+        let attached = scope::attach(&span, scope.clone());
         req.extensions_mut().insert(request_id);
 
         // The access line writes the same masked path: kept, not redone.
@@ -169,7 +169,7 @@ where
             masked_path,
             settings.clone(),
             shared,
-            traceparent,
+            attached,
             request_bytes,
         ));
         match called {

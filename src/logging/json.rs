@@ -229,19 +229,6 @@ pub(crate) fn int_into(out: &mut Vec<u8>, v: impl itoa::Integer) {
     out.extend_from_slice(b.format(v).as_bytes());
 }
 
-/// Append lowercase hex of `bytes`.
-pub(crate) fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Into a stack buffer, then one copy: trace and span IDs are 16 and 8 bytes.
-    let mut buf = [0u8; 64];
-    for chunk in bytes.chunks(32) {
-        for (i, &b) in chunk.iter().enumerate() {
-            buf[2 * i] = HEX[(b >> 4) as usize];
-            buf[2 * i + 1] = HEX[(b & 0xf) as usize];
-        }
-        out.extend_from_slice(&buf[..2 * chunk.len()]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,18 +258,6 @@ mod tests {
                 String::from_utf8(float).unwrap()
             );
         }
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_complete_for_any_length() {
-        let mut v = Vec::new();
-        hex_into(&mut v, &[0x00, 0x0f, 0xa5, 0xff]);
-        assert_eq!(v, b"000fa5ff");
-        let long: Vec<u8> = (0..40).collect();
-        let mut v = Vec::new();
-        hex_into(&mut v, &long);
-        let expected: String = long.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(String::from_utf8(v).unwrap(), expected);
     }
 
     fn esc(s: &str) -> String {

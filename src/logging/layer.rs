@@ -21,7 +21,7 @@ use super::{
     filter::{AccessGate, GATE_OFF, GATE_ON},
     json,
     redact::{self, REDACTED},
-    scope::ScopeExt,
+    scope::{RequestScope, ScopeExt},
     timestamp,
     writer::LineQueue,
 };
@@ -214,7 +214,7 @@ impl JsonLayer {
             };
             let scope = parent.and_then(|id| registry.span(&id)).map(|s| s.scope());
             let now = (self.clock)();
-            self.write_line(b, now, None, level, target, log_type, audit, scope);
+            self.write_line(b, now, None, level, target, log_type, audit, scope.into());
             true
         };
         if tracing::dispatcher::get_default(|d| write(d, b)) {
@@ -225,7 +225,7 @@ impl JsonLayer {
         {
             return;
         }
-        let scope = ctx.event_scope(event);
+        let scope = ctx.event_scope(event).into();
         self.write_line(
             b,
             (self.clock)(),
@@ -253,7 +253,7 @@ impl JsonLayer {
         target: &str,
         log_type: LogType,
         audit: bool,
-        scope: Option<Scope<'a, R>>,
+        scope: LineScope<'a, '_, R>,
     ) {
         let Bufs {
             line,
@@ -269,41 +269,43 @@ impl JsonLayer {
             None => head_into(line, level, &self.service, msg, target, log_type),
         }
 
-        if let Some(scope) = scope {
-            let (mut have_ids, mut have_request) = (false, false);
-            for span in scope {
-                let ext = span.extensions();
-                if !have_ids
-                    && let Some(&SpanIds {
-                        trace_id, span_id, ..
-                    }) = ext.get::<SpanIds>()
-                {
-                    line.extend_from_slice(b",\"traceId\":\"");
-                    json::hex_into(line, &trace_id.to_bytes());
-                    line.extend_from_slice(b"\",\"spanId\":\"");
-                    json::hex_into(line, &span_id.to_bytes());
-                    line.push(b'"');
-                    have_ids = true;
-                }
-                if !have_request && let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
-                    req.request_id_json_into(line);
-                    if let Some(user) = req.user() {
-                        line.extend_from_slice(&user.json);
+        match scope {
+            LineScope::Spans(scope) => {
+                let (mut have_ids, mut have_request) = (false, false);
+                for span in scope {
+                    let ext = span.extensions();
+                    if !have_ids && let Some(ids) = ext.get::<SpanIds>() {
+                        ids_into(line, ids);
+                        have_ids = true;
                     }
-                    have_request = true;
-                }
-                if let Some(sf) = ext.get::<SpanFields>() {
-                    for &(key, start, end) in &sf.segs {
-                        if !seen.contains(&key) {
-                            seen.push(key);
-                            fields.extend_from_slice(&sf.json[start..end]);
+                    if !have_request && let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
+                        req.request_id_json_into(line);
+                        if let Some(user) = req.user() {
+                            line.extend_from_slice(&user.json);
+                        }
+                        have_request = true;
+                    }
+                    if let Some(sf) = ext.get::<SpanFields>() {
+                        for &(key, start, end) in &sf.segs {
+                            if !seen.contains(&key) {
+                                seen.push(key);
+                                fields.extend_from_slice(&sf.json[start..end]);
+                            }
                         }
                     }
-                }
-                if let Some(c) = ext.get::<CaptureExt>() {
-                    captures.push(c.clone());
+                    if let Some(c) = ext.get::<CaptureExt>() {
+                        captures.push(c.clone());
+                    }
                 }
             }
+            LineScope::Root(ids, request) => {
+                ids_into(line, &ids);
+                request.request_id_json_into(line);
+                if let Some(user) = request.user() {
+                    line.extend_from_slice(&user.json);
+                }
+            }
+            LineScope::None => {}
         }
         line.extend_from_slice(fields);
         line.extend_from_slice(b"}\n");
@@ -326,8 +328,7 @@ impl JsonLayer {
     /// `false` when the event must be dispatched instead.
     fn write_access_line(
         &self,
-        registry: &Registry,
-        id: &span::Id,
+        from: LineScope<'_, '_, Registry>,
         level: Level,
         log_type: LogType,
         fields: impl FnOnce(&mut Vec<u8>),
@@ -337,9 +338,6 @@ impl JsonLayer {
             GATE_ON => {}
             _ => return false,
         }
-        let Some(span) = registry.span(id) else {
-            return false;
-        };
         self.counters.count(level);
         let head = &self.access_heads[usize::from(level == Level::WARN)]
             [usize::from(log_type == LogType::UserActivity)];
@@ -355,7 +353,7 @@ impl JsonLayer {
                 crate::ids::ACCESS_TARGET,
                 log_type,
                 false,
-                Some(span.scope()),
+                from,
             );
         };
         BUFS.with(|cell| match cell.try_borrow_mut() {
@@ -371,19 +369,53 @@ impl JsonLayer {
 /// skipping event dispatch (about a third of the line's cost). `false` when
 /// the caller must emit the event instead: no JSON layer in the span's
 /// subscriber, or a filter whose answer depends on the span context.
+///
+/// `root`: the span's IDs and request scope when it has no enclosing span;
+/// the line is then complete without walking the span's scope in the
+/// registry (the request span itself records no fields for the JSON line).
 pub(crate) fn write_access_line(
     span: &tracing::Span,
     level: Level,
     log_type: LogType,
+    root: Option<(SpanIds, &RequestScope)>,
     fields: impl FnOnce(&mut Vec<u8>),
 ) -> bool {
     span.with_subscriber(|(id, dispatch)| {
         let json = dispatch.downcast_ref::<JsonLayer>()?;
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        Some(json.write_access_line(registry, id, level, log_type, fields))
+        let from = match root {
+            Some((ids, request)) => LineScope::Root(ids, request),
+            None => LineScope::Spans(dispatch.downcast_ref::<Registry>()?.span(id)?.scope()),
+        };
+        Some(json.write_access_line(from, level, log_type, fields))
     })
     .flatten()
     .unwrap_or(false)
+}
+
+/// Where a line's IDs, request fields and span fields come from.
+pub(crate) enum LineScope<'a, 'r, R: LookupSpan<'a>> {
+    /// The spans around the event, innermost first.
+    Spans(Scope<'a, R>),
+    /// A request span with no enclosing span: its IDs and request scope,
+    /// known without a registry look-up (it records no JSON fields).
+    Root(SpanIds, &'r RequestScope),
+    /// Outside any span.
+    None,
+}
+
+impl<'a, R: LookupSpan<'a>> From<Option<Scope<'a, R>>> for LineScope<'a, '_, R> {
+    fn from(scope: Option<Scope<'a, R>>) -> Self {
+        scope.map_or(Self::None, Self::Spans)
+    }
+}
+
+/// `,"traceId":"…","spanId":"…"`.
+fn ids_into(line: &mut Vec<u8>, ids: &SpanIds) {
+    line.extend_from_slice(b",\"traceId\":\"");
+    line.extend_from_slice(&ids.trace_id_hex());
+    line.extend_from_slice(b"\",\"spanId\":\"");
+    line.extend_from_slice(&ids.span_id_hex());
+    line.push(b'"');
 }
 
 impl Bufs {

@@ -7,7 +7,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::{Registry, registry::LookupSpan};
+use tracing_subscriber::{
+    Registry,
+    registry::{LookupSpan, SpanData},
+};
 
 use crate::ids::RequestId;
 
@@ -99,18 +102,32 @@ fn looks_like_credential(id: &str) -> bool {
 /// Span extension marking the request span.
 pub(crate) struct ScopeExt(pub(crate) Arc<RequestScope>);
 
+/// What [`attach`] learned of the request span.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Attached {
+    /// The span's IDs, if they are known already.
+    pub(crate) ids: Option<crate::ids::SpanIds>,
+    /// The span has no enclosing span: its log lines take their IDs and
+    /// request fields from the request alone, with no span scope to walk.
+    pub(crate) root: bool,
+}
+
 /// Attach `scope` to `span` (the request span just created), and return the
-/// span's `traceparent` if its IDs are known already (one registry look-up
-/// for both: this runs per request).
-pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) -> Option<http::HeaderValue> {
+/// span's IDs if they are known already and whether it is a root (one
+/// registry look-up for all: this runs per request). The caller keeps them
+/// for the response's `traceparent`, the exemplar and the access line,
+/// which then need no look-up of their own.
+pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) -> Attached {
     span.with_subscriber(|(id, dispatch)| {
-        let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
-        let mut ext = span.extensions_mut();
+        let data = dispatch.downcast_ref::<Registry>()?.span_data(id)?;
+        let root = data.parent().is_none();
+        let mut ext = data.extensions_mut();
         ext.insert(ScopeExt(scope));
-        ext.get_mut::<crate::ids::SpanIds>()
-            .map(|ids| ids.traceparent())
+        let ids = ext.get_mut::<crate::ids::SpanIds>().map(|ids| *ids);
+        Some(Attached { ids, root })
     })
     .flatten()
+    .unwrap_or_default()
 }
 
 /// The scope of the request the current span belongs to, if any.
