@@ -36,7 +36,10 @@ use crate::{
         layer::{JsonLayer, LevelCounters, pretty_fields},
         writer::{LineQueue, WriterThread},
     },
-    metrics::exporter::{self, Exporter, SharedRecorder},
+    metrics::{
+        exporter::{self, Exporter, SharedRecorder},
+        otlp::OtlpMetrics,
+    },
     trace::{LightLayer, TracePipeline},
 };
 
@@ -126,7 +129,12 @@ impl Config {
             }
         })?;
         let logs_to_stdout = self.writer.is_none();
-        let listener = self.metrics_addr.map(exporter::bind).transpose()?;
+        // `OTEL_METRICS_EXPORTER` without `prometheus`: no scrape listener.
+        let listener = self
+            .metrics_addr
+            .filter(|_| self.export.metrics_exporters.prometheus)
+            .map(exporter::bind)
+            .transpose()?;
         let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let exporter = Arc::new(Exporter::new(&self)?);
         // The parts' own counters (dropped lines and spans) belong to this
@@ -140,6 +148,7 @@ impl Config {
                     .unwrap_or_else(|| Box::new(std::io::stdout()));
                 Ok::<_, Error>((pipeline, LineQueue::start(out, self.log_queue_bytes)?))
             })?;
+        let otlp_metrics = OtlpMetrics::start(&self, exporter.clone())?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
         // The health state the metrics listener serves (`/health/live`,
         // `/health/ready`), and the runtime sampler: a thread of its own,
@@ -175,6 +184,7 @@ impl Config {
                     pipeline: pipeline.clone(),
                     stop,
                     metrics_thread,
+                    otlp_metrics,
                 })),
                 queue,
                 filter: FilterHandle {
@@ -503,17 +513,22 @@ struct Inner {
     /// Stops the metrics thread; carries the grace period of scrapes in flight.
     stop: tokio::sync::oneshot::Sender<Duration>,
     metrics_thread: std::thread::JoinHandle<bool>,
+    /// The periodic OTLP metric export (`OTEL_METRICS_EXPORTER` with `otlp`).
+    otlp_metrics: Option<OtlpMetrics>,
 }
 
 impl Core {
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        let spans_ok = self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let spans_ok = inner
             .as_ref()
             .is_none_or(|i| i.pipeline.force_flush(timeout).is_ok());
-        self.queue.flush(timeout) && spans_ok
+        let metrics_ok = inner
+            .as_ref()
+            .and_then(|i| i.otlp_metrics.as_ref())
+            .is_none_or(|m| m.force_flush(timeout).is_ok());
+        drop(inner);
+        self.queue.flush(timeout) && spans_ok && metrics_ok
     }
 
     pub(crate) fn dropped_spans(&self) -> u64 {
@@ -533,8 +548,11 @@ impl Core {
             pipeline,
             stop,
             metrics_thread,
+            otlp_metrics,
         } = inner;
         let start = Instant::now();
+        // The final metric export runs while the spans are flushed.
+        let metrics_pending = otlp_metrics.as_ref().map(|m| (m, m.begin_shutdown()));
         let span_result = pipeline.shutdown(self.timeout);
         let dropped = pipeline.dropped_spans();
         if span_result.is_err() || dropped > 0 {
@@ -548,6 +566,18 @@ impl Core {
                 "spans dropped: the collector did not take them before shutdown"
             );
         }
+        let metrics_result = metrics_pending.map(|(m, pending)| {
+            let left = self.timeout.saturating_sub(start.elapsed());
+            let result = m.finish_shutdown(pending, left);
+            if let Err(e) = &result {
+                tracing::warn!(
+                    target: "glimpse_obs",
+                    error = %e,
+                    "the final OTLP metric export did not reach the collector"
+                );
+            }
+            result
+        });
         let left = self
             .timeout
             .saturating_sub(start.elapsed())
@@ -561,6 +591,9 @@ impl Core {
         let metrics_done =
             join_within(metrics_thread, left.saturating_add(THREAD_EXIT_SLACK)) == Some(true);
         span_result?;
+        if let Some(Err(Error::ShutdownTimeout(t))) = metrics_result {
+            return Err(Error::ShutdownTimeout(t));
+        }
         if logs_done && metrics_done {
             Ok(())
         } else {

@@ -2,5 +2,6 @@
 //! axum application the traced requests go through.
 #![allow(dead_code)]
 
+pub mod otlp_metrics_receiver;
 pub mod otlp_receiver;
 pub mod trace_app;
