@@ -118,9 +118,10 @@ impl Config {
     ///
     /// # Errors
     /// [`Error::MetricsBind`] when the metrics port is busy,
-    /// [`Error::InvalidFilter`] for a bad level filter, [`Error::Trace`] when
-    /// the span exporter cannot be built, [`Error::Io`] when a background
-    /// thread cannot start.
+    /// [`Error::InvalidFilter`] for a bad level filter, [`Error::Export`]
+    /// when an OTLP exporter (spans, metrics) cannot be built,
+    /// [`Error::InvalidEnv`] when its CA file (`OTEL_EXPORTER_OTLP_CERTIFICATE`)
+    /// cannot be read, [`Error::Io`] when a background thread cannot start.
     pub fn build(mut self) -> Result<Telemetry, Error> {
         let filter = crate::config::parse_filter(&self.log_filter).map_err(|reason| {
             Error::InvalidFilter {
@@ -422,8 +423,9 @@ impl Telemetry {
         self.core.metrics_addr
     }
 
-    /// Wait until every log line emitted so far is written and every ended
-    /// span is exported, each up to `timeout`. Returns whether both finished.
+    /// Wait until every log line emitted so far is written, every ended
+    /// span is exported and (with OTLP metrics) the current metrics are
+    /// exported, each up to `timeout`. Returns whether all finished.
     ///
     /// ```
     /// let telemetry = glimpse_obs::Config::default()
@@ -907,8 +909,9 @@ impl Guard {
         self.core.queue.dropped()
     }
 
-    /// Wait until every log line emitted so far is written and every ended
-    /// span is exported, each up to `timeout`. Returns whether both finished.
+    /// Wait until every log line emitted so far is written, every ended
+    /// span is exported and (with OTLP metrics) the current metrics are
+    /// exported, each up to `timeout`. Returns whether all finished.
     ///
     /// ```
     /// use std::time::Duration;

@@ -566,6 +566,9 @@ async fn a_black_holed_collector_costs_requests_nothing_and_shutdown_is_bounded(
     run_requests(&app).await; // warm-up
     let rss_before = rss_bytes();
     let with = run_requests(&app).await;
+    eprintln!(
+        "300 requests: {without:?} without OTLP metrics, {with:?} with a black-holed collector"
+    );
     assert!(
         with <= without * 3 + Duration::from_millis(100),
         "requests slowed by a dead collector: {with:?} against {without:?}"
@@ -574,6 +577,7 @@ async fn a_black_holed_collector_costs_requests_nothing_and_shutdown_is_bounded(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let grown = rss_bytes().saturating_sub(rss_before);
     assert!(grown < 16 * 1024 * 1024, "memory grew by {grown} bytes");
+    eprintln!("resident memory grew by {grown} bytes over 1.5 s of failing exports");
     let text = telemetry.render_metrics();
     let dropped = text
         .lines()
@@ -584,8 +588,10 @@ async fn a_black_holed_collector_costs_requests_nothing_and_shutdown_is_bounded(
         .map(|(_, v)| v.parse::<f64>().unwrap())
         .unwrap_or_else(|| panic!("no metrics_otlp drops in\n{text}"));
     assert!(dropped > 0.0);
+    eprintln!("metrics_otlp points dropped: {dropped}");
     let started = Instant::now();
     let _ = telemetry.into_guard().shutdown();
+    eprintln!("shutdown took {:?}", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_millis(1500),
         "shutdown took {:?}",

@@ -79,8 +79,9 @@ impl std::fmt::Display for Signal {
     }
 }
 
-/// Where and how one signal is exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how one signal is exported. Its `Debug` shows header names,
+/// never their values.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Destination {
     pub(crate) signal: Signal,
     /// For `http/protobuf` the full URL posted to; for gRPC the endpoint.
@@ -93,6 +94,27 @@ pub(crate) struct Destination {
     pub(crate) timeout: Duration,
     /// A PEM file of extra trusted CAs, with the variable it came from.
     pub(crate) certificate: Option<(&'static str, PathBuf)>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("signal", &self.signal)
+            .field("url", &self.url)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field("certificate", &self.certificate)
+            .finish()
+    }
 }
 
 impl Destination {
