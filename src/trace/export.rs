@@ -20,22 +20,19 @@
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use opentelemetry::Context;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
     trace::{BatchConfigBuilder, BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor},
 };
 use tokio::runtime::Handle;
-
-use crate::{Error, OtlpProtocol};
 
 pub(crate) use crate::config::BatchSettings;
 
@@ -251,113 +248,6 @@ where
     }
 }
 
-/// A one-thread Tokio runtime on its own OS thread, for exports only.
-#[derive(Debug)]
-pub(crate) struct ExportRuntime {
-    handle: Handle,
-    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-}
-
-impl ExportRuntime {
-    pub(crate) fn start() -> Result<Self, Error> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("glimpse-otlp".to_owned())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(rt.handle().clone()));
-                // Anything the transport stack traces here must not become
-                // spans that are exported in turn.
-                let _suppressed = Context::enter_telemetry_suppressed_scope();
-                rt.block_on(async {
-                    let _ = stop_rx.await;
-                });
-                // Cancels exports still running; returns promptly.
-                rt.shutdown_timeout(Duration::from_millis(100));
-            })
-            .map_err(|source| Error::Io {
-                context: "starting the OTLP export thread",
-                source,
-            })?;
-        let handle = ready_rx
-            .recv()
-            .map_err(|_| Error::Trace("the OTLP export thread stopped while starting".to_owned()))?
-            .map_err(|source| Error::Io {
-                context: "starting the OTLP export runtime",
-                source,
-            })?;
-        Ok(Self {
-            handle,
-            stop: Mutex::new(Some(stop_tx)),
-        })
-    }
-
-    pub(crate) fn handle(&self) -> &Handle {
-        &self.handle
-    }
-
-    /// Stop the runtime, cancelling any export in flight. Does not wait.
-    pub(crate) fn stop(&self) {
-        if let Some(tx) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl Drop for ExportRuntime {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The OTLP/HTTP URL for traces: the endpoint with `/v1/traces` appended, as
-/// the specification does for `OTEL_EXPORTER_OTLP_ENDPOINT`, unless it
-/// already ends so or came verbatim from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
-pub(crate) fn http_traces_url(endpoint: &str, traces_env: Option<&str>) -> String {
-    let endpoint = endpoint.trim();
-    if traces_env.is_some_and(|t| t.trim() == endpoint)
-        || endpoint.trim_end_matches('/').ends_with("/v1/traces")
-    {
-        return endpoint.to_owned();
-    }
-    format!("{}/v1/traces", endpoint.trim_end_matches('/'))
-}
-
-/// Build the OTLP exporter inside the export runtime's context (tonic spawns
-/// its connection worker on the current runtime). `traces_env` is the
-/// configured `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (see [`http_traces_url`]).
-pub(crate) fn build_exporter(
-    endpoint: &str,
-    traces_env: Option<&str>,
-    protocol: OtlpProtocol,
-    runtime: &ExportRuntime,
-) -> Result<opentelemetry_otlp::SpanExporter, Error> {
-    let _entered = runtime.handle().enter();
-    let built = match protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_protocol(Protocol::Grpc)
-            .with_endpoint(endpoint.trim())
-            .build(),
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(http_traces_url(endpoint, traces_env))
-            .build(),
-    };
-    built.map_err(|e| Error::Trace(format!("cannot export traces to {endpoint}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,44 +311,5 @@ mod tests {
         );
         assert!(!gate.admit(), "nothing is admitted after shutdown");
         assert_eq!(gate.dropped(), 3);
-    }
-
-    #[test]
-    fn the_http_url_gets_the_traces_path_once() {
-        assert_eq!(
-            http_traces_url("http://jaeger:4318", None),
-            "http://jaeger:4318/v1/traces"
-        );
-        assert_eq!(
-            http_traces_url("http://jaeger:4318/", None),
-            "http://jaeger:4318/v1/traces"
-        );
-        assert_eq!(
-            http_traces_url("http://c:4318/v1/traces", None),
-            "http://c:4318/v1/traces"
-        );
-        assert_eq!(
-            http_traces_url("http://c:4318/custom", Some("http://c:4318/custom")),
-            "http://c:4318/custom"
-        );
-    }
-
-    #[test]
-    fn the_export_runtime_starts_and_stops_inside_and_outside_a_runtime() {
-        let rt = ExportRuntime::start().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        rt.handle().spawn(async move { tx.send(2).unwrap() });
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(2));
-        rt.stop();
-        let current = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        current.block_on(async {
-            let rt = ExportRuntime::start().unwrap();
-            let answer = rt.handle().spawn(async { 42 }).await.unwrap();
-            assert_eq!(answer, 42);
-            drop(rt);
-        });
     }
 }

@@ -49,7 +49,8 @@ use tracing_subscriber::{
 
 use crate::{Config, Error, Sampler};
 
-use export::{ExportRuntime, Gate, GatedProcessor, RuntimeExporter};
+use crate::otlp::{Destination, ExportRuntime, Signal};
+use export::{Gate, GatedProcessor, RuntimeExporter};
 
 /// The tracing layer of the pipeline: OpenTelemetry spans, then the span IDs
 /// recorded for log correlation.
@@ -103,17 +104,12 @@ impl TracePipeline {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_sampler(sdk_sampler(config.sampler));
-        let export = match &config.otlp_endpoint {
+        let export = match Destination::resolve(config, Signal::Traces) {
             None => None,
-            Some(endpoint) => {
+            Some(destination) => {
                 let settings = config.batch;
                 let runtime = ExportRuntime::start()?;
-                let exporter = export::build_exporter(
-                    endpoint,
-                    config.otlp_traces_endpoint.as_deref(),
-                    config.otlp_protocol,
-                    &runtime,
-                )?;
+                let exporter = crate::otlp::span_exporter(&destination, &runtime)?;
                 let gate = Arc::new(Gate::new(settings.max_queue_size));
                 let exporter = RuntimeExporter::new(
                     exporter,
