@@ -82,10 +82,7 @@ fn run(spec: &str, env: &[(&str, &str)]) -> (Value, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let (out, err) = (out_thread.join().unwrap(), err_thread.join().unwrap());
-    assert!(
-        status.success(),
-        "scenario {spec} failed:\n{out}\n{err}"
-    );
+    assert!(status.success(), "scenario {spec} failed:\n{out}\n{err}");
     let result = out
         .lines()
         .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
@@ -115,7 +112,7 @@ fn stdout_off_writes_no_line_while_records_still_arrive() {
     // The child's real stdout: the harness's own lines and RESULT, no JSON line.
     let json_lines: Vec<&str> = out
         .lines()
-        .filter(|l| l.starts_with("{\"timestamp\""))
+        .filter(|l| l.contains("{\"timestamp\""))
         .collect();
     assert!(json_lines.is_empty(), "{json_lines:?}");
 }
@@ -125,7 +122,7 @@ fn stdout_stays_on_beside_otlp_by_default() {
     let (r, out) = run("stdout_on/grpc", &[]);
     assert!(r["records"].as_u64().unwrap() >= 3, "{r}");
     assert!(
-        out.lines().any(|l| l.starts_with("{\"timestamp\"")
+        out.lines().any(|l| l.contains("{\"timestamp\"")
             && l.contains("\"message\":\"to stdout and to the collector\"")),
         "{out}"
     );
@@ -233,6 +230,15 @@ fn protocol_var(protocol: &str) -> String {
     }
 }
 
+/// The per-signal endpoint, used as written: with its path for HTTP.
+fn logs_url(logs: &LogsReceiver, protocol: &str) -> String {
+    if protocol == "http" {
+        format!("{}/v1/logs", logs.endpoint())
+    } else {
+        logs.endpoint()
+    }
+}
+
 /// `2026-12-03T07:53:59.123456Z` as nanoseconds since the epoch.
 fn rfc3339_nanos(ts: &str) -> u64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().unwrap();
@@ -271,9 +277,12 @@ fn assert_same(line: &Value, record: &ReceivedLog) {
         _ => 17,
     };
     assert_eq!(record.record.severity_number, number, "{line}");
-    assert_eq!(
-        record.record.observed_time_unix_nano,
-        record.record.time_unix_nano
+    // The line's instant: to the microsecond as the line shows it, and to
+    // the nanosecond as observed.
+    let observed = record.record.observed_time_unix_nano;
+    assert!(
+        observed >= record.record.time_unix_nano && observed - record.record.time_unix_nano < 1000,
+        "{line}"
     );
     let mut expected = line.as_object().unwrap().clone();
     for k in ["timestamp", "level", "message", "traceId", "spanId"] {
@@ -317,6 +326,7 @@ fn scenario_child_process() {
         "stdout_off" => rt.block_on(stdout_switch(parts[1], false)),
         "stdout_on" => rt.block_on(stdout_switch(parts[1], true)),
         "dead" => rt.block_on(dead_child(parts[1], parts[2])),
+        "shared" => rt.block_on(shared_child()),
         other => panic!("unknown scenario {other}"),
     };
     println!("RESULT {result}");
@@ -331,14 +341,20 @@ async fn fields(protocol: &str) -> Value {
     let spans = Receiver::grpc(Store::default()).await;
     let vars = HashMap::from([
         ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
-        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.endpoint()),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            logs_url(&logs, protocol),
+        ),
         ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", protocol_var(protocol)),
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", spans.endpoint()),
         ("OTEL_BLRP_SCHEDULE_DELAY", "100".to_owned()),
         ("OTEL_SERVICE_NAME", "logs-test".to_owned()),
         ("GLIMPSE_SERVICE_VERSION", "9.9.9".to_owned()),
         ("GLIMPSE_ENV", "staging".to_owned()),
-        ("GLIMPSE_LOG", "debug,h2=off,hyper=off,tonic=off,tower=off".to_owned()),
+        (
+            "GLIMPSE_LOG",
+            "debug,h2=off,hyper=off,tonic=off,tower=off".to_owned(),
+        ),
         ("OTEL_RESOURCE_ATTRIBUTES", "team=matching".to_owned()),
     ]);
     let buf = SharedBuffer::new();
@@ -400,10 +416,18 @@ async fn fields(protocol: &str) -> Value {
             .unwrap_or_else(|| panic!("no record for {line}\n{records:#?}"));
         assert_same(line, record);
         assert_eq!(record.scope, "glimpse_obs");
-        assert_eq!(record.resource_attr("service.name").as_deref(), Some("logs-test"));
-        assert_eq!(record.resource_attr("service.version").as_deref(), Some("9.9.9"));
         assert_eq!(
-            record.resource_attr("deployment.environment.name").as_deref(),
+            record.resource_attr("service.name").as_deref(),
+            Some("logs-test")
+        );
+        assert_eq!(
+            record.resource_attr("service.version").as_deref(),
+            Some("9.9.9")
+        );
+        assert_eq!(
+            record
+                .resource_attr("deployment.environment.name")
+                .as_deref(),
             Some("staging")
         );
         assert_eq!(
@@ -414,19 +438,29 @@ async fn fields(protocol: &str) -> Value {
     }
     // Every kind arrived, with its log_type.
     let kinds = |pred: &dyn Fn(&Value) -> bool| lines.iter().filter(|l| pred(l)).count();
-    assert!(kinds(&|l| l["message"] == "request completed" && l["log_type"] == "user_activity") >= 1);
-    assert!(kinds(&|l| l["message"] == "request completed" && l["level"] == "WARN") >= 1);
+    assert!(
+        kinds(&|l| l["message"] == "request completed" && l["log_type"] == "user_activity") >= 1
+    );
+    assert!(kinds(&|l| l["message"] == "request completed" && l["http_status"] == 500) >= 1);
     assert!(kinds(&|l| l["log_type"] == "payment") >= 1);
     assert!(kinds(&|l| l["level"] == "DEBUG" && l["log_type"] == "debug") >= 1);
     assert!(kinds(&|l| l["target"] == "glimpse_obs::audit") >= 2);
     // Redaction and masking, identical to the line: no secret in any record.
     let wire = format!("{records:?}");
-    for secret in ["hunter2", "ana@example.com", "4111 1111 1111 1111", "sk_live_123"] {
+    for secret in [
+        "hunter2",
+        "ana@example.com",
+        "4111 1111 1111 1111",
+        "sk_live_123",
+    ] {
         assert!(!wire.contains(secret), "{secret} leaked into a record");
     }
     // The records' IDs are those of received spans.
     assert!(guard.flush(Duration::from_secs(5)));
-    let with_ids: Vec<&ReceivedLog> = records.iter().filter(|r| !r.trace_id().is_empty()).collect();
+    let with_ids: Vec<&ReceivedLog> = records
+        .iter()
+        .filter(|r| !r.trace_id().is_empty())
+        .collect();
     assert!(with_ids.len() >= 4, "records in spans carry IDs");
     for r in with_ids {
         let span = spans
@@ -435,14 +469,21 @@ async fn fields(protocol: &str) -> Value {
                 s.trace_id() == r.trace_id() && s.span_id() == r.span_id()
             })
             .await;
-        assert!(span.is_some(), "a span for {:?}\n{}", r.body(), spans.store.summary());
+        assert!(
+            span.is_some(),
+            "a span for {:?}\n{}",
+            r.body(),
+            spans.store.summary()
+        );
     }
     let metrics = guard.render_metrics();
     guard.shutdown().unwrap();
     assert!(
-        !metrics.lines().any(|l| l.starts_with("glimpse_obs_dropped_total{")
-            && l.contains("signal=\"logs_otlp\"")
-            && !l.ends_with(" 0")),
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("glimpse_obs_dropped_total{")
+                && l.contains("signal=\"logs_otlp\"")
+                && !l.ends_with(" 0")),
         "{metrics}"
     );
     json!({ "records": records.len() })
@@ -456,7 +497,10 @@ async fn stdout_switch(protocol: &str, stdout: bool) -> Value {
     };
     let mut vars = HashMap::from([
         ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
-        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.endpoint()),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            logs_url(&logs, protocol),
+        ),
         ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", protocol_var(protocol)),
         ("OTEL_BLRP_SCHEDULE_DELAY", "100".to_owned()),
     ]);
@@ -475,15 +519,37 @@ async fn stdout_switch(protocol: &str, stdout: bool) -> Value {
     assert!(guard.flush(Duration::from_secs(5)));
     assert!(logs.store.wait_for_len(3, Duration::from_secs(5)));
     let n = logs.store.len();
-    assert!(
-        logs.store
-            .logs()
-            .iter()
-            .any(|r| r.body().as_deref() == Some("to stdout and to the collector")
-                && r.attr("n") == Some(json!(1)))
-    );
+    assert!(logs.store.logs().iter().any(|r| r.body().as_deref()
+        == Some("to stdout and to the collector")
+        && r.attr("n") == Some(json!(1))));
     guard.shutdown().unwrap();
     json!({ "records": n })
+}
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` with `http/protobuf`: records go to
+/// `/v1/logs` of it, in batches of `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`.
+async fn shared_child() -> Value {
+    let logs = LogsReceiver::http(LogStore::default()).await;
+    let vars = HashMap::from([
+        ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", logs.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4".to_owned()),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "60000".to_owned()),
+    ]);
+    let guard = Config::from_lookup(lookup(vars))
+        .unwrap()
+        .metrics_addr(None)
+        .log_writer(std::io::sink())
+        .init()
+        .unwrap();
+    for i in 0..10 {
+        tracing::info!(i, "batched");
+    }
+    assert!(guard.flush(Duration::from_secs(5)));
+    assert!(logs.store.wait_for_len(10, Duration::from_secs(5)));
+    guard.shutdown().unwrap();
+    json!({ "records": logs.store.len(), "exports": logs.store.exports() })
 }
 
 async fn dead_child(protocol: &str, collector: &str) -> Value {
@@ -539,7 +605,9 @@ async fn dead_child(protocol: &str, collector: &str) -> Value {
     let metrics = guard.render_metrics();
     let dropped: f64 = metrics
         .lines()
-        .filter(|l| l.starts_with("glimpse_obs_dropped_total{") && l.contains("signal=\"logs_otlp\""))
+        .filter(|l| {
+            l.starts_with("glimpse_obs_dropped_total{") && l.contains("signal=\"logs_otlp\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     let start = Instant::now();
@@ -555,4 +623,89 @@ async fn dead_child(protocol: &str, collector: &str) -> Value {
         "shutdown_ms": shutdown_ms, "shutdown": shutdown, "dropped": dropped,
         "failed": failed, "rss_growth_mb": rss_growth_mb,
     })
+}
+
+// --- the variables this pipeline uses ----------------------------------------
+
+fn config(pairs: &[(&'static str, &str)]) -> Result<Config, glimpse_obs::Error> {
+    let vars: HashMap<&'static str, String> =
+        pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    Config::from_lookup(lookup(vars))
+}
+
+#[test]
+fn bad_values_of_the_log_export_variables_are_errors_naming_them() {
+    for (name, value) in [
+        ("OTEL_LOGS_EXPORTER", "otlp,console"),
+        ("OTEL_LOGS_EXPORTER", "yes"),
+        ("GLIMPSE_LOG_STDOUT", "no"),
+        ("GLIMPSE_LOG_STDOUT", "0"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "0"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "many"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "-5"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "1.5"),
+        ("OTEL_BLRP_EXPORT_TIMEOUT", "30s"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4317"),
+    ] {
+        let err = config(&[("OTEL_LOGS_EXPORTER", "otlp"), (name, value)])
+            .err()
+            .unwrap_or_else(|| panic!("{name}={value} accepted"));
+        let text = err.to_string();
+        assert!(text.contains(name) && text.contains(value), "{text}");
+    }
+    // Accepted spellings.
+    for (name, value) in [
+        ("OTEL_LOGS_EXPORTER", "none"),
+        ("OTEL_LOGS_EXPORTER", "OTLP"),
+        ("GLIMPSE_LOG_STDOUT", "FALSE"),
+        ("GLIMPSE_LOG_STDOUT", "true"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "16"),
+    ] {
+        let _ = config(&[(name, value)]).unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+    }
+}
+
+#[test]
+fn otlp_logs_without_a_collector_or_with_the_pretty_format_is_refused_at_build() {
+    let err = config(&[("OTEL_LOGS_EXPORTER", "otlp")])
+        .unwrap()
+        .metrics_addr(None)
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("OTEL_LOGS_EXPORTER"), "{err}");
+    assert!(
+        err.to_string().contains("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+        "{err}"
+    );
+    let err = config(&[
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://127.0.0.1:4317"),
+        ("GLIMPSE_LOG_FORMAT", "pretty"),
+    ])
+    .unwrap()
+    .metrics_addr(None)
+    .log_writer(std::io::sink())
+    .build()
+    .unwrap_err();
+    assert!(err.to_string().contains("OTEL_LOGS_EXPORTER"), "{err}");
+    assert!(err.to_string().contains("GLIMPSE_LOG_FORMAT"), "{err}");
+    // Off by default, and `none` builds without any collector.
+    for pairs in [&[][..], &[("OTEL_LOGS_EXPORTER", "none")][..]] {
+        config(pairs)
+            .unwrap()
+            .metrics_addr(None)
+            .log_writer(std::io::sink())
+            .build()
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_shared_endpoint_and_the_blrp_batch_size_are_used() {
+    let (r, _) = run("shared/http", &[]);
+    // 10 records in batches of at most 4: at least 3 exports.
+    assert_eq!(r["records"], 10, "{r}");
+    assert!(r["exports"].as_u64().unwrap() >= 3, "{r}");
 }

@@ -20,11 +20,16 @@
 //! JSON line. Unit tests decode what it writes with the `opentelemetry-proto`
 //! types.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::Level;
 
-use crate::ids::SpanIds;
+use crate::{
+    Config, Error,
+    config::LogFormat,
+    ids::SpanIds,
+    otlp::{Batcher, ExportRuntime, Signal, Transport},
+};
 
 /// The instrumentation scope of every record.
 pub(crate) const SCOPE_NAME: &str = "glimpse_obs";
@@ -34,8 +39,11 @@ pub(crate) const SCOPE_NAME: &str = "glimpse_obs";
 pub(crate) struct LogItem {
     /// The JSON line as written (with or without its `\n`).
     pub(crate) line: Box<[u8]>,
-    /// The line's `timestamp`, in nanoseconds since the Unix epoch.
+    /// The line's `timestamp` (microseconds, as the line shows it), in
+    /// nanoseconds since the Unix epoch.
     pub(crate) time_unix_nano: u64,
+    /// The same instant to the nanosecond.
+    pub(crate) observed_unix_nano: u64,
     pub(crate) level: Level,
     /// The IDs of the innermost span that has them.
     pub(crate) ids: Option<SpanIds>,
@@ -43,12 +51,13 @@ pub(crate) struct LogItem {
 
 impl LogItem {
     pub(crate) fn new(line: &[u8], now: SystemTime, level: Level, ids: Option<SpanIds>) -> Self {
-        let time_unix_nano = now
+        let observed_unix_nano = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         Self {
             line: Box::from(line),
-            time_unix_nano,
+            time_unix_nano: observed_unix_nano - observed_unix_nano % 1000,
+            observed_unix_nano,
             level,
             ids,
         }
@@ -57,9 +66,20 @@ impl LogItem {
 
 /// The OTLP side of the JSON layer: where each finished line goes as a
 /// [`LogItem`]. Pushing never blocks; the queue behind it is bounded and
-/// counts what it drops.
+/// counts what it drops in `glimpse_obs_dropped_total{signal="logs_otlp"}`.
 pub(crate) struct OtlpLogs {
-    push: Box<dyn Fn(LogItem) -> bool + Send + Sync>,
+    sink: Sink,
+}
+
+enum Sink {
+    /// The bounded batch queue, exporting on its own runtime.
+    Export {
+        batcher: Batcher<LogItem>,
+        runtime: ExportRuntime,
+    },
+    /// Unit tests: each item to a function.
+    #[cfg(test)]
+    Fn(Box<dyn Fn(LogItem) -> bool + Send + Sync>),
 }
 
 impl std::fmt::Debug for OtlpLogs {
@@ -68,19 +88,109 @@ impl std::fmt::Debug for OtlpLogs {
     }
 }
 
+/// The drop counter's `signal` label.
+pub(crate) const DROP_LABEL: &str = "logs_otlp";
+
 impl OtlpLogs {
-    /// Records go to `push` (`false`: dropped, counted by the queue).
-    pub(crate) fn new(push: impl Fn(LogItem) -> bool + Send + Sync + 'static) -> Self {
+    /// The log export `config` asks for: `None` unless
+    /// `OTEL_LOGS_EXPORTER=otlp`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `OTEL_LOGS_EXPORTER` when no logs
+    /// endpoint is configured or the format is `pretty` (it has no JSON
+    /// line to send); the transport's errors (a bad URL or CA file);
+    /// [`Error::Io`] when the export thread cannot start.
+    pub(crate) fn start(config: &Config) -> Result<Option<Self>, Error> {
+        if !config.export.logs_otlp {
+            return Ok(None);
+        }
+        let refuse = |reason: &str| Error::InvalidConfig {
+            name: crate::config::OTEL_LOGS_EXPORTER,
+            reason: reason.to_owned(),
+        };
+        if config.log_format != LogFormat::Json {
+            return Err(refuse(
+                "otlp sends the JSON lines as records: set GLIMPSE_LOG_FORMAT=json (the default)",
+            ));
+        }
+        let runtime = ExportRuntime::start()?;
+        let Some(transport) = Transport::new(config, Signal::Logs, &runtime)? else {
+            return Err(refuse(
+                "otlp needs a collector: set OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT",
+            ));
+        };
+        let resource = resource_of(config);
+        let encoder = LogEncoder::new(resource.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let batcher = Batcher::new(
+            config.export.logs_batch,
+            transport,
+            &runtime,
+            DROP_LABEL,
+            move |items: Vec<LogItem>| bytes::Bytes::from(encoder.encode_request(&items)),
+        );
+        Ok(Some(Self {
+            sink: Sink::Export { batcher, runtime },
+        }))
+    }
+
+    /// Records go to `push` (unit tests).
+    #[cfg(test)]
+    pub(crate) fn to_fn(push: impl Fn(LogItem) -> bool + Send + Sync + 'static) -> Self {
         Self {
-            push: Box::new(push),
+            sink: Sink::Fn(Box::new(push)),
         }
     }
 
     /// Queue the record of `line` (the JSON line as written, its `\n`
     /// included or not).
+    #[inline]
     pub(crate) fn push(&self, line: &[u8], now: SystemTime, level: Level, ids: Option<SpanIds>) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let _ = (self.push)(LogItem::new(line, now, level, ids));
+        let item = LogItem::new(line, now, level, ids);
+        let _ = match &self.sink {
+            Sink::Export { batcher, .. } => batcher.push(item),
+            #[cfg(test)]
+            Sink::Fn(f) => f(item),
+        };
+    }
+
+    /// Export what is queued, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::ShutdownTimeout`] when the collector did not take it in
+    /// time; [`Error::Export`] when an export failed.
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        match &self.sink {
+            Sink::Export { batcher, .. } => batcher.force_flush(timeout),
+            #[cfg(test)]
+            Sink::Fn(_) => Ok(()),
+        }
+    }
+
+    /// Stop taking records, export what is queued within `timeout` (the
+    /// rest is counted as dropped), and stop the export thread.
+    ///
+    /// # Errors
+    /// As [`OtlpLogs::flush`].
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        match &self.sink {
+            Sink::Export { batcher, runtime } => {
+                let result = batcher.shutdown(timeout);
+                runtime.stop();
+                result
+            }
+            #[cfg(test)]
+            Sink::Fn(_) => Ok(()),
+        }
+    }
+
+    /// Records dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        match &self.sink {
+            Sink::Export { batcher, .. } => batcher.dropped(),
+            #[cfg(test)]
+            Sink::Fn(_) => 0,
+        }
     }
 }
 
@@ -88,7 +198,7 @@ impl OtlpLogs {
 /// `service.version`, `deployment.environment.name`, and
 /// `OTEL_RESOURCE_ATTRIBUTES` as the OpenTelemetry SDK reads it), as
 /// string pairs.
-pub(crate) fn resource_of(config: &crate::Config) -> Vec<(String, String)> {
+pub(crate) fn resource_of(config: &Config) -> Vec<(String, String)> {
     use opentelemetry::KeyValue;
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(config.service.clone())
@@ -205,10 +315,7 @@ fn record_into(out: &mut Vec<u8>, item: &LogItem, s: &mut Scratch) {
         i: 0,
     };
     if p.object_start() {
-        loop {
-            let Some(key) = p.string(&mut s.key) else {
-                break;
-            };
+        while let Some(key) = p.string(&mut s.key) {
             if !p.colon() {
                 break;
             }
@@ -218,10 +325,9 @@ fn record_into(out: &mut Vec<u8>, item: &LogItem, s: &mut Scratch) {
             match key {
                 b"timestamp" | b"level" | b"traceId" | b"spanId" => {}
                 b"message" => {
-                    if let Value::Str(msg) = value {
-                        let mut any = Vec::with_capacity(msg.len() + 4);
-                        any_value_into(&mut any, &Value::Str(msg));
-                        bytes_field(out, BODY, &any);
+                    if let Value::Str(_) = value {
+                        tag_len(out, BODY, any_value_len(&value));
+                        any_value_into(out, &value);
                     }
                 }
                 _ => attr_into(out, key, &value),
@@ -237,7 +343,7 @@ fn record_into(out: &mut Vec<u8>, item: &LogItem, s: &mut Scratch) {
         bytes_field(out, TRACE_ID, &ids.trace_id.to_bytes());
         bytes_field(out, SPAN_ID, &ids.span_id.to_bytes());
     }
-    fixed64_field(out, OBSERVED_TIME_UNIX_NANO, item.time_unix_nano);
+    fixed64_field(out, OBSERVED_TIME_UNIX_NANO, item.observed_unix_nano);
 }
 
 /// A reader of the formatter's own JSON: a flat object whose values are
@@ -587,7 +693,7 @@ mod tests {
                     serde_json::from_slice(&item.line).unwrap();
                 let mut r = LogRecord {
                     time_unix_nano: item.time_unix_nano,
-                    observed_time_unix_nano: item.time_unix_nano,
+                    observed_time_unix_nano: item.observed_unix_nano,
                     severity_number: severity_number(item.level) as i32,
                     severity_text: item.level.as_str().to_owned(),
                     ..Default::default()

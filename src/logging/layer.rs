@@ -845,7 +845,7 @@ mod tests {
         for stdout in [true, false] {
             let items: Arc<Mutex<Vec<LogItem>>> = Arc::default();
             let seen = items.clone();
-            let otlp = Arc::new(OtlpLogs::new(move |item| {
+            let otlp = Arc::new(OtlpLogs::to_fn(move |item| {
                 seen.lock().unwrap().push(item);
                 true
             }));

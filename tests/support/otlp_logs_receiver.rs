@@ -103,10 +103,8 @@ impl LogStore {
         for rl in req.resource_logs {
             let resource = rl.resource.map(|r| r.attributes).unwrap_or_default();
             for sl in rl.scope_logs {
-                let (scope, scope_version) = sl
-                    .scope
-                    .map(|s| (s.name, s.version))
-                    .unwrap_or_default();
+                let (scope, scope_version) =
+                    sl.scope.map(|s| (s.name, s.version)).unwrap_or_default();
                 for record in sl.log_records {
                     logs.push(ReceivedLog {
                         record,
