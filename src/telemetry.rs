@@ -37,7 +37,10 @@ use crate::{
         layer::{JsonLayer, LevelCounters, pretty_fields},
         writer::{LineQueue, WriterThread},
     },
-    metrics::exporter::{self, Exporter, SharedRecorder},
+    metrics::{
+        exporter::{self, Exporter, SharedRecorder},
+        otlp::OtlpMetrics,
+    },
     trace::{LightLayer, TracePipeline},
 };
 
@@ -118,9 +121,10 @@ impl Config {
     ///
     /// # Errors
     /// [`Error::MetricsBind`] when the metrics port is busy,
-    /// [`Error::InvalidFilter`] for a bad level filter, [`Error::Trace`] when
-    /// the span exporter cannot be built, [`Error::Io`] when a background
-    /// thread cannot start.
+    /// [`Error::InvalidFilter`] for a bad level filter, [`Error::Export`]
+    /// when an OTLP exporter (spans, metrics) cannot be built,
+    /// [`Error::InvalidEnv`] when its CA file (`OTEL_EXPORTER_OTLP_CERTIFICATE`)
+    /// cannot be read, [`Error::Io`] when a background thread cannot start.
     pub fn build(mut self) -> Result<Telemetry, Error> {
         let filter = crate::config::parse_filter(&self.log_filter).map_err(|reason| {
             Error::InvalidFilter {
@@ -130,7 +134,12 @@ impl Config {
         })?;
         let log_stdout = self.export.log_stdout;
         let logs_to_stdout = self.writer.is_none() && log_stdout;
-        let listener = self.metrics_addr.map(exporter::bind).transpose()?;
+        // `OTEL_METRICS_EXPORTER` without `prometheus`: no scrape listener.
+        let listener = self
+            .metrics_addr
+            .filter(|_| self.export.metrics_exporters.prometheus)
+            .map(exporter::bind)
+            .transpose()?;
         let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let exporter = Arc::new(Exporter::new(&self)?);
         // The parts' own counters (dropped lines and spans) belong to this
@@ -147,6 +156,7 @@ impl Config {
                 let lines = LineQueue::start(out, self.log_queue_bytes)?;
                 Ok::<_, Error>((pipeline, lines, otlp_logs))
             })?;
+        let otlp_metrics = OtlpMetrics::start(&self, exporter.clone())?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
         // The health state the metrics listener serves (`/health/live`,
         // `/health/ready`), and the runtime sampler: a thread of its own,
@@ -183,6 +193,7 @@ impl Config {
                     otlp_logs: otlp_logs.clone(),
                     stop,
                     metrics_thread,
+                    otlp_metrics,
                 })),
                 queue,
                 otlp_logs,
@@ -423,8 +434,9 @@ impl Telemetry {
         self.core.metrics_addr
     }
 
-    /// Wait until every log line emitted so far is written and every ended
-    /// span is exported, each up to `timeout`. Returns whether both finished.
+    /// Wait until every log line emitted so far is written, every ended
+    /// span is exported and (with OTLP metrics) the current metrics are
+    /// exported, each up to `timeout`. Returns whether all finished.
     ///
     /// ```
     /// let telemetry = glimpse_obs::Config::default()
@@ -518,21 +530,26 @@ struct Inner {
     /// Stops the metrics thread; carries the grace period of scrapes in flight.
     stop: tokio::sync::oneshot::Sender<Duration>,
     metrics_thread: std::thread::JoinHandle<bool>,
+    /// The periodic OTLP metric export (`OTEL_METRICS_EXPORTER` with `otlp`).
+    otlp_metrics: Option<OtlpMetrics>,
 }
 
 impl Core {
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        let spans_ok = self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let spans_ok = inner
             .as_ref()
             .is_none_or(|i| i.pipeline.force_flush(timeout).is_ok());
+        let metrics_ok = inner
+            .as_ref()
+            .and_then(|i| i.otlp_metrics.as_ref())
+            .is_none_or(|m| m.force_flush(timeout).is_ok());
+        drop(inner);
         let records_ok = self
             .otlp_logs
             .as_ref()
             .is_none_or(|o| o.flush(timeout).is_ok());
-        self.queue.flush(timeout) && spans_ok && records_ok
+        self.queue.flush(timeout) && spans_ok && metrics_ok && records_ok
     }
 
     pub(crate) fn dropped_spans(&self) -> u64 {
@@ -553,8 +570,11 @@ impl Core {
             otlp_logs,
             stop,
             metrics_thread,
+            otlp_metrics,
         } = inner;
         let start = Instant::now();
+        // The final metric export runs while the spans are flushed.
+        let metrics_pending = otlp_metrics.as_ref().map(|m| (m, m.begin_shutdown()));
         let span_result = pipeline.shutdown(self.timeout);
         // Log records next, within what is left (lines written after this
         // point go to stdout only): a collector that does not answer costs
@@ -586,6 +606,18 @@ impl Core {
                 "spans dropped: the collector did not take them before shutdown"
             );
         }
+        let metrics_result = metrics_pending.map(|(m, pending)| {
+            let left = self.timeout.saturating_sub(start.elapsed());
+            let result = m.finish_shutdown(pending, left);
+            if let Err(e) = &result {
+                tracing::warn!(
+                    target: "glimpse_obs",
+                    error = %e,
+                    "the final OTLP metric export did not reach the collector"
+                );
+            }
+            result
+        });
         let left = self
             .timeout
             .saturating_sub(start.elapsed())
@@ -599,8 +631,11 @@ impl Core {
         let metrics_done =
             join_within(metrics_thread, left.saturating_add(THREAD_EXIT_SLACK)) == Some(true);
         span_result?;
-        // A failed export is counted and reported above; only running out
-        // of time fails the shutdown.
+        if let Some(Err(Error::ShutdownTimeout(t))) = metrics_result {
+            return Err(Error::ShutdownTimeout(t));
+        }
+        // A failed log export is counted and reported above; only running
+        // out of time fails the shutdown.
         let records_done = !matches!(records_result, Err(Error::ShutdownTimeout(_)));
         if logs_done && metrics_done && records_done {
             Ok(())
@@ -915,8 +950,9 @@ impl Guard {
         self.core.queue.dropped()
     }
 
-    /// Wait until every log line emitted so far is written and every ended
-    /// span is exported, each up to `timeout`. Returns whether both finished.
+    /// Wait until every log line emitted so far is written, every ended
+    /// span is exported and (with OTLP metrics) the current metrics are
+    /// exported, each up to `timeout`. Returns whether all finished.
     ///
     /// ```
     /// use std::time::Duration;

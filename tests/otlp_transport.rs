@@ -692,3 +692,64 @@ async fn a_black_holed_collector_drops_and_counts_and_shutdown_is_bounded() {
         result.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_tls_collector_with_the_same_headers_gzip_and_ca() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let pki = pki("spans");
+    let store = Store::default();
+    let grpc = grpc_tls_receiver(&store, &pki).await;
+    let http = http_tls_receiver(&store, &pki).await;
+    let ca = pki.ca_file.to_str().unwrap().to_owned();
+    for (port, protocol, name) in [
+        (grpc.port(), "grpc", "span-over-grpc-tls"),
+        (http.port(), "http/protobuf", "span-over-http-tls"),
+    ] {
+        let telemetry = config(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("https://localhost:{port}"),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", ca.clone()),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "x-tenant=t%201".to_owned(),
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_owned()),
+        ])
+        .metrics_addr(None)
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+        let subscriber = tracing_subscriber::registry().with(telemetry.tracing_layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let _span = tracing::info_span!("work", otel.name = name).entered();
+        });
+        let t = Arc::new(telemetry);
+        let flushed = tokio::task::spawn_blocking({
+            let t = Arc::clone(&t);
+            move || t.flush(Duration::from_secs(10))
+        })
+        .await
+        .unwrap();
+        assert!(flushed, "{protocol}: spans flushed");
+    }
+    let all = store.all();
+    let mut names = Vec::new();
+    for got in &all {
+        assert_eq!(header(got, "x-tenant"), Some("t 1"), "{got:?}");
+        let body = if got.what == "traces" {
+            assert_eq!(header(got, "grpc-encoding"), Some("gzip"));
+            got.body.clone()
+        } else {
+            assert_eq!(got.what, "/v1/traces");
+            assert_eq!(header(got, "content-encoding"), Some("gzip"));
+            gunzip(&got.body)
+        };
+        names.extend(span_names(&body));
+    }
+    names.sort();
+    assert_eq!(names, ["span-over-grpc-tls", "span-over-http-tls"]);
+    let _ = std::fs::remove_dir_all(pki.ca_file.parent().unwrap());
+}

@@ -174,8 +174,9 @@ pub(crate) const LOGS_VARS: OtlpVars = OtlpVars {
 };
 
 /// One level of OTLP settings as written (shared or one signal's); `None`
-/// is "not set here".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// is "not set here". Its `Debug` shows header names, never their values
+/// (API keys).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct OtlpLayer {
     /// An `http://` or `https://` URL, trimmed.
     pub(crate) endpoint: Option<String>,
@@ -185,6 +186,25 @@ pub(crate) struct OtlpLayer {
     pub(crate) compression: Option<OtlpCompression>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) certificate: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for OtlpLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpLayer")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .as_ref()
+                    .map(|h| h.iter().map(|(k, _)| format!("{k}=…")).collect::<Vec<_>>()),
+            )
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field("certificate", &self.certificate)
+            .finish()
+    }
 }
 
 impl OtlpLayer {
@@ -603,6 +623,17 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(name) && msg.contains(value), "{msg}");
         }
+    }
+
+    #[test]
+    fn debug_shows_header_names_not_their_values() {
+        let c =
+            Config::from_lookup(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret")])).unwrap();
+        let text = format!("{c:?}");
+        assert!(
+            text.contains("api-key") && !text.contains("s3cret"),
+            "{text}"
+        );
     }
 
     #[test]

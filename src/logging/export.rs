@@ -29,7 +29,7 @@ use crate::{
     Config, Error,
     config::LogFormat,
     ids::SpanIds,
-    otlp::{Batcher, ExportRuntime, Signal, Transport},
+    otlp::{Batcher, Destination, ExportRuntime, Signal, Transport, proto_resource},
 };
 
 /// The instrumentation scope of every record.
@@ -97,9 +97,9 @@ impl OtlpLogs {
     /// `OTEL_LOGS_EXPORTER=otlp`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] naming `OTEL_LOGS_EXPORTER` when no logs
-    /// endpoint is configured or the format is `pretty` (it has no JSON
-    /// line to send); the transport's errors (a bad URL or CA file);
+    /// [`Error::InvalidConfig`] naming `OTEL_LOGS_EXPORTER` when the format
+    /// is `pretty` (it has no JSON line to send); the transport's errors (a
+    /// bad URL or CA file);
     /// [`Error::Io`] when the export thread cannot start.
     pub(crate) fn start(config: &Config) -> Result<Option<Self>, Error> {
         if !config.export.logs_otlp {
@@ -115,13 +115,15 @@ impl OtlpLogs {
             ));
         }
         let runtime = ExportRuntime::start()?;
-        let Some(transport) = Transport::new(config, Signal::Logs, &runtime)? else {
-            return Err(refuse(
-                "otlp needs a collector: set OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT",
-            ));
-        };
-        let resource = resource_of(config);
-        let encoder = LogEncoder::new(resource.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // Without an endpoint, the specification's default collector on
+        // this host, as for metrics asked for by name.
+        let transport = Transport::to(
+            &Destination::resolve_or_default(config, Signal::Logs),
+            &runtime,
+        )?;
+        // The resource every signal carries (`otlp::proto_resource`).
+        let encoder =
+            LogEncoder::with_resource(&prost::Message::encode_to_vec(&proto_resource(config)));
         let batcher = Batcher::new(
             config.export.logs_batch,
             transport,
@@ -195,27 +197,6 @@ impl OtlpLogs {
     }
 }
 
-/// The resource of the records: what the traces carry (`service.name`,
-/// `service.version`, `deployment.environment.name`, and
-/// `OTEL_RESOURCE_ATTRIBUTES` as the OpenTelemetry SDK reads it), as
-/// string pairs.
-pub(crate) fn resource_of(config: &Config) -> Vec<(String, String)> {
-    use opentelemetry::KeyValue;
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(config.service.clone())
-        .with_attributes([
-            KeyValue::new("service.version", config.version.clone()),
-            KeyValue::new("deployment.environment.name", config.environment.as_str()),
-        ])
-        .build();
-    let mut attrs: Vec<(String, String)> = resource
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.as_str().into_owned()))
-        .collect();
-    attrs.sort();
-    attrs
-}
-
 /// OTLP `SeverityNumber` of a level (TRACE 1, DEBUG 5, INFO 9, WARN 13, ERROR 17).
 pub(crate) const fn severity_number(level: Level) -> u64 {
     match level {
@@ -239,13 +220,19 @@ pub(crate) struct LogEncoder {
 
 impl LogEncoder {
     /// `resource`: the resource's string attributes, in order.
+    #[cfg(test)]
     pub(crate) fn new<'a>(resource: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut attrs = Vec::new();
         for (key, value) in resource {
             string_attr_into(&mut attrs, 1, key, value);
         }
+        Self::with_resource(&attrs)
+    }
+
+    /// With the encoded `Resource` message `resource` (without tag and length).
+    pub(crate) fn with_resource(resource: &[u8]) -> Self {
         let mut res = Vec::new();
-        bytes_field(&mut res, 1, &attrs);
+        bytes_field(&mut res, 1, resource);
         let mut scope = Vec::new();
         string_field(&mut scope, 1, SCOPE_NAME);
         string_field(&mut scope, 2, env!("CARGO_PKG_VERSION"));
@@ -569,6 +556,7 @@ fn kv_into(out: &mut Vec<u8>, field: u32, key: &[u8], v: &Value<'_>) {
     any_value_into(out, v);
 }
 
+#[cfg(test)]
 fn string_attr_into(out: &mut Vec<u8>, field: u32, key: &str, value: &str) {
     kv_into(out, field, key.as_bytes(), &Value::Str(value.as_bytes()));
 }

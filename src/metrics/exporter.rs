@@ -515,7 +515,7 @@ fn describe_all() {
     describe_counter!(
         DROPPED,
         Unit::Count,
-        "Telemetry dropped under overload, by signal (logs/spans)."
+        "Telemetry dropped under overload or lost to a failed export, by signal (logs/spans/metrics_otlp)."
     );
     describe_counter!(
         LABEL_OVERFLOW,

@@ -19,6 +19,7 @@ pub mod names {
     pub use crate::names::*;
 }
 pub(crate) mod openmetrics;
+pub(crate) mod otlp;
 mod process;
 pub mod runtime;
 pub mod security;

@@ -79,7 +79,9 @@ pub const CACHE_REQUESTS: &str = "cache_requests_total";
 // Logs and self-monitoring.
 /// Counter of log events by level; label `level`.
 pub const LOG_EVENTS: &str = "log_events_total";
-/// Counter of telemetry dropped under overload; label `signal` (`logs`/`spans`).
+/// Counter of telemetry dropped under overload or lost to a failed export;
+/// label `signal` (`logs`/`spans`/`metrics_otlp`: the data points of a
+/// failed OTLP metric export).
 pub const DROPPED: &str = "glimpse_obs_dropped_total";
 /// Counter of caller-fed label values folded into `other`; label `metric`.
 pub const LABEL_OVERFLOW: &str = "glimpse_obs_label_overflow_total";

@@ -12,6 +12,11 @@ use crate::{
     },
 };
 
+/// The specification's default OTLP/gRPC endpoint.
+const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
+/// The specification's default OTLP/HTTP endpoint (the signal's path is appended).
+const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
+
 /// One of the three OpenTelemetry signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signal {
@@ -74,8 +79,9 @@ impl std::fmt::Display for Signal {
     }
 }
 
-/// Where and how one signal is exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how one signal is exported. Its `Debug` shows header names,
+/// never their values.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Destination {
     pub(crate) signal: Signal,
     /// For `http/protobuf` the full URL posted to; for gRPC the endpoint.
@@ -90,9 +96,55 @@ pub(crate) struct Destination {
     pub(crate) certificate: Option<(&'static str, PathBuf)>,
 }
 
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("signal", &self.signal)
+            .field("url", &self.url)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field("certificate", &self.certificate)
+            .finish()
+    }
+}
+
 impl Destination {
     /// `signal`'s settings, or `None` when no endpoint is configured for it.
     pub(crate) fn resolve(config: &Config, signal: Signal) -> Option<Self> {
+        Self::resolve_inner(config, signal, false)
+    }
+
+    /// `signal`'s settings; without a configured endpoint, the
+    /// specification's default collector on this host
+    /// (`http://localhost:4317`, or `http://localhost:4318/v1/<signal>` for
+    /// `http/protobuf`), for a signal whose exporter was asked for by name
+    /// (`OTEL_METRICS_EXPORTER=otlp`).
+    pub(crate) fn resolve_or_default(config: &Config, signal: Signal) -> Self {
+        match Self::resolve_inner(config, signal, true) {
+            Some(d) => d,
+            // Unreachable: with the default, an endpoint always exists.
+            None => Self {
+                signal,
+                url: DEFAULT_GRPC_ENDPOINT.to_owned(),
+                protocol: OtlpProtocol::Grpc,
+                headers: Vec::new(),
+                compression: OtlpCompression::None,
+                timeout: DEFAULT_OTLP_TIMEOUT,
+                certificate: None,
+            },
+        }
+    }
+
+    fn resolve_inner(config: &Config, signal: Signal, default: bool) -> Option<Self> {
         let own = signal.layer(config);
         let shared = &config.export.shared;
         let protocol = own.protocol.or(shared.protocol).unwrap_or_default();
@@ -102,6 +154,10 @@ impl Destination {
             (None, Some(shared)) => match protocol {
                 OtlpProtocol::HttpProtobuf => http_url(shared, signal),
                 _ => shared.clone(),
+            },
+            (None, None) if default => match protocol {
+                OtlpProtocol::HttpProtobuf => http_url(DEFAULT_HTTP_ENDPOINT, signal),
+                _ => DEFAULT_GRPC_ENDPOINT.to_owned(),
             },
             (None, None) => return None,
         };
@@ -257,6 +313,18 @@ mod tests {
             traces.certificate,
             Some(("OTEL_EXPORTER_OTLP_CERTIFICATE", "/shared.pem".into()))
         );
+    }
+
+    #[test]
+    fn an_exporter_asked_for_without_an_endpoint_goes_to_localhost() {
+        let d = Destination::resolve_or_default(&Config::default(), Signal::Metrics);
+        assert_eq!(d.url, "http://localhost:4317");
+        let config = Config::default().otlp_protocol(OtlpProtocol::HttpProtobuf);
+        let d = Destination::resolve_or_default(&config, Signal::Metrics);
+        assert_eq!(d.url, "http://localhost:4318/v1/metrics");
+        let config = Config::default().otlp_endpoint(Some("http://c:4317".into()));
+        let d = Destination::resolve_or_default(&config, Signal::Metrics);
+        assert_eq!(d.url, "http://c:4317");
     }
 
     #[test]

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod otlp_logs_receiver;
+pub mod otlp_metrics_receiver;
 pub mod otlp_receiver;
 pub mod trace_app;
