@@ -2,6 +2,15 @@
 //! formatter and through tracing-subscriber's `fmt().json()`, both to a sink,
 //! in one run; plus heap allocations per event (counting allocator).
 //!
+//! Group `log_event_otlp` and the `otlp logs:` figure: the JSON line to a
+//! sink against the JSON line plus its OTLP record (`OTEL_LOGS_EXPORTER=otlp`)
+//! exported over gRPC to a real receiver running in a child process (this
+//! bench binary again, so its decoding is not counted), in one run. The
+//! figure is the process CPU time per event of 20,000 events *including*
+//! the final flush: the writer thread's write and, for OTLP, the export
+//! worker's encoding and export, acknowledged by the receiver; median of
+//! five rounds.
+//!
 //! `cargo bench --bench logging`
 
 #![allow(unsafe_code)] // the counting allocator
@@ -11,8 +20,13 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use tracing::{Dispatch, dispatcher};
+use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "../tests/support/otlp_logs_receiver.rs"]
+#[allow(dead_code)]
+mod otlp_logs_receiver;
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -106,5 +120,161 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// Set in the receiver child.
+const RECEIVER_CHILD: &str = "GLIMPSE_BENCH_LOGS_RECEIVER";
+
+/// The child: a gRPC logs receiver; prints its endpoint, and the records
+/// it got once stdin closes.
+fn receiver_child() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let receiver =
+            otlp_logs_receiver::LogsReceiver::grpc(otlp_logs_receiver::LogStore::default()).await;
+        println!("ENDPOINT {}", receiver.endpoint());
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);
+        })
+        .await
+        .unwrap();
+        println!("RECORDS {}", receiver.store.len());
+    });
+}
+
+struct Child {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Child {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(RECEIVER_CHILD, "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("receiver child");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let endpoint = line.trim().strip_prefix("ENDPOINT ").unwrap().to_owned();
+        child.stdout = Some(out.into_inner());
+        Self { child, endpoint }
+    }
+
+    /// Records the receiver got.
+    fn stop(mut self) -> u64 {
+        drop(self.child.stdin.take());
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let _ = self.child.wait();
+        out.lines()
+            .find_map(|l| l.strip_prefix("RECORDS ")?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn telemetry(otlp_endpoint: Option<&str>) -> glimpse_obs::Telemetry {
+    let endpoint = otlp_endpoint.map(str::to_owned);
+    glimpse_obs::Config::from_lookup(|name| match (name, &endpoint) {
+        ("OTEL_LOGS_EXPORTER", Some(_)) => Some("otlp".to_owned()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", Some(e)) => Some(e.clone()),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", Some(_)) => Some("grpc".to_owned()),
+        // Room for every record of a round: the figure is for records
+        // exported, not dropped.
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", Some(_)) => Some("65536".to_owned()),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", Some(_)) => Some("512".to_owned()),
+        ("OTEL_BLRP_SCHEDULE_DELAY", Some(_)) => Some("100".to_owned()),
+        _ => None,
+    })
+    .expect("config")
+    .service("bench")
+    .metrics_addr(None)
+    .process_metrics(false)
+    .log_writer(std::io::sink())
+    .build()
+    .expect("build")
+}
+
+/// Process CPU time per event of `n` events and the flush after them.
+fn cpu_per_event(t: &glimpse_obs::Telemetry, dispatch: &Dispatch, n: u32) -> (f64, f64) {
+    in_spans(dispatch, || {
+        let cpu = cpu_time::ProcessTime::now();
+        let wall = std::time::Instant::now();
+        for _ in 0..n {
+            event();
+        }
+        assert!(t.flush(std::time::Duration::from_secs(30)), "flush");
+        (
+            cpu.elapsed().as_nanos() as f64 / f64::from(n),
+            wall.elapsed().as_nanos() as f64 / f64::from(n),
+        )
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_otlp(c: &mut Criterion) {
+    let receiver = Child::start();
+    let json = telemetry(None);
+    let otlp = telemetry(Some(&receiver.endpoint));
+    let json_d = Dispatch::new(tracing_subscriber::registry().with(json.tracing_layer()));
+    let otlp_d = Dispatch::new(tracing_subscriber::registry().with(otlp.tracing_layer()));
+
+    const N: u32 = 20_000;
+    let (mut j_cpu, mut o_cpu, mut j_wall, mut o_wall) = (vec![], vec![], vec![], vec![]);
+    cpu_per_event(&json, &json_d, N); // warm up
+    cpu_per_event(&otlp, &otlp_d, N);
+    for _ in 0..5 {
+        let (c, w) = cpu_per_event(&json, &json_d, N);
+        j_cpu.push(c);
+        j_wall.push(w);
+        let (c, w) = cpu_per_event(&otlp, &otlp_d, N);
+        o_cpu.push(c);
+        o_wall.push(w);
+    }
+    let (jc, oc) = (median(j_cpu), median(o_cpu));
+    println!(
+        "otlp logs: process CPU per event, flush and export counted (median of 5 x {N}): \
+         JSON {jc:.0} ns, JSON + OTLP {oc:.0} ns, ratio {:.2}; wall {:.0} ns vs {:.0} ns",
+        oc / jc,
+        median(j_wall),
+        median(o_wall),
+    );
+
+    let mut g = c.benchmark_group("log_event_otlp");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("json_to_sink", |b| in_spans(&json_d, || b.iter(event)));
+    g.bench_function("json_and_otlp_record", |b| {
+        in_spans(&otlp_d, || b.iter(event))
+    });
+    g.finish();
+    assert!(otlp.flush(std::time::Duration::from_secs(30)));
+    let dropped: f64 = otlp
+        .render_metrics()
+        .lines()
+        .filter(|l| l.starts_with("glimpse_obs_dropped_total{") && l.contains("logs_otlp"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let received = receiver.stop();
+    println!("otlp logs: records received {received}, dropped {dropped}");
+}
+
+criterion_group!(benches, bench, bench_otlp);
+
+fn main() {
+    if std::env::var_os(RECEIVER_CHILD).is_some() {
+        receiver_child();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -32,6 +32,7 @@ use crate::{
     health::Health,
     http::ObsLayer,
     logging::{
+        export::OtlpLogs,
         filter::{AccessGate, FilterHandle, LevelFilter},
         layer::{JsonLayer, LevelCounters, pretty_fields},
         writer::{LineQueue, WriterThread},
@@ -86,6 +87,8 @@ pub struct Telemetry {
     level_filter: LevelFilter,
     limits: Arc<crate::metrics::limits::Limits>,
     log_field_max_bytes: usize,
+    /// `GLIMPSE_LOG_STDOUT`: whether lines go to stdout (or the writer).
+    log_stdout: bool,
     /// Whether log lines go to stdout (no `Config::log_writer`): the panic
     /// hook then replaces the previous hook's stderr text instead of
     /// adding to it.
@@ -129,7 +132,8 @@ impl Config {
                 reason,
             }
         })?;
-        let logs_to_stdout = self.writer.is_none();
+        let log_stdout = self.export.log_stdout;
+        let logs_to_stdout = self.writer.is_none() && log_stdout;
         // `OTEL_METRICS_EXPORTER` without `prometheus`: no scrape listener.
         let listener = self
             .metrics_addr
@@ -140,14 +144,17 @@ impl Config {
         let exporter = Arc::new(Exporter::new(&self)?);
         // The parts' own counters (dropped lines and spans) belong to this
         // telemetry's recorder, whoever installs it.
-        let (pipeline, (queue, writer)) =
+        let (pipeline, (queue, writer), otlp_logs) =
             metrics::with_local_recorder(exporter.recorder(), || {
                 let pipeline = Arc::new(TracePipeline::new(&self)?);
+                // `OTEL_LOGS_EXPORTER=otlp`: each JSON line also as a record.
+                let otlp_logs = OtlpLogs::start(&self)?.map(Arc::new);
                 let out = self
                     .writer
                     .take()
                     .unwrap_or_else(|| Box::new(std::io::stdout()));
-                Ok::<_, Error>((pipeline, LineQueue::start(out, self.log_queue_bytes)?))
+                let lines = LineQueue::start(out, self.log_queue_bytes)?;
+                Ok::<_, Error>((pipeline, lines, otlp_logs))
             })?;
         let otlp_metrics = OtlpMetrics::start(&self, exporter.clone())?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
@@ -183,11 +190,13 @@ impl Config {
                 inner: Mutex::new(Some(Inner {
                     writer,
                     pipeline: pipeline.clone(),
+                    otlp_logs: otlp_logs.clone(),
                     stop,
                     metrics_thread,
                     otlp_metrics,
                 })),
                 queue,
+                otlp_logs,
                 filter: FilterHandle {
                     filter: level_filter.clone(),
                     gate: gate.clone(),
@@ -207,6 +216,7 @@ impl Config {
             level_filter,
             limits,
             log_field_max_bytes: self.log_field_max_bytes,
+            log_stdout,
             logs_to_stdout,
         })
     }
@@ -252,6 +262,7 @@ impl Telemetry {
                 self.gate.clone(),
                 self.log_field_max_bytes,
             )
+            .with_otlp(self.core.otlp_logs.clone(), self.log_stdout)
             .with_filter(self.level_filter.clone())
             .boxed(),
             // The compact, coloured one-line format: `.pretty()` would
@@ -502,6 +513,8 @@ impl Telemetry {
 pub(crate) struct Core {
     inner: Mutex<Option<Inner>>,
     pub(crate) queue: LineQueue,
+    /// `OTEL_LOGS_EXPORTER=otlp`: the records' queue, shared with the JSON layers.
+    pub(crate) otlp_logs: Option<Arc<OtlpLogs>>,
     pub(crate) filter: FilterHandle,
     pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) timeout: Duration,
@@ -512,6 +525,8 @@ pub(crate) struct Core {
 struct Inner {
     writer: WriterThread,
     pipeline: Arc<TracePipeline>,
+    /// Shut down with the rest (the `Core` keeps a handle for `flush`).
+    otlp_logs: Option<Arc<OtlpLogs>>,
     /// Stops the metrics thread; carries the grace period of scrapes in flight.
     stop: tokio::sync::oneshot::Sender<Duration>,
     metrics_thread: std::thread::JoinHandle<bool>,
@@ -530,7 +545,11 @@ impl Core {
             .and_then(|i| i.otlp_metrics.as_ref())
             .is_none_or(|m| m.force_flush(timeout).is_ok());
         drop(inner);
-        self.queue.flush(timeout) && spans_ok && metrics_ok
+        let records_ok = self
+            .otlp_logs
+            .as_ref()
+            .is_none_or(|o| o.flush(timeout).is_ok());
+        self.queue.flush(timeout) && spans_ok && metrics_ok && records_ok
     }
 
     pub(crate) fn dropped_spans(&self) -> u64 {
@@ -548,6 +567,7 @@ impl Core {
         let Inner {
             mut writer,
             pipeline,
+            otlp_logs,
             stop,
             metrics_thread,
             otlp_metrics,
@@ -556,6 +576,24 @@ impl Core {
         // The final metric export runs while the spans are flushed.
         let metrics_pending = otlp_metrics.as_ref().map(|m| (m, m.begin_shutdown()));
         let span_result = pipeline.shutdown(self.timeout);
+        // Log records next, within what is left (lines written after this
+        // point go to stdout only): a collector that does not answer costs
+        // at most the shutdown timeout in all.
+        let records_result = otlp_logs.as_ref().map_or(Ok(()), |o| {
+            let left = self.timeout.saturating_sub(start.elapsed());
+            o.shutdown(left.max(Duration::from_millis(10)))
+        });
+        if let Some(o) = &otlp_logs
+            && (records_result.is_err() || o.dropped() > 0)
+        {
+            let error = records_result.as_ref().err().map(ToString::to_string);
+            tracing::warn!(
+                target: "glimpse_obs",
+                error = error.as_deref().unwrap_or("export failed"),
+                dropped_log_records = o.dropped(),
+                "log records dropped: the collector did not take them all"
+            );
+        }
         let dropped = pipeline.dropped_spans();
         if span_result.is_err() || dropped > 0 {
             // Reported in the log while the writer still runs: a collector
@@ -596,7 +634,10 @@ impl Core {
         if let Some(Err(Error::ShutdownTimeout(t))) = metrics_result {
             return Err(Error::ShutdownTimeout(t));
         }
-        if logs_done && metrics_done {
+        // A failed log export is counted and reported above; only running
+        // out of time fails the shutdown.
+        let records_done = !matches!(records_result, Err(Error::ShutdownTimeout(_)));
+        if logs_done && metrics_done && records_done {
             Ok(())
         } else {
             Err(Error::ShutdownTimeout(self.timeout))

@@ -73,7 +73,7 @@ def crate_facts():
         "methods": int(methods.group(1)),
         "close_classes": int(closes.group(1)),
         "log_levels": 5,        # LevelCounters: TRACE DEBUG INFO WARN ERROR (src/logging/layer.rs)
-        "dropped_signals": 3,   # glimpse_obs_dropped_total{signal="logs"|"spans"|"metrics_otlp"}
+        "dropped_signals": 4,   # glimpse_obs_dropped_total{signal="logs"|"spans"|"metrics_otlp"|"logs_otlp"}
     }
 
 
@@ -169,7 +169,7 @@ def series_bound(profile, facts, label_cap=None):
         ("glimpse_admin_actions_total", "counter", v["admin_action"] if used("admin_actions") else 0, 1, "actions"),
         ("cache_requests_total", "counter", 2 * v["cache"] if used("cache") else 0, 1, "caches x hit/miss"),
         ("log_events_total", "counter", facts["log_levels"], 1, "levels"),
-        ("glimpse_obs_dropped_total", "counter", facts["dropped_signals"], 1, "signals logs/spans/metrics_otlp"),
+        ("glimpse_obs_dropped_total", "counter", facts["dropped_signals"], 1, "signals logs/spans/metrics_otlp/logs_otlp"),
         ("glimpse_obs_label_overflow_total", "counter", len(overflowing), 1,
          "guarded metrics whose domain exceeds the cap: " + (", ".join(overflowing) or "none")),
         ("glimpse_build_info", "gauge", 1, 1, "one"),

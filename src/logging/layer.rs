@@ -18,6 +18,7 @@ use tracing_subscriber::{
 
 use super::{
     LogType,
+    export::OtlpLogs,
     filter::{AccessGate, GATE_OFF, GATE_ON},
     json,
     redact::{self, REDACTED},
@@ -104,6 +105,10 @@ pub(crate) struct JsonLayer {
     clock: fn() -> SystemTime,
     /// `Config::log_field_max_bytes`: the longest message or string value.
     max_value: usize,
+    /// `OTEL_LOGS_EXPORTER=otlp`: each line also goes out as a record.
+    otlp: Option<Arc<OtlpLogs>>,
+    /// `GLIMPSE_LOG_STDOUT`: whether lines go to the line queue.
+    stdout: bool,
 }
 
 /// Append the schema fields after the timestamp: `","level":…` to `log_type`.
@@ -160,7 +165,17 @@ impl JsonLayer {
             dispatch: OnceLock::new(),
             clock: SystemTime::now,
             max_value,
+            otlp: None,
+            stdout: true,
         }
+    }
+
+    /// Also send each line as an OTLP record through `otlp`, and write it
+    /// to the line queue only when `stdout` says so.
+    pub(crate) fn with_otlp(mut self, otlp: Option<Arc<OtlpLogs>>, stdout: bool) -> Self {
+        self.otlp = otlp;
+        self.stdout = stdout;
+        self
     }
 
     fn format<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, b: &mut Bufs)
@@ -269,6 +284,8 @@ impl JsonLayer {
             None => head_into(line, level, &self.service, msg, target, log_type),
         }
 
+        // The IDs the line names, for the OTLP record.
+        let mut line_ids = None;
         match scope {
             LineScope::Spans(scope) => {
                 let (mut have_ids, mut have_request) = (false, false);
@@ -276,6 +293,7 @@ impl JsonLayer {
                     let ext = span.extensions();
                     if !have_ids && let Some(ids) = ext.get::<SpanIds>() {
                         ids_into(line, ids);
+                        line_ids = Some(*ids);
                         have_ids = true;
                     }
                     if !have_request && let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
@@ -300,6 +318,7 @@ impl JsonLayer {
             }
             LineScope::Root(ids, request) => {
                 ids_into(line, &ids);
+                line_ids = Some(ids);
                 request.request_id_json_into(line);
                 if let Some(user) = request.user() {
                     line.extend_from_slice(&user.json);
@@ -313,7 +332,12 @@ impl JsonLayer {
         // Critical lines (the ones the guide never lets go) overtake the
         // others when stdout falls behind.
         let critical = level == Level::ERROR || audit || log_type == LogType::Payment;
-        self.queue.push(line, critical);
+        if let Some(otlp) = &self.otlp {
+            otlp.push(line, now, level, line_ids);
+        }
+        if self.stdout {
+            self.queue.push(line, critical);
+        }
         for c in captures.iter() {
             c.0.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -843,6 +867,60 @@ mod tests {
              \"message\":\"login \\\"failed\\\"\",\"target\":\"app\",\"log_type\":\"system\",\
              \"password\":\"[REDACTED]\",\"fields.level\":\"high\"}\n"
         );
+    }
+
+    #[test]
+    fn with_otlp_each_line_is_also_a_record_and_stdout_can_be_off() {
+        use crate::logging::export::{LogEncoder, LogItem, OtlpLogs};
+        use opentelemetry_proto::tonic::{
+            collector::logs::v1::ExportLogsServiceRequest, common::v1::any_value::Value,
+        };
+        use prost::Message;
+
+        for stdout in [true, false] {
+            let items: Arc<Mutex<Vec<LogItem>>> = Arc::default();
+            let seen = items.clone();
+            let otlp = Arc::new(OtlpLogs::to_fn(move |item| {
+                seen.lock().unwrap().push(item);
+                true
+            }));
+            let buf = Buf::default();
+            let (queue, mut writer) = LineQueue::start(Box::new(buf.clone()), 1 << 20).unwrap();
+            let gate = Arc::new(AccessGate::new(&parse_filter("info").unwrap()));
+            let mut layer =
+                JsonLayer::new("svc", queue.clone(), gate, 4096).with_otlp(Some(otlp), stdout);
+            layer.clock = fixed_clock;
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::with_default(
+                subscriber,
+                || tracing::warn!(target: "app", token = "t0k", n = 2, mail = "ana@example.com", "hi"),
+            );
+            assert!(queue.flush(Duration::from_secs(5)));
+            assert!(writer.shutdown(Duration::from_secs(5)));
+            let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(out.is_empty(), !stdout, "{out}");
+            let items = std::mem::take(&mut *items.lock().unwrap());
+            assert_eq!(items.len(), 1);
+            let bytes = LogEncoder::new([("service.name", "svc")]).encode_request(&items);
+            let req = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
+            let r = &req.resource_logs[0].scope_logs[0].log_records[0];
+            assert_eq!(r.severity_text, "WARN");
+            assert_eq!(r.time_unix_nano, 1_796_284_439_123_456_000);
+            let attr = |k: &str| {
+                r.attributes
+                    .iter()
+                    .find(|kv| kv.key == k)
+                    .and_then(|kv| kv.value.clone()?.value)
+            };
+            assert_eq!(attr("token"), Some(Value::StringValue("[REDACTED]".into())));
+            assert_eq!(attr("n"), Some(Value::IntValue(2)));
+            assert_eq!(attr("log_type"), Some(Value::StringValue("system".into())));
+            let mail = attr("mail");
+            assert!(
+                matches!(&mail, Some(Value::StringValue(m)) if !m.contains("ana@example.com")),
+                "{mail:?}"
+            );
+        }
     }
 
     #[test]

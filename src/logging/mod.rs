@@ -1,6 +1,7 @@
 //! Structured JSON logging: the formatter, redaction, the request scope and
 //! the non-blocking writer.
 
+pub(crate) mod export;
 pub(crate) mod filter;
 pub(crate) mod json;
 pub(crate) mod layer;
