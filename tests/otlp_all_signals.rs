@@ -1,0 +1,591 @@
+//! All three signals from one run of the example service, as a deployment
+//! sends them: spans, log records and metrics over OTLP to one collector,
+//! the Prometheus scrape beside them. Each receiver decodes with its own
+//! implementation: the OpenTelemetry Python protobufs (`tests/peers/otlp_peer.py`,
+//! OTLP/HTTP) and the Rust receivers of `tests/support` (tonic, gRPC).
+//!
+//! What a user relies on, asserted on what the collector received:
+//! - every span and log record carries the resource of the service;
+//! - each log record's `trace_id` names a span the collector received;
+//! - the OTLP metrics equal the Prometheus scrape taken once traffic stopped.
+//!
+//! `scripts/test-all.sh` installs the Python peer and sets
+//! `GLIMPSE_REQUIRE_PEERS`, so there a missing venv fails the test.
+
+mod common;
+mod support;
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader, Read},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn peer_python() -> Option<PathBuf> {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/.venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
+        "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
+    );
+    eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");
+    None
+}
+
+/// The Python OTLP/HTTP receiver, writing what it decodes to `out`.
+struct Peer {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Peer {
+    fn start(python: &Path) -> Self {
+        let out = std::env::temp_dir().join(format!(
+            "glimpse-otlp-peer-{}-{}.jsonl",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_file(&out);
+        let mut child = Command::new(python)
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/otlp_peer.py"))
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the peer did not start: {line:?}"));
+        Self { child, port, out }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request the peer decoded so far.
+    fn received(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let all: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for r in &all {
+            assert!(r.get("error").is_none(), "the peer could not decode: {r}");
+        }
+        all
+    }
+
+    fn bodies(&self, signal: &str) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r["signal"] == signal)
+            .map(|r| r["body"].clone())
+            .collect()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.out);
+    }
+}
+
+struct Service {
+    child: Child,
+    base: String,
+    metrics: String,
+}
+
+fn start_service(env: &[(&str, String)]) -> Service {
+    let (port, mport) = (free_port(), free_port());
+    let db =
+        std::env::temp_dir().join(format!("glimpse-otlp-all-{}-{port}.db", std::process::id()));
+    let mut cmd = Command::new(common::example_binary());
+    cmd.env_clear()
+        .env("GLIMPSE_ADDR", format!("127.0.0.1:{port}"))
+        .env("GLIMPSE_METRICS_ADDR", format!("127.0.0.1:{mport}"))
+        .env("GLIMPSE_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("OTEL_SERVICE_NAME", "payment")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "k8s.pod.name=payment-7d9f")
+        .env("OTEL_TRACES_SAMPLER", "always_on")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("OTEL_BLRP_SCHEDULE_DELAY", "200")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let svc = Service {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        metrics: format!("http://127.0.0.1:{mport}/metrics"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "service did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    svc
+}
+
+/// SIGTERM, the exit code and the JSON lines the service printed.
+fn stop(mut svc: Service) -> (i32, Vec<Value>) {
+    let status = Command::new("kill")
+        .args(["-TERM", &svc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = svc.child.try_wait().unwrap() {
+            break s.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    svc.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (code, common::strict_lines(&out))
+}
+
+/// Requests that give every kind of record: a span per request, an access
+/// line per request, an ERROR line (the `500`), revenue and payment
+/// counters, histogram observations.
+async fn traffic(base: &str) {
+    let c = reqwest::Client::new();
+    for i in 0..3 {
+        let r = c
+            .post(format!("{base}/matches"))
+            .json(&json!({"user_id": format!("{i}"), "other_id": "7"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = c
+        .post(format!("{base}/payments"))
+        .json(&json!({"amount_minor": 500, "currency": "EUR", "card": "4000000000000002"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 402);
+    let r = c.get(format!("{base}/error")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+}
+
+/// `key` of an OTLP attribute list as text.
+fn attr(attrs: &Value, key: &str) -> Option<String> {
+    attrs.as_array()?.iter().find(|a| a["key"] == key).map(|a| {
+        let v = &a["value"];
+        v.get("string_value")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    })
+}
+
+/// Every span of the peer's trace exports: (resource attributes, span).
+fn spans(bodies: &[Value]) -> Vec<(Value, Value)> {
+    let mut out = Vec::new();
+    for b in bodies {
+        for rs in b["resource_spans"].as_array().into_iter().flatten() {
+            for ss in rs["scope_spans"].as_array().into_iter().flatten() {
+                for s in ss["spans"].as_array().into_iter().flatten() {
+                    out.push((rs["resource"]["attributes"].clone(), s.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every log record of the peer's log exports: (resource attributes, record).
+fn log_records(bodies: &[Value]) -> Vec<(Value, Value)> {
+    let mut out = Vec::new();
+    for b in bodies {
+        for rl in b["resource_logs"].as_array().into_iter().flatten() {
+            for sl in rl["scope_logs"].as_array().into_iter().flatten() {
+                for r in sl["log_records"].as_array().into_iter().flatten() {
+                    out.push((rl["resource"]["attributes"].clone(), r.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The data points of the last metrics export: (name, attributes, value),
+/// the value of a sum or gauge, the count of a histogram.
+fn last_metric_points(bodies: &[Value]) -> Vec<(String, Vec<(String, String)>, f64)> {
+    let mut out = Vec::new();
+    let Some(last) = bodies.last() else {
+        return out;
+    };
+    for rm in last["resource_metrics"].as_array().into_iter().flatten() {
+        for sm in rm["scope_metrics"].as_array().into_iter().flatten() {
+            for m in sm["metrics"].as_array().into_iter().flatten() {
+                let name = m["name"].as_str().unwrap().to_owned();
+                let (points, histogram) = if let Some(sum) = m.get("sum") {
+                    (&sum["data_points"], false)
+                } else if let Some(g) = m.get("gauge") {
+                    (&g["data_points"], false)
+                } else if let Some(h) = m.get("histogram") {
+                    (&h["data_points"], true)
+                } else {
+                    continue;
+                };
+                for p in points.as_array().into_iter().flatten() {
+                    let labels: Vec<(String, String)> = p["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| {
+                            let key = a["key"].as_str()?;
+                            Some((key.to_owned(), attr(&json!([a]), key)?))
+                        })
+                        .collect();
+                    // MessageToDict writes 64-bit integers as strings.
+                    let number = |v: &Value| {
+                        v.as_f64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    };
+                    let value = if histogram {
+                        number(&p["count"])
+                    } else {
+                        p.get("as_double")
+                            .and_then(number)
+                            .or_else(|| p.get("as_int").and_then(number))
+                    };
+                    if let Some(v) = value {
+                        out.push((name.clone(), labels, v));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The value of the series `name` whose attributes include `labels`.
+fn point(
+    points: &[(String, Vec<(String, String)>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    points
+        .iter()
+        .find(|(n, attrs, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| attrs.iter().any(|(ak, av)| ak == k && av == v))
+        })
+        .map(|(_, _, v)| *v)
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_peer_decodes_spans_logs_and_metrics_of_one_run_that_agree_with_each_other_and_the_scrape()
+ {
+    let Some(python) = peer_python() else { return };
+    let peer = Peer::start(&python);
+    let svc = start_service(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", peer.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+        ("OTEL_METRICS_EXPORTER", "prometheus,otlp".into()),
+        ("OTEL_LOGS_EXPORTER", "otlp".into()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "500".into()),
+    ]);
+    traffic(&svc.base).await;
+
+    // Spans and records of the five requests arrive.
+    wait_until("the spans of the requests", || {
+        spans(&peer.bodies("traces"))
+            .iter()
+            .filter(|(_, s)| s["kind"] == "SPAN_KIND_SERVER")
+            .count()
+            >= 5
+    })
+    .await;
+    wait_until("the access log records", || {
+        log_records(&peer.bodies("logs"))
+            .iter()
+            .filter(|(_, r)| r["body"]["string_value"] == "request completed")
+            .count()
+            >= 5
+    })
+    .await;
+
+    // The metrics: once traffic stopped, wait for two more exports (the
+    // second surely began after the last request ended), then scrape.
+    let exports = peer.bodies("metrics").len();
+    wait_until("two metric exports after the traffic", || {
+        peer.bodies("metrics").len() >= exports + 2
+    })
+    .await;
+    let scrape = reqwest::get(&svc.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let points = last_metric_points(&peer.bodies("metrics"));
+    for (name, otlp_name, labels) in [
+        (
+            "glimpse_matches_created_total",
+            "glimpse_matches_created_total",
+            vec![],
+        ),
+        (
+            "glimpse_payments_total",
+            "glimpse_payments_total",
+            vec![("status", "failed")],
+        ),
+        (
+            "http_server_request_duration_seconds_count",
+            "http_server_request_duration_seconds",
+            vec![("route", "/matches"), ("method", "POST")],
+        ),
+    ] {
+        let scraped = common::metric_value(&scrape, name, &labels)
+            .unwrap_or_else(|| panic!("{name} not in the scrape"));
+        let exported = point(&points, otlp_name, &labels)
+            .unwrap_or_else(|| panic!("{otlp_name} {labels:?} not exported: {points:#?}"));
+        assert_eq!(
+            exported, scraped,
+            "{name}: OTLP {exported}, scrape {scraped}"
+        );
+    }
+
+    let (code, lines) = stop(svc);
+    assert_eq!(code, 0);
+    assert!(
+        lines.iter().any(|l| l["message"] == "request completed"),
+        "stdout JSON stays on beside OTLP logs"
+    );
+
+    // Spans and log records agree: every record inside a request names a
+    // span the collector has, and both carry the service's resource.
+    let spans = spans(&peer.bodies("traces"));
+    let span_ids: HashSet<(String, String)> = spans
+        .iter()
+        .map(|(_, s)| {
+            (
+                s["trace_id"].as_str().unwrap().to_owned(),
+                s["span_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (resource, _) in &spans {
+        assert_eq!(attr(resource, "service.name").as_deref(), Some("payment"));
+        assert_eq!(
+            attr(resource, "k8s.pod.name").as_deref(),
+            Some("payment-7d9f")
+        );
+    }
+    let records = log_records(&peer.bodies("logs"));
+    let in_requests: Vec<&Value> = records
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.get("trace_id").is_some())
+        .collect();
+    assert!(
+        in_requests.len() >= 6,
+        "access lines and the ERROR line: {records:#?}"
+    );
+    for r in &in_requests {
+        let ids = (
+            r["trace_id"].as_str().unwrap().to_owned(),
+            r["span_id"].as_str().unwrap().to_owned(),
+        );
+        assert!(
+            span_ids.contains(&ids),
+            "log record {r} names no span the collector received"
+        );
+    }
+    for (resource, _) in &records {
+        assert_eq!(attr(resource, "service.name").as_deref(), Some("payment"));
+    }
+    let error = records
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| {
+            r["severity_text"] == "ERROR"
+                && attr(&r["attributes"], "route").as_deref() == Some("/error")
+        })
+        .expect("the 500's ERROR record");
+    assert_eq!(error["severity_number"], "SEVERITY_NUMBER_ERROR");
+}
+
+/// The Rust receivers of `tests/support`, one per signal, over gRPC: the
+/// per-signal endpoints route each signal to its own collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_receivers_get_spans_logs_and_metrics_of_one_run_that_agree_with_each_other_and_the_scrape()
+ {
+    use support::{
+        otlp_logs_receiver::{LogStore, LogsReceiver},
+        otlp_metrics_receiver::{self as m, MetricsReceiver},
+        otlp_receiver::{Receiver, Store},
+    };
+    let spans_store = Store::default();
+    let traces = Receiver::grpc(spans_store.clone()).await;
+    let metrics = MetricsReceiver::grpc().await;
+    let log_store = LogStore::default();
+    let logs = LogsReceiver::grpc(log_store.clone()).await;
+    let svc = start_service(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces.endpoint()),
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics.endpoint()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ("OTEL_METRICS_EXPORTER", "prometheus,otlp".into()),
+        ("OTEL_LOGS_EXPORTER", "otlp".into()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "500".into()),
+    ]);
+    traffic(&svc.base).await;
+
+    let servers = || {
+        spans_store
+            .spans()
+            .into_iter()
+            .filter(|s| format!("{:?}", s.kind()) == "Server")
+            .count()
+    };
+    wait_until("the spans of the requests", || servers() >= 5).await;
+    wait_until("the access log records", || {
+        log_store
+            .logs()
+            .iter()
+            .filter(|r| r.body().as_deref() == Some("request completed"))
+            .count()
+            >= 5
+    })
+    .await;
+    let exports = metrics.store.requests().len();
+    wait_until("two metric exports after the traffic", || {
+        metrics.store.requests().len() >= exports + 2
+    })
+    .await;
+    let scrape = reqwest::get(&svc.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let latest = metrics.store.latest().unwrap();
+    let sum_of = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            metric::Data, number_data_point::Value as V,
+        };
+        let metric = m::metric(&latest, name)?;
+        let want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        match metric.data? {
+            Data::Sum(s) => s.data_points.iter().find_map(|p| {
+                let attrs = m::attrs(&p.attributes);
+                want.iter()
+                    .all(|w| attrs.contains(w))
+                    .then(|| match p.value {
+                        Some(V::AsDouble(d)) => d,
+                        Some(V::AsInt(i)) => i as f64,
+                        None => f64::NAN,
+                    })
+            }),
+            Data::Histogram(h) => h.data_points.iter().find_map(|p| {
+                let attrs = m::attrs(&p.attributes);
+                want.iter()
+                    .all(|w| attrs.contains(w))
+                    .then_some(p.count as f64)
+            }),
+            _ => None,
+        }
+    };
+    for (name, otlp_name, labels) in [
+        (
+            "glimpse_matches_created_total",
+            "glimpse_matches_created_total",
+            vec![],
+        ),
+        (
+            "glimpse_payments_total",
+            "glimpse_payments_total",
+            vec![("status", "failed")],
+        ),
+        (
+            "http_server_request_duration_seconds_count",
+            "http_server_request_duration_seconds",
+            vec![("route", "/matches"), ("method", "POST")],
+        ),
+    ] {
+        let scraped = common::metric_value(&scrape, name, &labels)
+            .unwrap_or_else(|| panic!("{name} not in the scrape"));
+        let exported =
+            sum_of(otlp_name, &labels).unwrap_or_else(|| panic!("{otlp_name} not exported"));
+        assert_eq!(
+            exported, scraped,
+            "{name}: OTLP {exported}, scrape {scraped}"
+        );
+    }
+
+    let (code, _) = stop(svc);
+    assert_eq!(code, 0);
+
+    let span_ids: HashSet<(String, String)> = spans_store
+        .spans()
+        .iter()
+        .map(|s| (s.trace_id(), s.span_id()))
+        .collect();
+    let records = log_store.logs();
+    let in_requests: Vec<_> = records
+        .iter()
+        .filter(|r| !r.record.trace_id.is_empty())
+        .collect();
+    assert!(in_requests.len() >= 6, "access lines and the ERROR line");
+    for r in in_requests {
+        assert!(
+            span_ids.contains(&(r.trace_id(), r.span_id())),
+            "log record {:?} names no span the collector received",
+            r.record
+        );
+        assert_eq!(r.resource_attr("service.name").as_deref(), Some("payment"));
+    }
+}
