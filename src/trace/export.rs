@@ -35,7 +35,121 @@ use opentelemetry_sdk::{
 };
 use tokio::runtime::Handle;
 
+use super::record::{SpanRecord, StatusCode as RecStatus, Val};
 use crate::{Error, OtlpProtocol};
+
+/// Where closed, sampled span records go: the bounded export queue.
+#[derive(Debug)]
+pub(crate) struct SpanExport {
+    processor: GatedProcessor,
+    scope: opentelemetry::InstrumentationScope,
+}
+
+impl SpanExport {
+    pub(crate) fn new(processor: GatedProcessor) -> Self {
+        Self {
+            processor,
+            scope: opentelemetry::InstrumentationScope::builder("glimpse_obs")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        }
+    }
+
+    /// Queue `record` for export; never blocks (a full queue drops it and
+    /// counts it).
+    pub(crate) fn push(&self, record: SpanRecord) {
+        self.processor.on_end(self.span_data(record));
+    }
+
+    pub(crate) fn processor(&self) -> &GatedProcessor {
+        &self.processor
+    }
+
+    fn span_data(&self, r: SpanRecord) -> SpanData {
+        use opentelemetry::{
+            KeyValue,
+            trace::{Event, Link, SpanContext, SpanKind, Status, TraceFlags, TraceState},
+        };
+        use std::{str::FromStr, time::UNIX_EPOCH};
+        let kv = |attrs: &[(&'static str, Val)]| -> Vec<KeyValue> {
+            attrs
+                .iter()
+                .map(|(k, v)| match v {
+                    Val::I64(i) => KeyValue::new(*k, *i),
+                    Val::F64(f) => KeyValue::new(*k, *f),
+                    Val::Bool(b) => KeyValue::new(*k, *b),
+                    other => KeyValue::new(*k, r.str_of(other).unwrap_or_default().to_owned()),
+                })
+                .collect()
+        };
+        let time = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
+        let state = TraceState::from_str(&r.trace_state).unwrap_or_default();
+        SpanData {
+            span_context: SpanContext::new(
+                r.trace_id,
+                r.span_id,
+                TraceFlags::new(r.flags),
+                false,
+                state,
+            ),
+            parent_span_id: r.parent_span_id,
+            parent_span_is_remote: r.parent_is_remote,
+            span_kind: match r.kind {
+                super::record::Kind::Internal => SpanKind::Internal,
+                super::record::Kind::Server => SpanKind::Server,
+                super::record::Kind::Client => SpanKind::Client,
+                super::record::Kind::Producer => SpanKind::Producer,
+                super::record::Kind::Consumer => SpanKind::Consumer,
+            },
+            name: r.text(&r.name).to_owned().into(),
+            start_time: time(r.start),
+            end_time: time(r.end),
+            attributes: kv(&r.attrs),
+            dropped_attributes_count: 0,
+            events: {
+                let mut events = opentelemetry_sdk::trace::SpanEvents::default();
+                events.events = r
+                    .events
+                    .iter()
+                    .map(|e| Event::new(r.text(&e.name).to_owned(), time(e.time), kv(&e.attrs), 0))
+                    .collect();
+                events
+            },
+            links: {
+                let mut links = opentelemetry_sdk::trace::SpanLinks::default();
+                links.links = r
+                    .links
+                    .iter()
+                    .map(|l| {
+                        Link::new(
+                            SpanContext::new(
+                                l.trace_id,
+                                l.span_id,
+                                TraceFlags::new(l.flags),
+                                true,
+                                TraceState::from_str(&l.trace_state).unwrap_or_default(),
+                            ),
+                            Vec::new(),
+                            0,
+                        )
+                    })
+                    .collect();
+                links
+            },
+            status: match r.status {
+                RecStatus::Unset => Status::Unset,
+                RecStatus::Ok => Status::Ok,
+                RecStatus::Error => Status::error(
+                    r.status_message
+                        .as_ref()
+                        .map(|m| r.text(m).to_owned())
+                        .unwrap_or_default(),
+                ),
+            },
+            instrumentation_scope: self.scope.clone(),
+        }
+    }
+}
 
 pub(crate) use crate::config::BatchSettings;
 

@@ -1,0 +1,238 @@
+//! Batches of [`SpanRecord`]s as an OTLP `ExportTraceServiceRequest`
+//! (protobuf), with the `opentelemetry-proto` types and prost.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
+};
+use prost::Message;
+
+use super::record::{Attr, SpanRecord, Val};
+use crate::Config;
+
+/// OTLP `SpanFlags`: the parent's remoteness is known…
+const HAS_IS_REMOTE: u32 = 0x100;
+/// …and it is remote.
+const IS_REMOTE: u32 = 0x200;
+
+/// What every batch shares: the resource and the instrumentation scope.
+#[derive(Debug, Clone)]
+pub(crate) struct Envelope {
+    resource: Resource,
+    scope: InstrumentationScope,
+}
+
+impl Envelope {
+    /// The resource of `config`: `OTEL_RESOURCE_ATTRIBUTES` (read from
+    /// `lookup`), then `telemetry.sdk.*`, then `service.name`,
+    /// `service.version` and `deployment.environment.name`, a later key
+    /// replacing an earlier one — the precedence the SDK applied.
+    pub(crate) fn new(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut attrs: Vec<(String, String)> = Vec::new();
+        let mut put = |k: &str, v: String| {
+            if let Some(slot) = attrs.iter_mut().find(|(key, _)| key == k) {
+                slot.1 = v;
+            } else {
+                attrs.push((k.to_owned(), v));
+            }
+        };
+        if let Some(raw) = lookup("OTEL_RESOURCE_ATTRIBUTES") {
+            for (k, v) in parse_resource_attributes(&raw) {
+                put(&k, v);
+            }
+        }
+        put("telemetry.sdk.name", "glimpse_obs".to_owned());
+        put("telemetry.sdk.language", "rust".to_owned());
+        put(
+            "telemetry.sdk.version",
+            env!("CARGO_PKG_VERSION").to_owned(),
+        );
+        put("service.name", config.service.clone());
+        put("service.version", config.version.clone());
+        put(
+            "deployment.environment.name",
+            config.environment.as_str().to_owned(),
+        );
+        Self {
+            resource: Resource {
+                attributes: attrs.into_iter().map(|(k, v)| kv_string(k, v)).collect(),
+                dropped_attributes_count: 0,
+                entity_refs: Vec::new(),
+            },
+            scope: InstrumentationScope {
+                name: "glimpse_obs".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                attributes: Vec::new(),
+                dropped_attributes_count: 0,
+            },
+        }
+    }
+
+    /// One `ExportTraceServiceRequest` holding `records`.
+    pub(crate) fn request(&self, records: &[SpanRecord]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(self.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(self.scope.clone()),
+                    spans: records.iter().map(span_of).collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    /// `records` encoded as protobuf bytes.
+    pub(crate) fn encode(&self, records: &[SpanRecord]) -> Bytes {
+        Bytes::from(self.request(records).encode_to_vec())
+    }
+}
+
+/// `key1=value1,key2=value2` with percent-encoded values (W3C Baggage
+/// octets, as the specification says); malformed members are skipped.
+fn parse_resource_attributes(raw: &str) -> Vec<(String, String)> {
+    raw.split(',')
+        .filter_map(|member| {
+            let (k, v) = member.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| (k.to_owned(), percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn kv_string(key: String, value: String) -> KeyValue {
+    KeyValue {
+        key,
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        key_strindex: 0,
+    }
+}
+
+fn attrs_of(rec: &SpanRecord, attrs: &[Attr]) -> Vec<KeyValue> {
+    attrs
+        .iter()
+        .map(|(k, v)| KeyValue {
+            key: (*k).to_owned(),
+            value: Some(AnyValue {
+                value: Some(match v {
+                    Val::I64(i) => any_value::Value::IntValue(*i),
+                    Val::F64(f) => any_value::Value::DoubleValue(*f),
+                    Val::Bool(b) => any_value::Value::BoolValue(*b),
+                    other => any_value::Value::StringValue(
+                        rec.str_of(other).unwrap_or_default().to_owned(),
+                    ),
+                }),
+            }),
+            key_strindex: 0,
+        })
+        .collect()
+}
+
+fn span_of(rec: &SpanRecord) -> Span {
+    let parent = if rec.parent_span_id == opentelemetry::trace::SpanId::INVALID {
+        Vec::new()
+    } else {
+        rec.parent_span_id.to_bytes().to_vec()
+    };
+    let remote = if rec.parent_is_remote { IS_REMOTE } else { 0 };
+    Span {
+        trace_id: rec.trace_id.to_bytes().to_vec(),
+        span_id: rec.span_id.to_bytes().to_vec(),
+        trace_state: rec.trace_state.clone(),
+        parent_span_id: parent,
+        flags: u32::from(rec.flags) | HAS_IS_REMOTE | remote,
+        name: rec.text(&rec.name).to_owned(),
+        kind: rec.kind as i32,
+        start_time_unix_nano: rec.start,
+        end_time_unix_nano: rec.end,
+        attributes: attrs_of(rec, &rec.attrs),
+        dropped_attributes_count: 0,
+        events: rec
+            .events
+            .iter()
+            .map(|e| span::Event {
+                time_unix_nano: e.time,
+                name: rec.text(&e.name).to_owned(),
+                attributes: attrs_of(rec, &e.attrs),
+                dropped_attributes_count: 0,
+            })
+            .collect(),
+        dropped_events_count: 0,
+        links: rec
+            .links
+            .iter()
+            .map(|l| span::Link {
+                trace_id: l.trace_id.to_bytes().to_vec(),
+                span_id: l.span_id.to_bytes().to_vec(),
+                trace_state: l.trace_state.clone(),
+                attributes: Vec::new(),
+                dropped_attributes_count: 0,
+                flags: u32::from(l.flags) | HAS_IS_REMOTE | IS_REMOTE,
+            })
+            .collect(),
+        dropped_links_count: 0,
+        status: (rec.status as i32 != 0 || rec.status_message.is_some()).then(|| Status {
+            message: rec
+                .status_message
+                .as_ref()
+                .map(|m| rec.text(m).to_owned())
+                .unwrap_or_default(),
+            code: rec.status as i32,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_attributes_are_parsed_and_the_configuration_wins() {
+        let config = Config::default().service("svc").version("9.9.9");
+        let env = Envelope::new(&config, |k| {
+            (k == "OTEL_RESOURCE_ATTRIBUTES")
+                .then(|| "team=core, region=eu%2Dwest ,service.name=other,bad".to_owned())
+        });
+        let get = |key: &str| {
+            env.resource
+                .attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    any_value::Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+        };
+        assert_eq!(get("team").as_deref(), Some("core"));
+        assert_eq!(get("region").as_deref(), Some("eu-west"));
+        assert_eq!(get("service.name").as_deref(), Some("svc"));
+        assert_eq!(get("service.version").as_deref(), Some("9.9.9"));
+        assert!(get("deployment.environment.name").is_some());
+        assert_eq!(get("bad"), None);
+    }
+}
