@@ -86,7 +86,9 @@ impl Envelope {
         }
     }
 
-    /// `records` encoded as protobuf bytes.
+    /// `records` encoded as protobuf bytes (the body the shared OTLP
+    /// transport takes).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn encode(&self, records: &[SpanRecord]) -> Bytes {
         Bytes::from(self.request(records).encode_to_vec())
     }
@@ -210,6 +212,131 @@ fn span_of(rec: &SpanRecord) -> Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::record::{Kind, StatusCode};
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode as Code;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::{Layer, Registry, layer::SubscriberExt, registry::LookupSpan};
+
+    /// Builds records the way the light layer does, keeping them on close.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<SpanRecord>>>);
+
+    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut r = SpanRecord::start(attrs.metadata().name(), attrs.fields().len());
+            r.record_attributes(attrs);
+            ctx.span(id).unwrap().extensions_mut().insert(r);
+        }
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let span = ctx.span(id).unwrap();
+            span.extensions_mut()
+                .get_mut::<SpanRecord>()
+                .unwrap()
+                .record(values);
+        }
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if let Some(span) = ctx.event_span(event) {
+                span.extensions_mut()
+                    .get_mut::<SpanRecord>()
+                    .unwrap()
+                    .add_log_event(event);
+            }
+        }
+        fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+            let span = ctx.span(&id).unwrap();
+            let r = span.extensions_mut().remove::<SpanRecord>().unwrap();
+            self.0.lock().unwrap().push(r);
+        }
+    }
+
+    #[test]
+    fn a_recorded_span_encodes_to_an_otlp_request_prost_decodes() {
+        let recorder = Recorder::default();
+        let subscriber = Registry::default().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                otel.name = "GET /users/{id}",
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                "http.request.method" = "GET",
+                "http.response.status_code" = tracing::field::Empty,
+                retries = 3u64,
+                ratio = 0.5,
+                cached = false,
+            );
+            span.record("http.response.status_code", 503);
+            span.record("http.request.method", "POST");
+            span.in_scope(|| tracing::error!(code = 7, "upstream failed"));
+        });
+        let mut records = recorder.0.lock().unwrap().clone();
+        assert_eq!(records.len(), 1);
+        let r = &mut records[0];
+        assert_eq!(r.kind, Kind::Server);
+        assert_eq!(
+            r.status,
+            StatusCode::Error,
+            "an ERROR event sets the status"
+        );
+        assert_eq!(
+            r.attr("http.request.method").as_deref(),
+            Some("POST"),
+            "replaced"
+        );
+        r.add_exception("panic", "boom", Some("at main"));
+        r.trace_id = opentelemetry::trace::TraceId::from(7u128);
+        r.span_id = opentelemetry::trace::SpanId::from(9u64);
+        r.flags = 1;
+        r.end = r.start + 1000;
+
+        let env = Envelope::new(&Config::default().service("enc"), |_| None);
+        let bytes = env.encode(&records);
+        let req = ExportTraceServiceRequest::decode(bytes).unwrap();
+        let rs = &req.resource_spans[0];
+        let ss = &rs.scope_spans[0];
+        assert_eq!(ss.scope.as_ref().unwrap().name, "glimpse_obs");
+        let span = &ss.spans[0];
+        assert_eq!(span.name, "GET /users/{id}");
+        assert_eq!(span.kind, span::SpanKind::Server as i32);
+        assert_eq!(span.trace_id, 7u128.to_be_bytes());
+        assert_eq!(span.span_id, 9u64.to_be_bytes());
+        assert!(span.parent_span_id.is_empty(), "a root");
+        assert_eq!(span.flags & 0x1ff, 0x101);
+        assert_eq!(span.status.as_ref().unwrap().code, Code::Error as i32);
+        let attr = |k: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.clone()?.value)
+        };
+        assert_eq!(
+            attr("http.response.status_code"),
+            Some(any_value::Value::IntValue(503))
+        );
+        assert_eq!(attr("retries"), Some(any_value::Value::IntValue(3)));
+        assert_eq!(attr("ratio"), Some(any_value::Value::DoubleValue(0.5)));
+        assert_eq!(attr("cached"), Some(any_value::Value::BoolValue(false)));
+        assert_eq!(attr("otel.kind"), None, "otel.* fields are not attributes");
+        assert_eq!(span.events.len(), 2);
+        assert_eq!(span.events[0].name, "upstream failed");
+        assert!(span.events[0].attributes.iter().any(|kv| kv.key == "level"));
+        assert_eq!(span.events[1].name, "exception");
+        assert_eq!(span.events[1].attributes.len(), 3);
+    }
 
     #[test]
     fn resource_attributes_are_parsed_and_the_configuration_wins() {

@@ -1,206 +1,58 @@
-//! The OTLP export path: the SDK's batch processor behind a bounded gate that
-//! counts what it drops, exporting through a private Tokio runtime.
+//! The OTLP export of span records: a bounded queue that request threads
+//! push to without blocking, and a worker on a private Tokio runtime that
+//! takes batches (`OTEL_BSP_*`), encodes them as one
+//! `ExportTraceServiceRequest` ([`super::encode`]) and sends them over
+//! gRPC or http/protobuf.
 //!
-//! Why a private runtime: the SDK's `BatchSpanProcessor` runs its own thread
-//! and drives each export with `futures_executor::block_on`. tonic and async
-//! reqwest need a Tokio reactor there ("there is no reactor running"), and a
-//! blocking reqwest client panics when it is built or dropped inside the
-//! application's runtime. Handing every export to a one-thread runtime owned
-//! by `glimpse_obs` works the same whether the application runs a
-//! multi-thread runtime, a current-thread runtime or none, never borrows the
-//! application's threads, and lets shutdown cancel a stuck export by stopping
-//! that runtime.
+//! Why a private runtime: exports must work the same whether the
+//! application runs a multi-thread runtime, a current-thread runtime or
+//! none, never borrow the application's threads, and be cancellable at
+//! shutdown by stopping that runtime.
 //!
-//! Why a gate: the SDK processor counts the spans it drops when its queue is
-//! full only in a private field (reported through its internal logs at
-//! shutdown). The gate admits at most `max_queue_size` spans that the exporter
-//! has not yet taken, so the SDK queue never overflows and every span dropped
-//! for lack of room, or lost in a failed export, is counted in
-//! `glimpse_obs_dropped_total{signal="spans"}`.
+//! Every span dropped for lack of room, after shutdown, or lost in a failed
+//! export is counted in `glimpse_obs_dropped_total{signal="spans"}`; a dead
+//! collector costs a request nothing but the push (the queue is bounded and
+//! the export runs elsewhere).
 
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
+use bytes::Bytes;
 use opentelemetry::Context;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::{
-    Resource,
-    error::{OTelSdkError, OTelSdkResult},
-    trace::{BatchConfigBuilder, BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor},
-};
-use tokio::runtime::Handle;
+use tokio::{runtime::Handle, sync::Notify};
 
-use super::record::{SpanRecord, StatusCode as RecStatus, Val};
+use super::{encode::Envelope, record::SpanRecord};
 use crate::{Error, OtlpProtocol};
-
-/// Where closed, sampled span records go: the bounded export queue.
-#[derive(Debug)]
-pub(crate) struct SpanExport {
-    processor: GatedProcessor,
-    scope: opentelemetry::InstrumentationScope,
-}
-
-impl SpanExport {
-    pub(crate) fn new(processor: GatedProcessor) -> Self {
-        Self {
-            processor,
-            scope: opentelemetry::InstrumentationScope::builder("glimpse_obs")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        }
-    }
-
-    /// Queue `record` for export; never blocks (a full queue drops it and
-    /// counts it).
-    pub(crate) fn push(&self, record: SpanRecord) {
-        self.processor.on_end(self.span_data(record));
-    }
-
-    pub(crate) fn processor(&self) -> &GatedProcessor {
-        &self.processor
-    }
-
-    fn span_data(&self, r: SpanRecord) -> SpanData {
-        use opentelemetry::{
-            KeyValue,
-            trace::{Event, Link, SpanContext, SpanKind, Status, TraceFlags, TraceState},
-        };
-        use std::{str::FromStr, time::UNIX_EPOCH};
-        let kv = |attrs: &[(&'static str, Val)]| -> Vec<KeyValue> {
-            attrs
-                .iter()
-                .map(|(k, v)| match v {
-                    Val::I64(i) => KeyValue::new(*k, *i),
-                    Val::F64(f) => KeyValue::new(*k, *f),
-                    Val::Bool(b) => KeyValue::new(*k, *b),
-                    other => KeyValue::new(*k, r.str_of(other).unwrap_or_default().to_owned()),
-                })
-                .collect()
-        };
-        let time = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
-        let state = TraceState::from_str(&r.trace_state).unwrap_or_default();
-        SpanData {
-            span_context: SpanContext::new(
-                r.trace_id,
-                r.span_id,
-                TraceFlags::new(r.flags),
-                false,
-                state,
-            ),
-            parent_span_id: r.parent_span_id,
-            parent_span_is_remote: r.parent_is_remote,
-            span_kind: match r.kind {
-                super::record::Kind::Internal => SpanKind::Internal,
-                super::record::Kind::Server => SpanKind::Server,
-                super::record::Kind::Client => SpanKind::Client,
-                super::record::Kind::Producer => SpanKind::Producer,
-                super::record::Kind::Consumer => SpanKind::Consumer,
-            },
-            name: r.text(&r.name).to_owned().into(),
-            start_time: time(r.start),
-            end_time: time(r.end),
-            attributes: kv(&r.attrs),
-            dropped_attributes_count: 0,
-            events: {
-                let mut events = opentelemetry_sdk::trace::SpanEvents::default();
-                events.events = r
-                    .events
-                    .iter()
-                    .map(|e| Event::new(r.text(&e.name).to_owned(), time(e.time), kv(&e.attrs), 0))
-                    .collect();
-                events
-            },
-            links: {
-                let mut links = opentelemetry_sdk::trace::SpanLinks::default();
-                links.links = r
-                    .links
-                    .iter()
-                    .map(|l| {
-                        Link::new(
-                            SpanContext::new(
-                                l.trace_id,
-                                l.span_id,
-                                TraceFlags::new(l.flags),
-                                true,
-                                TraceState::from_str(&l.trace_state).unwrap_or_default(),
-                            ),
-                            Vec::new(),
-                            0,
-                        )
-                    })
-                    .collect();
-                links
-            },
-            status: match r.status {
-                RecStatus::Unset => Status::Unset,
-                RecStatus::Ok => Status::Ok,
-                RecStatus::Error => Status::error(
-                    r.status_message
-                        .as_ref()
-                        .map(|m| r.text(m).to_owned())
-                        .unwrap_or_default(),
-                ),
-            },
-            instrumentation_scope: self.scope.clone(),
-        }
-    }
-}
 
 pub(crate) use crate::config::BatchSettings;
 
-/// Counts spans between "ended" and "taken by the exporter", and those dropped.
+/// Where closed, sampled span records go.
 #[derive(Debug)]
-pub(crate) struct Gate {
-    pending: AtomicUsize,
-    capacity: usize,
+pub(crate) struct SpanExport {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Vec<SpanRecord>>,
+    settings: BatchSettings,
+    wake: Notify,
+    /// Flushes waiting for the queue to be exported.
+    waiters: Mutex<Vec<std::sync::mpsc::SyncSender<bool>>>,
     closed: AtomicBool,
-    timed_out: AtomicBool,
     dropped: AtomicU64,
 }
 
-impl Gate {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            pending: AtomicUsize::new(0),
-            capacity,
-            closed: AtomicBool::new(false),
-            timed_out: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
+impl Shared {
+    fn drop_spans(&self, n: usize) {
+        if n == 0 {
+            return;
         }
-    }
-
-    /// Reserve room for one span; `false` (and the span counted as dropped)
-    /// when the queue is full or export has shut down.
-    fn admit(&self) -> bool {
-        if self.closed.load(Ordering::Relaxed) {
-            self.drop_spans(1);
-            return false;
-        }
-        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            self.drop_spans(1);
-            return false;
-        }
-        true
-    }
-
-    /// `n` spans left the queue for the exporter.
-    fn taken(&self, n: usize) {
-        // Saturating: a span admitted before a concurrent shutdown may be
-        // counted by `abandon` and taken afterwards.
-        let _ = self
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-                Some(p.saturating_sub(n))
-            });
-    }
-
-    pub(crate) fn drop_spans(&self, n: usize) {
         let n = n as u64;
         self.dropped.fetch_add(n, Ordering::Relaxed);
         // Looked up per drop, not cached at construction: the pipeline is
@@ -212,155 +64,234 @@ impl Gate {
         .increment(n);
     }
 
-    /// Stop admitting spans.
-    fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+    fn take_batch(&self) -> Vec<SpanRecord> {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let n = queue.len().min(self.settings.max_export_batch_size);
+        if n == queue.len() {
+            std::mem::take(&mut *queue)
+        } else {
+            queue.drain(..n).collect()
+        }
+    }
+}
+
+impl SpanExport {
+    /// Start the worker on `runtime`, exporting through `transport`.
+    pub(crate) fn start(
+        settings: BatchSettings,
+        transport: Transport,
+        envelope: Envelope,
+        runtime: &ExportRuntime,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Vec::with_capacity(settings.max_export_batch_size)),
+            settings,
+            wake: Notify::new(),
+            waiters: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        });
+        let worker = Arc::clone(&shared);
+        runtime
+            .handle()
+            .spawn(async move { work(worker, transport, envelope).await });
+        Self { shared }
     }
 
-    /// After a shutdown that ran out of time: whatever is still queued is lost.
-    pub(crate) fn abandon(&self) {
-        self.close();
-        let left = self.pending.swap(0, Ordering::AcqRel);
-        if left > 0 {
-            self.drop_spans(left);
+    /// Queue `record` for export; never blocks. `false` (the span dropped
+    /// and counted) when the queue is full or export has shut down.
+    pub(crate) fn push(&self, record: SpanRecord) -> bool {
+        let s = &*self.shared;
+        if s.closed.load(Ordering::Relaxed) {
+            s.drop_spans(1);
+            return false;
+        }
+        let mut queue = s.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() >= s.settings.max_queue_size {
+            drop(queue);
+            s.drop_spans(1);
+            return false;
+        }
+        queue.push(record);
+        let full = queue.len() == s.settings.max_export_batch_size;
+        drop(queue);
+        if full {
+            s.wake.notify_one();
+        }
+        true
+    }
+
+    /// Export everything queued now, waiting at most `timeout`.
+    ///
+    /// A batch the collector refused is dropped and counted, not an error.
+    ///
+    /// # Errors
+    /// [`Error::ShutdownTimeout`] when the export did not finish in time;
+    /// [`Error::Trace`] when the worker is gone.
+    pub(crate) fn force_flush(&self, timeout: Duration) -> Result<(), Error> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        self.shared.wake.notify_one();
+        match rx.recv_timeout(timeout) {
+            Ok(_) => Ok(()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::ShutdownTimeout(timeout)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(Error::Trace("the span export worker stopped".to_owned()))
+            }
         }
     }
 
-    /// Whether the last flush or shutdown of the processor ran out of time
-    /// (the provider reports it only as text).
-    pub(crate) fn take_timed_out(&self) -> bool {
-        self.timed_out.swap(false, Ordering::AcqRel)
-    }
-
-    fn note(&self, result: OTelSdkResult) -> OTelSdkResult {
-        if matches!(result, Err(OTelSdkError::Timeout(_))) {
-            self.timed_out.store(true, Ordering::Release);
-        }
+    /// Stop taking spans, export what is queued within `timeout`, and count
+    /// whatever is left as dropped.
+    ///
+    /// # Errors
+    /// As [`SpanExport::force_flush`].
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        let result = self.force_flush(timeout);
+        let left =
+            std::mem::take(&mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        self.shared.drop_spans(left.len());
         result
     }
 
     /// Spans dropped so far.
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 }
 
-/// The SDK batch processor behind the [`Gate`].
-#[derive(Debug)]
-pub(crate) struct GatedProcessor {
-    inner: BatchSpanProcessor,
-    gate: Arc<Gate>,
-}
-
-impl GatedProcessor {
-    pub(crate) fn new<E>(exporter: E, settings: BatchSettings, gate: Arc<Gate>) -> Self
-    where
-        E: SpanExporter + 'static,
-    {
-        // Every value is set in code, so the SDK's own (lenient) reading of
-        // the same variables cannot disagree with ours.
-        let config = BatchConfigBuilder::default()
-            .with_max_queue_size(settings.max_queue_size)
-            .with_scheduled_delay(settings.scheduled_delay)
-            .with_max_export_batch_size(settings.max_export_batch_size)
-            .build();
-        Self {
-            inner: BatchSpanProcessor::builder(exporter)
-                .with_batch_config(config)
-                .build(),
-            gate,
+/// The worker: a batch every `scheduled_delay`, or sooner when one is full
+/// or a flush asks; answers the flushes that were waiting when it started
+/// draining.
+async fn work(shared: Arc<Shared>, transport: Transport, envelope: Envelope) {
+    let delay = shared.settings.scheduled_delay;
+    let timeout = shared.settings.export_timeout;
+    loop {
+        let _ = tokio::time::timeout(delay, shared.wake.notified()).await;
+        let waiters =
+            std::mem::take(&mut *shared.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        loop {
+            let batch = shared.take_batch();
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len();
+            let request = envelope.request(&batch);
+            drop(batch);
+            let sent = tokio::time::timeout(timeout, transport.export(request)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                // Counted, and reported by the owner's shutdown; a flush
+                // is done once nothing is left to try.
+                shared.drop_spans(n);
+            }
+        }
+        for w in waiters {
+            let _ = w.try_send(true);
         }
     }
 }
 
-impl SpanProcessor for GatedProcessor {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        // Recorded but unsampled spans are not exported (specification).
-        if !span.span_context.is_sampled() {
-            return;
-        }
-        if self.gate.admit() {
-            self.inner.on_end(span);
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.gate.note(self.inner.force_flush())
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.gate.close();
-        self.gate.note(self.inner.shutdown_with_timeout(timeout))
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
+/// An OTLP trace destination (until the shared `otlp` transport replaces
+/// it): gRPC with tonic, or http/protobuf with hyper.
+#[derive(Debug, Clone)]
+// One per pipeline, built once: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Transport {
+    Grpc(
+        Box<
+            opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<
+                tonic::transport::Channel,
+            >,
+        >,
+    ),
+    Http {
+        client: hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            http_body_util::Full<Bytes>,
+        >,
+        url: http::Uri,
+    },
 }
 
-/// Runs each export of `E` on the private runtime, bounded by the export
-/// timeout; a failed or timed-out batch counts as dropped.
-#[derive(Debug)]
-pub(crate) struct RuntimeExporter<E> {
-    inner: Arc<E>,
-    handle: Handle,
-    timeout: Duration,
-    gate: Arc<Gate>,
-}
-
-impl<E> RuntimeExporter<E> {
-    pub(crate) fn new(inner: E, handle: Handle, timeout: Duration, gate: Arc<Gate>) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            handle,
-            timeout,
-            gate,
+impl Transport {
+    /// The transport to `endpoint` over `protocol`, built in the export
+    /// runtime's context. `traces_env`: see [`http_traces_url`].
+    ///
+    /// # Errors
+    /// [`Error::Trace`] for an endpoint it cannot use (bad URL; `https://`,
+    /// which needs TLS this build has not).
+    pub(crate) fn new(
+        endpoint: &str,
+        traces_env: Option<&str>,
+        protocol: OtlpProtocol,
+        runtime: &ExportRuntime,
+    ) -> Result<Self, Error> {
+        let endpoint = endpoint.trim();
+        let bad = |why: String| Error::Trace(format!("cannot export traces to {endpoint}: {why}"));
+        if endpoint.starts_with("https://") {
+            return Err(bad("TLS is not supported by this build".to_owned()));
+        }
+        let _entered = runtime.handle().enter();
+        match protocol {
+            OtlpProtocol::Grpc => {
+                let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+                    .map_err(|e| bad(e.to_string()))?
+                    .connect_lazy();
+                Ok(Self::Grpc(Box::new(
+                    opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::new(channel),
+                )))
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let url: http::Uri = http_traces_url(endpoint, traces_env)
+                    .parse()
+                    .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http();
+                Ok(Self::Http { client, url })
+            }
         }
     }
-}
 
-impl<E> SpanExporter for RuntimeExporter<E>
-where
-    E: SpanExporter + 'static,
-{
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len();
-        self.gate.taken(n);
-        let inner = Arc::clone(&self.inner);
-        let timeout = self.timeout;
-        let task = self.handle.spawn(async move {
-            tokio::time::timeout(timeout, inner.export(batch))
-                .await
-                .unwrap_or(Err(OTelSdkError::Timeout(timeout)))
-        });
-        // A stopped runtime cancels the task: the batch is lost, not stuck.
-        let result = task.await.unwrap_or_else(|e| {
-            Err(OTelSdkError::InternalFailure(format!(
-                "export cancelled: {e}"
-            )))
-        });
-        if result.is_err() {
-            self.gate.drop_spans(n);
-        }
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        // Called while the provider is built, before any export holds a clone.
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.set_resource(resource);
+    /// Send one `ExportTraceServiceRequest`.
+    async fn export(
+        &self,
+        request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    ) -> Result<(), Error> {
+        let failed = |e: String| Error::Trace(format!("span export failed: {e}"));
+        match self {
+            Self::Grpc(client) => {
+                // tonic's client encodes the message itself.
+                (**client)
+                    .clone()
+                    .export(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| failed(e.to_string()))
+            }
+            Self::Http { client, url } => {
+                use prost::Message;
+                let body = Bytes::from(request.encode_to_vec());
+                let request = http::Request::post(url.clone())
+                    .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+                    .body(http_body_util::Full::new(body))
+                    .map_err(|e| failed(e.to_string()))?;
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                if response.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(failed(format!("HTTP {}", response.status())))
+                }
+            }
         }
     }
 }
@@ -447,31 +378,6 @@ pub(crate) fn http_traces_url(endpoint: &str, traces_env: Option<&str>) -> Strin
     format!("{}/v1/traces", endpoint.trim_end_matches('/'))
 }
 
-/// Build the OTLP exporter inside the export runtime's context (tonic spawns
-/// its connection worker on the current runtime). `traces_env` is the
-/// configured `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (see [`http_traces_url`]).
-pub(crate) fn build_exporter(
-    endpoint: &str,
-    traces_env: Option<&str>,
-    protocol: OtlpProtocol,
-    runtime: &ExportRuntime,
-) -> Result<opentelemetry_otlp::SpanExporter, Error> {
-    let _entered = runtime.handle().enter();
-    let built = match protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_protocol(Protocol::Grpc)
-            .with_endpoint(endpoint.trim())
-            .build(),
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(http_traces_url(endpoint, traces_env))
-            .build(),
-    };
-    built.map_err(|e| Error::Trace(format!("cannot export traces to {endpoint}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,25 +422,6 @@ mod tests {
                 .to_string();
             assert!(msg.contains(name) && msg.contains(value), "{msg}");
         }
-    }
-
-    #[test]
-    fn the_gate_admits_up_to_its_capacity_and_counts_the_rest() {
-        let gate = Gate::new(2);
-        assert!(gate.admit());
-        assert!(gate.admit());
-        assert!(!gate.admit());
-        assert_eq!(gate.dropped(), 1);
-        gate.taken(2);
-        assert!(gate.admit());
-        gate.abandon();
-        assert_eq!(
-            gate.dropped(),
-            2,
-            "the queued span is lost at an abandoned shutdown"
-        );
-        assert!(!gate.admit(), "nothing is admitted after shutdown");
-        assert_eq!(gate.dropped(), 3);
     }
 
     #[test]

@@ -13,9 +13,6 @@
 //!   which runs on a private runtime ([`export`]);
 //! - [`propagation::inject`] carries the context to downstream calls.
 
-// Used by the export path once it encodes batches itself (the shared OTLP
-// transport); until then by its unit tests.
-#[allow(dead_code)]
 mod encode;
 mod export;
 pub(crate) mod light;
@@ -31,13 +28,11 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderValue};
-use opentelemetry::KeyValue;
-use opentelemetry_sdk::{Resource, error::OTelSdkError, trace::SpanProcessor};
 
 use crate::{Config, Error};
 
 pub(crate) use export::SpanExport;
-use export::{ExportRuntime, Gate, GatedProcessor, RuntimeExporter};
+use export::{ExportRuntime, Transport};
 
 /// The span export of a telemetry: when an endpoint is configured, the
 /// bounded queue and exporter that [`LightLayer`] hands sampled span records
@@ -49,7 +44,6 @@ pub(crate) struct TracePipeline {
 
 struct Export {
     runtime: ExportRuntime,
-    gate: Arc<Gate>,
     spans: Arc<SpanExport>,
 }
 
@@ -81,34 +75,18 @@ impl TracePipeline {
         let export = match &config.otlp_endpoint {
             None => None,
             Some(endpoint) => {
-                let resource = Resource::builder()
-                    .with_service_name(config.service.clone())
-                    .with_attributes([
-                        KeyValue::new("service.version", config.version.clone()),
-                        KeyValue::new("deployment.environment.name", config.environment.as_str()),
-                    ])
-                    .build();
-                let settings = config.batch;
                 let runtime = ExportRuntime::start()?;
-                let exporter = export::build_exporter(
+                let transport = Transport::new(
                     endpoint,
                     config.otlp_traces_endpoint.as_deref(),
                     config.otlp_protocol,
                     &runtime,
                 )?;
-                let gate = Arc::new(Gate::new(settings.max_queue_size));
-                let exporter = RuntimeExporter::new(
-                    exporter,
-                    runtime.handle().clone(),
-                    settings.export_timeout,
-                    Arc::clone(&gate),
-                );
-                let mut processor = GatedProcessor::new(exporter, settings, Arc::clone(&gate));
-                processor.set_resource(&resource);
+                let envelope = encode::Envelope::new(config, |k| std::env::var(k).ok());
+                let spans = SpanExport::start(config.batch, transport, envelope, &runtime);
                 Some(Export {
                     runtime,
-                    gate,
-                    spans: Arc::new(SpanExport::new(processor)),
+                    spans: Arc::new(spans),
                 })
             }
         };
@@ -143,7 +121,7 @@ impl TracePipeline {
 
     /// Spans dropped so far (queue full, failed export, shutdown cut short).
     pub(crate) fn dropped_spans(&self) -> u64 {
-        self.export.as_ref().map_or(0, |e| e.gate.dropped())
+        self.export.as_ref().map_or(0, |e| e.spans.dropped())
     }
 
     /// Export every ended span now, waiting at most `timeout`.
@@ -158,11 +136,7 @@ impl TracePipeline {
         let Some(export) = &self.export else {
             return Ok(());
         };
-        let spans = Arc::clone(&export.spans);
-        let result = bounded("glimpse-otlp-flush", timeout, move || {
-            spans.processor().force_flush()
-        });
-        timed_out_if(export.gate.take_timed_out(), timeout, result)
+        export.spans.force_flush(timeout)
     }
 
     /// Flush and shut down, bounded by `timeout` whatever the runtime flavour
@@ -181,14 +155,8 @@ impl TracePipeline {
         let Some(export) = &self.export else {
             return Ok(());
         };
-        let spans = Arc::clone(&export.spans);
-        let result = bounded("glimpse-otlp-shutdown", timeout, move || {
-            spans.processor().shutdown_with_timeout(timeout)
-        });
-        let result = timed_out_if(export.gate.take_timed_out(), timeout, result);
-        if result.is_err() {
-            export.gate.abandon();
-        }
+        let result = export.spans.shutdown(timeout);
+        // Cancels an export still in flight.
         export.runtime.stop();
         result
     }
@@ -199,48 +167,6 @@ impl Drop for TracePipeline {
         // Owners call `shutdown` with their own timeout; this is the safety
         // net, and a no-op after it.
         let _ = self.shutdown(Duration::from_secs(1));
-    }
-}
-
-/// The processor wraps a timeout into a generic error: report it as the
-/// timeout it is.
-fn timed_out_if(
-    timed_out: bool,
-    timeout: Duration,
-    result: Result<(), Error>,
-) -> Result<(), Error> {
-    match result {
-        Err(Error::Trace(_)) if timed_out => Err(Error::ShutdownTimeout(timeout)),
-        other => other,
-    }
-}
-
-/// Run `f` on a helper thread and wait at most `timeout` for it.
-fn bounded(
-    name: &str,
-    timeout: Duration,
-    f: impl FnOnce() -> Result<(), OTelSdkError> + Send + 'static,
-) -> Result<(), Error> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .map_err(|source| Error::Io {
-            context: "starting a tracing shutdown thread",
-            source,
-        })?;
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(OTelSdkError::Timeout(_))) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            Err(Error::ShutdownTimeout(timeout))
-        }
-        Ok(Err(OTelSdkError::AlreadyShutdown)) => Ok(()),
-        Ok(Err(e)) => Err(Error::Trace(format!("flushing spans failed: {e}"))),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            Err(Error::Trace("the span flush thread panicked".to_owned()))
-        }
     }
 }
 
