@@ -17,7 +17,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -46,6 +46,8 @@ struct Shared {
     waiters: Mutex<Vec<std::sync::mpsc::SyncSender<bool>>>,
     closed: AtomicBool,
     dropped: AtomicU64,
+    /// Spans of the export in flight: lost if shutdown cancels it.
+    in_flight: AtomicUsize,
 }
 
 impl Shared {
@@ -90,6 +92,7 @@ impl SpanExport {
             waiters: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         });
         let worker = Arc::clone(&shared);
         runtime
@@ -155,7 +158,12 @@ impl SpanExport {
         let result = self.force_flush(timeout);
         let left =
             std::mem::take(&mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        self.shared.drop_spans(left.len());
+        let mut lost = left.len();
+        if result.is_err() {
+            // The export still running is cancelled with the runtime.
+            lost += self.shared.in_flight.swap(0, Ordering::AcqRel);
+        }
+        self.shared.drop_spans(lost);
         result
     }
 
@@ -180,10 +188,12 @@ async fn work(shared: Arc<Shared>, transport: Transport, envelope: Envelope) {
             if batch.is_empty() {
                 break;
             }
-            let n = batch.len();
+            shared.in_flight.store(batch.len(), Ordering::Release);
             let request = envelope.request(&batch);
             drop(batch);
             let sent = tokio::time::timeout(timeout, transport.export(request)).await;
+            // Zero when a shutdown that ran out of time counted them already.
+            let n = shared.in_flight.swap(0, Ordering::AcqRel);
             if !matches!(sent, Ok(Ok(()))) {
                 // Counted, and reported by the owner's shutdown; a flush
                 // is done once nothing is left to try.
