@@ -23,6 +23,10 @@ const IS_REMOTE: u32 = 0x200;
 pub(crate) struct Envelope {
     resource: Resource,
     scope: InstrumentationScope,
+    /// `resource` as field 1 of `ResourceSpans`, encoded once.
+    resource_bytes: Vec<u8>,
+    /// `scope` as field 1 of `ScopeSpans`, encoded once.
+    scope_bytes: Vec<u8>,
 }
 
 impl Envelope {
@@ -56,22 +60,31 @@ impl Envelope {
             "deployment.environment.name",
             config.environment.as_str().to_owned(),
         );
+        let resource = Resource {
+            attributes: attrs.into_iter().map(|(k, v)| kv_string(k, v)).collect(),
+            dropped_attributes_count: 0,
+            entity_refs: Vec::new(),
+        };
+        let scope = InstrumentationScope {
+            name: "glimpse_obs".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+        };
+        let mut resource_bytes = Vec::new();
+        wire::bytes(&mut resource_bytes, 1, &resource.encode_to_vec());
+        let mut scope_bytes = Vec::new();
+        wire::bytes(&mut scope_bytes, 1, &scope.encode_to_vec());
         Self {
-            resource: Resource {
-                attributes: attrs.into_iter().map(|(k, v)| kv_string(k, v)).collect(),
-                dropped_attributes_count: 0,
-                entity_refs: Vec::new(),
-            },
-            scope: InstrumentationScope {
-                name: "glimpse_obs".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                attributes: Vec::new(),
-                dropped_attributes_count: 0,
-            },
+            resource,
+            scope,
+            resource_bytes,
+            scope_bytes,
         }
     }
 
     /// One `ExportTraceServiceRequest` holding `records`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn request(&self, records: &[SpanRecord]) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
@@ -209,6 +222,211 @@ fn span_of(rec: &SpanRecord) -> Span {
     }
 }
 
+/// The protobuf wire format written straight from [`SpanRecord`]s, without
+/// building the `opentelemetry-proto` structs: those need an owned `String`
+/// per attribute key and value and a `Vec` per ID, about 40 allocations for a
+/// server span, on the export thread whose CPU the service pays too.
+/// Hand-written because it was measured to pay (`docs/performance.md`,
+/// "Tracing on versus off"); `encodes_what_prost_encodes` checks it against
+/// prost, field by field, on every kind of value.
+mod wire {
+    use super::{Attr, SpanRecord, Val};
+
+    pub(super) const LEN: u8 = 2;
+    const VARINT: u8 = 0;
+    const I64: u8 = 1;
+    const I32: u8 = 5;
+
+    pub(super) fn varint(buf: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+    }
+
+    fn varint_len(v: u64) -> usize {
+        // 1 byte per 7 bits, at least 1.
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    pub(super) fn tag(buf: &mut Vec<u8>, field: u32, wire: u8) {
+        varint(buf, u64::from(field << 3 | u32::from(wire)));
+    }
+
+    pub(super) fn bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
+        tag(buf, field, LEN);
+        varint(buf, b.len() as u64);
+        buf.extend_from_slice(b);
+    }
+
+    /// A string field, left out when empty (proto3 default).
+    fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
+        if !s.is_empty() {
+            bytes(buf, field, s.as_bytes());
+        }
+    }
+
+    fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
+        if v != 0 {
+            tag(buf, field, I64);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
+        if v != 0 {
+            tag(buf, field, I32);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn enumeration(buf: &mut Vec<u8>, field: u32, v: i32) {
+        if v != 0 {
+            tag(buf, field, VARINT);
+            varint(buf, v as u64);
+        }
+    }
+
+    fn len_field(field: u32, len: usize) -> usize {
+        varint_len(u64::from(field << 3)) + varint_len(len as u64) + len
+    }
+
+    /// `common.v1.KeyValue` { key = 1; value = 2 (AnyValue) }.
+    fn key_value(buf: &mut Vec<u8>, field: u32, rec: &SpanRecord, (key, val): &Attr) {
+        let text = rec.str_of(val);
+        let any_len = match val {
+            Val::I64(i) => 1 + varint_len(*i as u64),
+            Val::F64(_) => 1 + 8,
+            Val::Bool(_) => 2,
+            _ => len_field(1, text.map_or(0, str::len)),
+        };
+        let kv_len = (if key.is_empty() {
+            0
+        } else {
+            len_field(1, key.len())
+        }) + len_field(2, any_len);
+        tag(buf, field, LEN);
+        varint(buf, kv_len as u64);
+        string(buf, 1, key);
+        tag(buf, 2, LEN);
+        varint(buf, any_len as u64);
+        match val {
+            Val::I64(i) => {
+                tag(buf, 3, VARINT);
+                varint(buf, *i as u64);
+            }
+            Val::F64(f) => {
+                tag(buf, 4, I64);
+                buf.extend_from_slice(&f.to_le_bytes());
+            }
+            Val::Bool(b) => {
+                tag(buf, 2, VARINT);
+                buf.push(u8::from(*b));
+            }
+            _ => {
+                // Always written, even empty: an AnyValue with its oneof set.
+                let s = text.unwrap_or_default();
+                bytes(buf, 1, s.as_bytes());
+            }
+        }
+    }
+
+    /// Append `field` = a nested message that `write` produces, through
+    /// `scratch`.
+    fn nested(
+        buf: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        field: u32,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        scratch.clear();
+        write(scratch);
+        bytes(buf, field, scratch);
+    }
+
+    /// `trace.v1.Span`, as field `field` of `buf`.
+    pub(super) fn span(
+        buf: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        rec: &SpanRecord,
+    ) {
+        use super::{HAS_IS_REMOTE, IS_REMOTE};
+        body.clear();
+        bytes(body, 1, &rec.trace_id.to_bytes());
+        bytes(body, 2, &rec.span_id.to_bytes());
+        string(body, 3, &rec.trace_state);
+        if rec.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+            bytes(body, 4, &rec.parent_span_id.to_bytes());
+        }
+        string(body, 5, rec.text(&rec.name));
+        enumeration(body, 6, rec.kind as i32);
+        fixed64(body, 7, rec.start);
+        fixed64(body, 8, rec.end);
+        for a in &rec.attrs {
+            key_value(body, 9, rec, a);
+        }
+        for e in &rec.events {
+            nested(body, scratch, 11, |m| {
+                fixed64(m, 1, e.time);
+                string(m, 2, rec.text(&e.name));
+                for a in &e.attrs {
+                    key_value(m, 3, rec, a);
+                }
+            });
+        }
+        for l in &rec.links {
+            nested(body, scratch, 13, |m| {
+                bytes(m, 1, &l.trace_id.to_bytes());
+                bytes(m, 2, &l.span_id.to_bytes());
+                string(m, 3, &l.trace_state);
+                fixed32(m, 6, u32::from(l.flags) | HAS_IS_REMOTE | IS_REMOTE);
+            });
+        }
+        if rec.status as i32 != 0 || rec.status_message.is_some() {
+            nested(body, scratch, 15, |m| {
+                string(
+                    m,
+                    2,
+                    rec.status_message.as_ref().map_or("", |t| rec.text(t)),
+                );
+                enumeration(m, 3, rec.status as i32);
+            });
+        }
+        let remote = if rec.parent_is_remote { IS_REMOTE } else { 0 };
+        fixed32(body, 16, u32::from(rec.flags) | HAS_IS_REMOTE | remote);
+        bytes(buf, 2, body);
+    }
+}
+
+impl Envelope {
+    /// `records` as the bytes of one `ExportTraceServiceRequest`, written by
+    /// hand ([`wire`]); the same message as `encode`'s.
+    pub(crate) fn encode_wire(&self, records: &[SpanRecord]) -> Bytes {
+        let mut spans = Vec::with_capacity(records.len() * 512);
+        let mut body = Vec::with_capacity(1024);
+        let mut scratch = Vec::with_capacity(256);
+        for rec in records {
+            wire::span(&mut spans, &mut body, &mut scratch, rec);
+        }
+        // ScopeSpans { scope = 1; spans = 2 }
+        let mut scope_spans = Vec::with_capacity(self.scope_bytes.len() + spans.len() + 8);
+        scope_spans.extend_from_slice(&self.scope_bytes);
+        scope_spans.extend_from_slice(&spans);
+        drop(spans);
+        // ResourceSpans { resource = 1; scope_spans = 2 }, the request's field 1.
+        let mut resource_spans =
+            Vec::with_capacity(self.resource_bytes.len() + scope_spans.len() + 8);
+        resource_spans.extend_from_slice(&self.resource_bytes);
+        wire::bytes(&mut resource_spans, 2, &scope_spans);
+        drop(scope_spans);
+        let mut out = Vec::with_capacity(resource_spans.len() + 8);
+        wire::bytes(&mut out, 1, &resource_spans);
+        Bytes::from(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +554,64 @@ mod tests {
         assert!(span.events[0].attributes.iter().any(|kv| kv.key == "level"));
         assert_eq!(span.events[1].name, "exception");
         assert_eq!(span.events[1].attributes.len(), 3);
+    }
+
+    #[test]
+    fn encodes_what_prost_encodes() {
+        let recorder = Recorder::default();
+        let subscriber = Registry::default().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                otel.kind = "client",
+                otel.status_code = "error",
+                otel.status_message = "upstream refused",
+                empty = "",
+                negative = -42i64,
+                big = u64::MAX,
+                huge = 1u64 << 40,
+                pi = std::f64::consts::PI,
+                yes = true,
+                unicode = "Zürich ✓",
+                debug = ?vec![1, 2],
+            );
+            span.in_scope(|| {
+                tracing::error!(reason = %"a\nb", "failed");
+                tracing::info_span!("child", n = 1).in_scope(|| {});
+            });
+        });
+        let mut records = recorder.0.lock().unwrap().clone();
+        assert_eq!(records.len(), 2);
+        for (i, r) in records.iter_mut().enumerate() {
+            r.trace_id = opentelemetry::trace::TraceId::from(0xabc_u128 << 64 | 7);
+            r.span_id = opentelemetry::trace::SpanId::from(i as u64 + 1);
+            r.flags = 3;
+            r.end = r.start + 12_345;
+        }
+        records[0].parent_span_id = opentelemetry::trace::SpanId::from(99);
+        records[0].parent_is_remote = true;
+        records[0].trace_state = "congo=t61rcWkgMzE".to_owned();
+        records[0].links.push(crate::trace::record::LinkRecord {
+            trace_id: opentelemetry::trace::TraceId::from(5),
+            span_id: opentelemetry::trace::SpanId::from(6),
+            flags: 1,
+            trace_state: String::new(),
+        });
+        records[0].add_exception("panic", "", None);
+        let env = Envelope::new(&Config::default().service("wire"), |k| {
+            (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "a=b".to_owned())
+        });
+        let by_hand = ExportTraceServiceRequest::decode(env.encode_wire(&records)).unwrap();
+        assert_eq!(by_hand, env.request(&records));
+        assert_eq!(
+            env.encode_wire(&records),
+            env.encode(&records),
+            "byte for byte"
+        );
+        assert_eq!(
+            ExportTraceServiceRequest::decode(env.encode_wire(&[])).unwrap(),
+            env.request(&[])
+        );
     }
 
     #[test]

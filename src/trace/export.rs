@@ -189,9 +189,9 @@ async fn work(shared: Arc<Shared>, transport: Transport, envelope: Envelope) {
                 break;
             }
             shared.in_flight.store(batch.len(), Ordering::Release);
-            let request = envelope.request(&batch);
+            let body = envelope.encode_wire(&batch);
             drop(batch);
-            let sent = tokio::time::timeout(timeout, transport.export(request)).await;
+            let sent = tokio::time::timeout(timeout, transport.export(body)).await;
             // Zero when a shutdown that ran out of time counted them already.
             let n = shared.in_flight.swap(0, Ordering::AcqRel);
             if !matches!(sent, Ok(Ok(()))) {
@@ -207,18 +207,13 @@ async fn work(shared: Arc<Shared>, transport: Transport, envelope: Envelope) {
 }
 
 /// An OTLP trace destination (until the shared `otlp` transport replaces
-/// it): gRPC with tonic, or http/protobuf with hyper.
+/// it): gRPC with tonic, or http/protobuf with hyper. Both send the bytes
+/// [`Envelope::encode_wire`] wrote.
 #[derive(Debug, Clone)]
 // One per pipeline, built once: the size of the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Transport {
-    Grpc(
-        Box<
-            opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<
-                tonic::transport::Channel,
-            >,
-        >,
-    ),
+    Grpc(tonic::transport::Channel),
     Http {
         client: hyper_util::client::legacy::Client<
             hyper_util::client::legacy::connect::HttpConnector,
@@ -227,6 +222,38 @@ pub(crate) enum Transport {
         url: http::Uri,
     },
 }
+
+/// An already encoded `ExportTraceServiceRequest`, handed to tonic's
+/// prost codec as is.
+#[derive(Debug, Default)]
+struct Encoded(Bytes);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        // Never decoded: only sent.
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0 = Bytes::new();
+    }
+}
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl Transport {
     /// The transport to `endpoint` over `protocol`, built in the export
@@ -252,9 +279,7 @@ impl Transport {
                 let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
                     .map_err(|e| bad(e.to_string()))?
                     .connect_lazy();
-                Ok(Self::Grpc(Box::new(
-                    opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::new(channel),
-                )))
+                Ok(Self::Grpc(channel))
             }
             OtlpProtocol::HttpProtobuf => {
                 let url: http::Uri = http_traces_url(endpoint, traces_env)
@@ -269,25 +294,27 @@ impl Transport {
         }
     }
 
-    /// Send one `ExportTraceServiceRequest`.
-    async fn export(
-        &self,
-        request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-    ) -> Result<(), Error> {
+    /// Send one encoded `ExportTraceServiceRequest`.
+    async fn export(&self, body: Bytes) -> Result<(), Error> {
         let failed = |e: String| Error::Trace(format!("span export failed: {e}"));
         match self {
-            Self::Grpc(client) => {
-                // tonic's client encodes the message itself.
-                (**client)
-                    .clone()
-                    .export(request)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| failed(e.to_string()))
+            Self::Grpc(channel) => {
+                let mut grpc = tonic::client::Grpc::new(channel.clone());
+                grpc.ready().await.map_err(|e| failed(e.to_string()))?;
+                let codec = tonic_prost::ProstCodec::<
+                    Encoded,
+                    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+                >::default();
+                grpc.unary(
+                    tonic::Request::new(Encoded(body)),
+                    http::uri::PathAndQuery::from_static(EXPORT_PATH),
+                    codec,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| failed(e.to_string()))
             }
             Self::Http { client, url } => {
-                use prost::Message;
-                let body = Bytes::from(request.encode_to_vec());
                 let request = http::Request::post(url.clone())
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf")
                     .body(http_body_util::Full::new(body))
