@@ -23,6 +23,29 @@ use tracing_subscriber::EnvFilter;
 
 use crate::Error;
 
+mod otlp_env;
+
+pub(crate) use otlp_env::{
+    DEFAULT_OTLP_TIMEOUT, ExportSettings, LOGS_VARS, METRICS_VARS, OTEL_BLRP_EXPORT_TIMEOUT,
+    OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, OTEL_BLRP_MAX_QUEUE_SIZE, OTEL_BLRP_SCHEDULE_DELAY, OtlpLayer,
+    OtlpVars, SHARED_VARS, TRACES_VARS,
+};
+pub use otlp_env::{
+    GLIMPSE_LOG_STDOUT, OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_LOGS_COMPRESSION, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_HEADERS, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_LOGS_TIMEOUT, OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_METRICS_COMPRESSION, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_LOGS_EXPORTER, OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRICS_EXPORTER, OtlpCompression, Temporality,
+};
+
 /// Service name (standard OpenTelemetry name). Wins over [`GLIMPSE_SERVICE`].
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 /// Service name, Glimpse spelling.
@@ -39,12 +62,6 @@ pub const GLIMPSE_LOG: &str = "GLIMPSE_LOG";
 pub const RUST_LOG: &str = "RUST_LOG";
 /// `json` (default) or `pretty`.
 pub const GLIMPSE_LOG_FORMAT: &str = "GLIMPSE_LOG_FORMAT";
-/// OTLP collector endpoint; unset means no export.
-pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-/// Traces-only OTLP endpoint; wins over [`OTEL_EXPORTER_OTLP_ENDPOINT`].
-pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-/// `grpc` (default) or `http/protobuf`.
-pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 /// Sampler name, as in the OpenTelemetry specification.
 pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 /// Sampler argument (a ratio in `0..=1` for the ratio samplers).
@@ -207,11 +224,9 @@ pub struct Config {
     pub(crate) environment: Environment,
     pub(crate) log_filter: String,
     pub(crate) log_format: LogFormat,
-    pub(crate) otlp_endpoint: Option<String>,
-    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as read: an endpoint equal to it
-    /// is a full traces URL, used as-is for `http/protobuf`.
-    pub(crate) otlp_traces_endpoint: Option<String>,
-    pub(crate) otlp_protocol: OtlpProtocol,
+    /// The OTLP settings of the three signals and the exporter switches
+    /// (issue 13).
+    pub(crate) export: ExportSettings,
     /// The span batch settings (`OTEL_BSP_*`).
     pub(crate) batch: BatchSettings,
     pub(crate) sampler: Sampler,
@@ -242,9 +257,7 @@ impl fmt::Debug for Config {
             .field("environment", &self.environment)
             .field("log_filter", &self.log_filter)
             .field("log_format", &self.log_format)
-            .field("otlp_endpoint", &self.otlp_endpoint)
-            .field("otlp_traces_endpoint", &self.otlp_traces_endpoint)
-            .field("otlp_protocol", &self.otlp_protocol)
+            .field("export", &self.export)
             .field("batch", &self.batch)
             .field("sampler", &self.sampler)
             .field("metrics_addr", &self.metrics_addr)
@@ -280,9 +293,7 @@ impl Default for Config {
             environment: Environment::Development,
             log_filter: "info".to_owned(),
             log_format: LogFormat::Json,
-            otlp_endpoint: None,
-            otlp_traces_endpoint: None,
-            otlp_protocol: OtlpProtocol::Grpc,
+            export: ExportSettings::default(),
             batch: BatchSettings::default(),
             sampler: Sampler::ParentBasedAlwaysOn,
             metrics_addr: Some(DEFAULT_METRICS_ADDR),
@@ -424,41 +435,8 @@ impl Config {
                 _ => return Err(invalid(GLIMPSE_LOG_FORMAT, &v, "expected json or pretty")),
             };
         }
-        let traces_endpoint = get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-        if let Some(v) = traces_endpoint
-            .clone()
-            .or_else(|| get(OTEL_EXPORTER_OTLP_ENDPOINT))
-        {
-            let name = if traces_endpoint.is_some() {
-                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-            } else {
-                OTEL_EXPORTER_OTLP_ENDPOINT
-            };
-            let t = v.trim();
-            if !(t.starts_with("http://") || t.starts_with("https://")) {
-                return Err(invalid(
-                    name,
-                    &v,
-                    "expected a URL such as http://jaeger:4317",
-                ));
-            }
-            config.otlp_endpoint = Some(t.to_owned());
-            config.otlp_traces_endpoint = traces_endpoint.map(|v| v.trim().to_owned());
-        }
+        config.export = ExportSettings::read(&get, &lookup)?;
         config.batch = BatchSettings::from_lookup(&lookup)?;
-        if let Some(v) = get(OTEL_EXPORTER_OTLP_PROTOCOL) {
-            config.otlp_protocol = match v.trim() {
-                "grpc" => OtlpProtocol::Grpc,
-                "http/protobuf" => OtlpProtocol::HttpProtobuf,
-                _ => {
-                    return Err(invalid(
-                        OTEL_EXPORTER_OTLP_PROTOCOL,
-                        &v,
-                        "expected grpc or http/protobuf",
-                    ));
-                }
-            };
-        }
         let arg = get(OTEL_TRACES_SAMPLER_ARG);
         if let Some(v) = get(OTEL_TRACES_SAMPLER) {
             config.sampler = parse_sampler(&v, arg.as_deref())?;
@@ -623,25 +601,195 @@ impl Config {
         self
     }
 
-    /// The OTLP endpoint to export spans to, or `None` for no export (trace
-    /// and span IDs are still generated). Defaults to `None`.
+    /// The OTLP endpoint of every signal, or `None` for no export (trace
+    /// and span IDs are still generated). Replaces `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// and the per-signal endpoints read from the environment; for
+    /// `http/protobuf`, `/v1/traces` (`/v1/metrics`, `/v1/logs`) is appended.
+    /// Whether metrics and logs use it is decided by
+    /// [`Config::metrics_otlp`] and [`Config::logs_otlp`]. Defaults to `None`.
     ///
     /// ```
     /// let config = glimpse_obs::Config::default().otlp_endpoint(Some("http://jaeger:4317".into()));
     /// ```
     pub fn otlp_endpoint(mut self, endpoint: Option<String>) -> Self {
-        self.otlp_endpoint = endpoint;
+        self.export.shared.endpoint = endpoint.map(|e| e.trim().to_owned());
+        self.export.traces.endpoint = None;
+        self.export.metrics.endpoint = None;
+        self.export.logs.endpoint = None;
         self
     }
 
-    /// The OTLP transport. Defaults to [`OtlpProtocol::Grpc`].
+    /// The OTLP transport of every signal (replacing the per-signal
+    /// `OTEL_EXPORTER_OTLP_*_PROTOCOL` too). Defaults to [`OtlpProtocol::Grpc`].
     ///
     /// ```
     /// use glimpse_obs::{Config, OtlpProtocol};
     /// let config = Config::default().otlp_protocol(OtlpProtocol::HttpProtobuf);
     /// ```
     pub fn otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
-        self.otlp_protocol = protocol;
+        self.export.shared.protocol = Some(protocol);
+        self.export.traces.protocol = None;
+        self.export.metrics.protocol = None;
+        self.export.logs.protocol = None;
+        self
+    }
+
+    /// Headers sent with every OTLP export of every signal (an API key, a
+    /// tenant), replacing `OTEL_EXPORTER_OTLP_HEADERS` and its per-signal
+    /// variants. Defaults to none.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when a name or value cannot be an HTTP header.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().otlp_headers([("api-key", "secret")])?;
+    /// # Ok::<(), glimpse_obs::Error>(())
+    /// ```
+    pub fn otlp_headers<K, V>(
+        mut self,
+        headers: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, Error>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut list = Vec::new();
+        for (k, v) in headers {
+            let (k, v) = (k.into().to_ascii_lowercase(), v.into());
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(&v).is_err()
+            {
+                return Err(Error::InvalidConfig {
+                    name: "otlp_headers",
+                    reason: format!("{k:?} with its value is not a valid HTTP header"),
+                });
+            }
+            list.push((k, v));
+        }
+        self.export.shared.headers = Some(list);
+        self.export.traces.headers = None;
+        self.export.metrics.headers = None;
+        self.export.logs.headers = None;
+        Ok(self)
+    }
+
+    /// Compression of every signal's OTLP exports, replacing
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION` and its per-signal variants.
+    /// Defaults to [`OtlpCompression::None`].
+    ///
+    /// ```
+    /// use glimpse_obs::{Config, OtlpCompression};
+    /// let config = Config::default().otlp_compression(OtlpCompression::Gzip);
+    /// ```
+    pub fn otlp_compression(mut self, compression: OtlpCompression) -> Self {
+        self.export.shared.compression = Some(compression);
+        self.export.traces.compression = None;
+        self.export.metrics.compression = None;
+        self.export.logs.compression = None;
+        self
+    }
+
+    /// The longest time one OTLP export request may take, for every signal,
+    /// replacing `OTEL_EXPORTER_OTLP_TIMEOUT` and its per-signal variants.
+    /// Defaults to 10 s.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().otlp_timeout(std::time::Duration::from_secs(3));
+    /// ```
+    pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
+        self.export.shared.timeout = Some(timeout.max(Duration::from_millis(1)));
+        self.export.traces.timeout = None;
+        self.export.metrics.timeout = None;
+        self.export.logs.timeout = None;
+        self
+    }
+
+    /// A PEM file of CA certificates trusted, besides the system's roots, to
+    /// verify an `https://` collector of every signal, replacing
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` and its per-signal variants. Read
+    /// when the exporters are built. Defaults to none.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().otlp_certificate("/etc/ssl/collector-ca.pem");
+    /// ```
+    pub fn otlp_certificate(mut self, pem_file: impl Into<std::path::PathBuf>) -> Self {
+        self.export.shared.certificate = Some(pem_file.into());
+        self.export.traces.certificate = None;
+        self.export.metrics.certificate = None;
+        self.export.logs.certificate = None;
+        self
+    }
+
+    /// Whether metrics are exported over OTLP every
+    /// [`Config::metric_export_interval`] (`OTEL_METRICS_EXPORTER` includes
+    /// `otlp`). Defaults to `false`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default()
+    ///     .otlp_endpoint(Some("http://collector:4317".into()))
+    ///     .metrics_otlp(true);
+    /// ```
+    pub fn metrics_otlp(mut self, enabled: bool) -> Self {
+        self.export.metrics_exporters.otlp = enabled;
+        self
+    }
+
+    /// Whether Prometheus can scrape the metrics listener
+    /// (`OTEL_METRICS_EXPORTER` includes `prometheus`); `false` means no
+    /// listener whatever [`Config::metrics_addr`] says. Defaults to `true`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().metrics_prometheus(false).metrics_otlp(true);
+    /// ```
+    pub fn metrics_prometheus(mut self, enabled: bool) -> Self {
+        self.export.metrics_exporters.prometheus = enabled;
+        self
+    }
+
+    /// Time between two OTLP metric exports (`OTEL_METRIC_EXPORT_INTERVAL`).
+    /// Defaults to 60 s.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default()
+    ///     .metric_export_interval(std::time::Duration::from_secs(15));
+    /// ```
+    pub fn metric_export_interval(mut self, interval: Duration) -> Self {
+        self.export.metric_export_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The temporality of OTLP metrics
+    /// (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`). Defaults to
+    /// [`Temporality::Cumulative`].
+    ///
+    /// ```
+    /// use glimpse_obs::{Config, Temporality};
+    /// let config = Config::default().metrics_temporality(Temporality::Delta);
+    /// ```
+    pub fn metrics_temporality(mut self, temporality: Temporality) -> Self {
+        self.export.temporality = temporality;
+        self
+    }
+
+    /// Whether log lines are also exported as OTLP log records
+    /// (`OTEL_LOGS_EXPORTER=otlp`). Defaults to `false`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().logs_otlp(true);
+    /// ```
+    pub fn logs_otlp(mut self, enabled: bool) -> Self {
+        self.export.logs_otlp = enabled;
+        self
+    }
+
+    /// Whether log lines are written to stdout (or the
+    /// [`Config::log_writer`]) (`GLIMPSE_LOG_STDOUT`). Defaults to `true`.
+    ///
+    /// ```
+    /// let config = glimpse_obs::Config::default().logs_otlp(true).log_stdout(false);
+    /// ```
+    pub fn log_stdout(mut self, enabled: bool) -> Self {
+        self.export.log_stdout = enabled;
         self
     }
 
@@ -932,7 +1080,8 @@ pub(crate) const DEFAULT_LABEL_CAP: usize = 100;
 /// Queries slower than this count in `db_slow_queries_total` and log WARN.
 pub(crate) const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(500);
 
-/// Batch settings, from the standard `OTEL_BSP_*` variables.
+/// Batch settings, from the standard `OTEL_BSP_*` (spans) or `OTEL_BLRP_*`
+/// (log records) variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchSettings {
     pub(crate) max_queue_size: usize,
@@ -960,6 +1109,50 @@ impl BatchSettings {
     pub(crate) fn from_lookup(
         lookup: impl Fn(&'static str) -> Option<String>,
     ) -> Result<Self, Error> {
+        Self::read(
+            &lookup,
+            [
+                OTEL_BSP_MAX_QUEUE_SIZE,
+                OTEL_BSP_SCHEDULE_DELAY,
+                OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+                OTEL_BSP_EXPORT_TIMEOUT,
+            ],
+            Self::default(),
+        )
+    }
+
+    /// The specification's defaults of the batch log record processor
+    /// (2048 records, 1 s, 512 per export, 30 s).
+    pub(crate) fn logs_default() -> Self {
+        Self {
+            scheduled_delay: Duration::from_millis(1000),
+            ..Self::default()
+        }
+    }
+
+    /// [`BatchSettings::logs_default`] overridden by each `OTEL_BLRP_*`
+    /// variable `lookup` finds, with the same checks as the span's.
+    pub(crate) fn logs_from_lookup(
+        lookup: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        Self::read(
+            &lookup,
+            [
+                OTEL_BLRP_MAX_QUEUE_SIZE,
+                OTEL_BLRP_SCHEDULE_DELAY,
+                OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+                OTEL_BLRP_EXPORT_TIMEOUT,
+            ],
+            Self::logs_default(),
+        )
+    }
+
+    /// `names`: queue size, delay, batch size, timeout.
+    fn read(
+        lookup: &impl Fn(&'static str) -> Option<String>,
+        names: [&'static str; 4],
+        defaults: Self,
+    ) -> Result<Self, Error> {
         let get = |name: &'static str| -> Result<Option<u64>, Error> {
             let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
                 return Ok(None);
@@ -974,17 +1167,17 @@ impl BatchSettings {
             }
         };
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let mut s = Self::default();
-        if let Some(n) = get(OTEL_BSP_MAX_QUEUE_SIZE)? {
+        let mut s = defaults;
+        if let Some(n) = get(names[0])? {
             s.max_queue_size = to_usize(n);
         }
-        if let Some(n) = get(OTEL_BSP_SCHEDULE_DELAY)? {
+        if let Some(n) = get(names[1])? {
             s.scheduled_delay = Duration::from_millis(n);
         }
-        if let Some(n) = get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)? {
+        if let Some(n) = get(names[2])? {
             s.max_export_batch_size = to_usize(n);
         }
-        if let Some(n) = get(OTEL_BSP_EXPORT_TIMEOUT)? {
+        if let Some(n) = get(names[3])? {
             s.export_timeout = Duration::from_millis(n);
         }
         // As the specification says: a batch never exceeds the queue.
@@ -1196,7 +1389,7 @@ mod tests {
         assert_eq!(c.slow_query, Duration::from_millis(500));
         assert_eq!(c.slow_request, Duration::from_millis(1000));
         assert_eq!(c.sampler, Sampler::ParentBasedAlwaysOn);
-        assert_eq!(c.otlp_endpoint, None);
+        assert_eq!(c.export.shared.endpoint, None);
         assert_eq!(c.log_sample, vec![("/health".to_owned(), 0.0)]);
         assert!(!c.service.is_empty());
     }
@@ -1310,14 +1503,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.batch.max_queue_size, 100);
         assert_eq!(c.batch.export_timeout, Duration::from_secs(2));
-        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://c:4318/custom"));
         assert_eq!(
-            c.otlp_traces_endpoint.as_deref(),
+            c.export.traces.endpoint.as_deref(),
             Some("http://c:4318/custom")
         );
+        assert_eq!(c.export.shared.endpoint, None);
         let c =
             Config::from_lookup(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])).unwrap();
-        assert_eq!(c.otlp_traces_endpoint, None);
+        assert_eq!(c.export.traces.endpoint, None);
+        assert_eq!(c.export.shared.endpoint.as_deref(), Some("http://c:4318"));
         assert_eq!(c.batch, BatchSettings::default());
     }
 

@@ -68,6 +68,10 @@ pub enum Error {
     /// The OpenTelemetry pipeline could not be built or shut down.
     #[error("tracing pipeline: {0}")]
     Trace(String),
+    /// An OTLP exporter could not be built, or an export failed (the
+    /// collector refused it, could not be reached, or did not answer in time).
+    #[error("OTLP export: {0}")]
+    Export(String),
     /// Flushing on shutdown did not finish in time.
     #[error("shutdown did not finish within {0:?}; some telemetry may be lost")]
     ShutdownTimeout(std::time::Duration),

@@ -106,6 +106,7 @@ pub mod logging;
 pub mod metrics;
 #[path = "metrics/names.rs"]
 mod names;
+pub(crate) mod otlp;
 pub mod propagation;
 mod telemetry;
 #[cfg(test)]
@@ -128,6 +129,20 @@ pub use config::{
     OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OtlpProtocol, RUST_LOG,
     Sampler,
 };
+pub use config::{
+    GLIMPSE_LOG_STDOUT, OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_LOGS_COMPRESSION, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_HEADERS, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_LOGS_TIMEOUT, OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_METRICS_COMPRESSION, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_LOGS_EXPORTER,
+    OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRICS_EXPORTER, OtlpCompression, Temporality,
+};
 pub use config::{GLIMPSE_RUNTIME_METRICS, GLIMPSE_SHUTDOWN_DRAIN_MS};
 pub use error::Error;
 pub use health::shutdown_signal;
@@ -142,4 +157,8 @@ pub use logging::{
 };
 pub use metrics::runtime;
 pub use metrics::{business, cache, db, metrics_handler, security, ws};
+/// The OTLP transport, for the crate's own integration tests only.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use otlp::probe as __otlp_probe;
 pub use telemetry::{Guard, Telemetry, TracingLayer};

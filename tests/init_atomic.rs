@@ -32,18 +32,22 @@ async fn each_failing_step_leaves_nothing_installed_and_a_corrected_retry_logs()
     assert!(matches!(err, Error::MetricsBind { .. }), "{err}");
     assert_nothing_installed().await;
 
-    // The span exporter cannot be built (gRPC over https needs TLS, which
-    // this build has not), after the port was bound and the writer started.
+    // The span exporter cannot be built (its CA file is missing), after the
+    // port was bound and the writer started.
     let err = Config::default()
         .metrics_addr(Some("127.0.0.1:0".parse().unwrap()))
         .otlp_endpoint(Some("https://collector.invalid:4317".into()))
+        .otlp_certificate("/nonexistent/glimpse-ca.pem")
         .log_writer(SharedBuffer::new())
         .init();
     if let Err(err) = &err {
-        assert!(matches!(err, Error::Trace(_)), "{err}");
+        assert!(
+            matches!(err, Error::InvalidEnv { name, .. } if *name == "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            "{err}"
+        );
         assert_nothing_installed().await;
     } else {
-        panic!("an https gRPC endpoint without TLS support must fail");
+        panic!("a span exporter whose CA file is missing must fail");
     }
     drop(err);
 

@@ -40,6 +40,9 @@ const LAYERS: &[&[&str]] = &[
     // Shared names, IDs and the metric catalogue; no import from the crate.
     &["error", "ids", "names"],
     &["config"],
+    // The OTLP transport the three signals share (destination, runtime,
+    // transport, batcher).
+    &["otlp"],
     // The three signals never use each other: what they share lives below.
     &["logging", "metrics", "trace"],
     &["http", "propagation", "audit", "health"],

@@ -32,7 +32,9 @@ use http::{HeaderMap, HeaderValue};
 use crate::{Config, Error};
 
 pub(crate) use export::SpanExport;
-use export::{ExportRuntime, Transport};
+use record::SpanRecord;
+
+use crate::otlp::{Batcher, Destination, ExportRuntime, Signal, Transport};
 
 /// The span export of a telemetry: when an endpoint is configured, the
 /// bounded queue and exporter that [`LightLayer`] hands sampled span records
@@ -72,18 +74,19 @@ impl TracePipeline {
     }
 
     fn build(config: &Config) -> Result<Self, Error> {
-        let export = match &config.otlp_endpoint {
+        let export = match Destination::resolve(config, Signal::Traces) {
             None => None,
-            Some(endpoint) => {
+            Some(destination) => {
                 let runtime = ExportRuntime::start()?;
-                let transport = Transport::new(
-                    endpoint,
-                    config.otlp_traces_endpoint.as_deref(),
-                    config.otlp_protocol,
-                    &runtime,
-                )?;
+                let transport = Transport::to(&destination, &runtime)?;
                 let envelope = encode::Envelope::new(config, |k| std::env::var(k).ok());
-                let spans = SpanExport::start(config.batch, transport, envelope, &runtime);
+                let spans = Batcher::new(
+                    config.batch,
+                    transport,
+                    &runtime,
+                    "spans",
+                    move |batch: Vec<SpanRecord>| envelope.encode_wire(&batch),
+                );
                 Some(Export {
                     runtime,
                     spans: Arc::new(spans),
@@ -136,7 +139,7 @@ impl TracePipeline {
         let Some(export) = &self.export else {
             return Ok(());
         };
-        export.spans.force_flush(timeout)
+        refused_is_dropped(export.spans.force_flush(timeout))
     }
 
     /// Flush and shut down, bounded by `timeout` whatever the runtime flavour
@@ -155,10 +158,20 @@ impl TracePipeline {
         let Some(export) = &self.export else {
             return Ok(());
         };
-        let result = export.spans.shutdown(timeout);
+        let result = refused_is_dropped(export.spans.shutdown(timeout));
         // Cancels an export still in flight.
         export.runtime.stop();
         result
+    }
+}
+
+/// A batch the collector refused or could not take is counted as dropped
+/// (and reported by the owner's shutdown line); flushing it is then done,
+/// not failed. Only running out of time is an error.
+fn refused_is_dropped(result: Result<(), Error>) -> Result<(), Error> {
+    match result {
+        Err(Error::Export(_)) => Ok(()),
+        other => other,
     }
 }
 
