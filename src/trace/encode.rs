@@ -288,7 +288,7 @@ mod wire {
         }
     }
 
-    fn len_field(field: u32, len: usize) -> usize {
+    pub(super) fn len_field(field: u32, len: usize) -> usize {
         varint_len(u64::from(field << 3)) + varint_len(len as u64) + len
     }
 
@@ -404,26 +404,31 @@ impl Envelope {
     /// `records` as the bytes of one `ExportTraceServiceRequest`, written by
     /// hand ([`wire`]); the same message as `encode`'s.
     pub(crate) fn encode_wire(&self, records: &[SpanRecord]) -> Bytes {
-        let mut spans = Vec::with_capacity(records.len() * 512);
+        // The spans are written once, after a gap that the enclosing
+        // messages' headers (whose lengths depend on the spans) fill
+        // afterwards: no copy of a batch that may be megabytes.
+        let gap = 22 + self.resource_bytes.len() + self.scope_bytes.len();
+        let mut out = Vec::with_capacity(gap + records.len() * 512);
+        out.resize(gap, 0);
         let mut body = Vec::with_capacity(1024);
         let mut scratch = Vec::with_capacity(256);
         for rec in records {
-            wire::span(&mut spans, &mut body, &mut scratch, rec);
+            wire::span(&mut out, &mut body, &mut scratch, rec);
         }
         // ScopeSpans { scope = 1; spans = 2 }
-        let mut scope_spans = Vec::with_capacity(self.scope_bytes.len() + spans.len() + 8);
-        scope_spans.extend_from_slice(&self.scope_bytes);
-        scope_spans.extend_from_slice(&spans);
-        drop(spans);
+        let scope_spans_len = self.scope_bytes.len() + (out.len() - gap);
         // ResourceSpans { resource = 1; scope_spans = 2 }, the request's field 1.
-        let mut resource_spans =
-            Vec::with_capacity(self.resource_bytes.len() + scope_spans.len() + 8);
-        resource_spans.extend_from_slice(&self.resource_bytes);
-        wire::bytes(&mut resource_spans, 2, &scope_spans);
-        drop(scope_spans);
-        let mut out = Vec::with_capacity(resource_spans.len() + 8);
-        wire::bytes(&mut out, 1, &resource_spans);
-        Bytes::from(out)
+        let resource_spans_len = self.resource_bytes.len() + wire::len_field(2, scope_spans_len);
+        let mut head = Vec::with_capacity(gap);
+        wire::tag(&mut head, 1, wire::LEN);
+        wire::varint(&mut head, resource_spans_len as u64);
+        head.extend_from_slice(&self.resource_bytes);
+        wire::tag(&mut head, 2, wire::LEN);
+        wire::varint(&mut head, scope_spans_len as u64);
+        head.extend_from_slice(&self.scope_bytes);
+        let start = gap - head.len();
+        out[start..gap].copy_from_slice(&head);
+        Bytes::from(out).slice(start..)
     }
 }
 
