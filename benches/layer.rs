@@ -9,13 +9,21 @@
 //!   `fmt().json()`.
 //!
 //!
-//! The `tracing` group compares tracing on (every request sampled, spans
-//! exported over OTLP/gRPC to a receiver in the parent process) with tracing
-//! off (no endpoint: IDs only), each in a child process of its own, since
-//! `init` configures the process once. A child measures its own CPU time
-//! over the requests plus the final flush of the span queue, so the export
-//! work (batching, encoding, gRPC) is counted. Each Criterion iteration is
-//! [`BATCH`] requests in the child, reported per request.
+//! The `tracing` group compares, each in a child process of its own (since
+//! `init` configures the process once):
+//! - `off_ids_only`: `glimpse_obs` without an endpoint (IDs only);
+//! - `on_sampled_exporting_grpc`: `glimpse_obs`, every request sampled, spans
+//!   exported over OTLP/gRPC to a receiver in the parent process;
+//! - `anchor_otel_sdk`: the same router with tower-http's `TraceLayer`,
+//!   tracing-subscriber's JSON format to a sink, tracing-opentelemetry and
+//!   the OpenTelemetry SDK's batch span processor exporting over OTLP/gRPC
+//!   (opentelemetry-otlp, tonic) to the same receiver;
+//! - `bare`: the router alone.
+//!
+//! A child measures its own CPU time over the requests plus the final flush
+//! of the span queue, so the export work (batching, encoding, gRPC) is
+//! counted. Each Criterion iteration is [`BATCH`] requests in the child,
+//! reported per request. Goal: on − off ≤ 1.0 µs and ≤ (anchor − bare) / 10.
 //!
 //! `cargo bench --bench layer`
 
@@ -157,6 +165,11 @@ fn child(mode: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .expect("iterations");
+    match mode {
+        "anchor" => return anchor_child(iters),
+        "bare" => return bare_child(iters),
+        _ => {}
+    }
     let config = glimpse_obs::Config::from_env()
         .expect("config")
         .service("bench")
@@ -186,6 +199,91 @@ fn child(mode: &str) {
     assert!(guard.flush(Duration::from_secs(30)), "flush");
     let cpu = start.elapsed() / BATCH as u32;
     println!("{} {}", cpu.as_nanos(), guard.dropped_spans());
+}
+
+/// The router alone, no subscriber.
+fn bare_child(iters: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app: Router = Router::new().route("/users/{id}", get(handler));
+    let none = Dispatch::none();
+    cpu_per(&rt, &app, &none, 2000);
+    let start = cpu_time::ProcessTime::now();
+    cpu_per(&rt, &app, &none, iters * BATCH);
+    let cpu = start.elapsed() / BATCH as u32;
+    println!("{} 0", cpu.as_nanos());
+}
+
+/// The anchor: what a team assembles with the OpenTelemetry SDK, as its
+/// documentation shows (`with_batch_exporter`, the OTLP/gRPC exporter built
+/// inside a Tokio runtime), exporting to the same receiver.
+fn anchor_child(iters: u64) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").expect("endpoint");
+    // The exporter's connection lives on a runtime of its own, as in an
+    // application's `#[tokio::main]`.
+    let export_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let provider = {
+        let _entered = export_rt.enter();
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .expect("exporter");
+        // The same queue and batch sizes as the children of `glimpse_obs`.
+        let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_max_queue_size(65536)
+            .with_max_export_batch_size(2048)
+            .with_scheduled_delay(Duration::from_millis(100))
+            .build();
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("bench")
+                    .build(),
+            )
+            .with_span_processor(
+                opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+                    .with_batch_config(batch)
+                    .build(),
+            )
+            .build()
+    };
+    let tracer = provider.tracer("bench");
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::sink),
+        );
+    let dispatch = Dispatch::new(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app: Router = Router::new().route("/users/{id}", get(handler)).layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
+    );
+    cpu_per(&rt, &app, &dispatch, 2000);
+    provider.force_flush().expect("flush");
+    let start = cpu_time::ProcessTime::now();
+    cpu_per(&rt, &app, &dispatch, iters * BATCH);
+    provider.force_flush().expect("flush");
+    let cpu = start.elapsed() / BATCH as u32;
+    println!("{} 0", cpu.as_nanos());
+    let _ = provider.shutdown();
 }
 
 /// A gRPC trace receiver that only counts spans.
@@ -279,6 +377,8 @@ fn bench_tracing(c: &mut Criterion) {
     g.bench_function("on_sampled_exporting_grpc", |b| {
         b.iter_custom(|n| run("on", n))
     });
+    g.bench_function("anchor_otel_sdk", |b| b.iter_custom(|n| run("anchor", n)));
+    g.bench_function("bare", |b| b.iter_custom(|n| run("bare", n)));
     g.finish();
     println!(
         "spans received by the OTLP receiver: {}, dropped by the children: {}",

@@ -21,7 +21,6 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{Context, trace::TraceContextExt};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     ids::RequestId,
@@ -91,24 +90,16 @@ pub fn extract(headers: &HeaderMap) -> Context {
 /// assert!(!glimpse_obs::propagation::set_parent(&span, cx));
 /// ```
 pub fn set_parent(span: &tracing::Span, cx: Context) -> bool {
-    !span.is_disabled() && (light::set_parent(span, cx.clone()) || span.set_parent(cx).is_ok())
+    !span.is_disabled() && light::set_parent(span, cx)
 }
 
-/// The OpenTelemetry context of the current span: the one attached when the
-/// span was entered, else the span's own (when it is known to OpenTelemetry).
+/// The OpenTelemetry context of the current span: one attached explicitly
+/// (`Context::attach`), else the current `tracing` span's IDs with its
+/// remote parent's `tracestate` and baggage.
 fn current_context() -> Context {
     let attached = Context::current();
     if attached.span().span_context().is_valid() {
         return attached;
     }
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return attached;
-    }
-    let own = span.context();
-    if own.span().span_context().is_valid() {
-        own
-    } else {
-        light::current_context().unwrap_or(attached)
-    }
+    light::current_context().unwrap_or(attached)
 }

@@ -41,7 +41,7 @@ use crate::{
         exporter::{self, Exporter, SharedRecorder},
         otlp::OtlpMetrics,
     },
-    trace::{LightLayer, TracePipeline},
+    trace::TracePipeline,
 };
 
 /// Whether `install()` succeeded in this process.
@@ -275,24 +275,15 @@ impl Telemetry {
                 .with_filter(self.level_filter.clone())
                 .boxed(),
         };
-        // Exporting: full OpenTelemetry spans. Not exporting: IDs only, so
-        // logs, responses and outbound calls still carry W3C context.
-        // Boxed, not `Option`: `Option<L>` does not forward
-        // `on_register_dispatch`, which the exporting pipeline's ID layer
-        // needs.
-        let trace = if self.pipeline.exporting() {
-            self.pipeline
-                .layer(self.settings.clone())
-                .with_filter(otel_filter())
-                .boxed()
-        } else {
-            // The trace layer carries the settings: the tower layer built by
-            // `layer()` finds them through the dispatcher (`downcast_ref`).
-            LightLayer::new(self.sampler)
-                .with_settings(self.settings.clone())
-                .with_filter(otel_filter())
-                .boxed()
-        };
+        // IDs always (logs, responses and outbound calls carry W3C context);
+        // span records for the OTLP export when an endpoint is set. The
+        // layer carries the settings: the tower layer built by `layer()`
+        // finds them through the dispatcher (`downcast_ref`).
+        let trace = self
+            .pipeline
+            .layer(self.sampler, self.settings.clone())
+            .with_filter(otel_filter())
+            .boxed();
         log.and_then(trace).boxed()
     }
 

@@ -8,6 +8,7 @@
 //! importing each other.
 
 pub(crate) mod panic;
+pub(crate) mod random;
 mod request_id;
 
 use opentelemetry::trace::{SpanId, TraceId};

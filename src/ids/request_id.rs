@@ -36,14 +36,13 @@ impl RequestId {
     /// assert_eq!(id.as_str().len(), 36); // hyphenated UUID
     /// ```
     pub fn generate() -> Self {
-        use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
         // Milliseconds and 80 random bits from the thread-local generator the
         // trace IDs use, instead of `Uuid::now_v7`'s process-wide counter
         // lock. IDs stay ordered by millisecond, which is what log search needs.
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let random = RandomIdGenerator::default().new_trace_id().to_bytes();
+        let random = super::random::trace_id().to_bytes();
         let mut bits = [0u8; 10];
         bits.copy_from_slice(&random[..10]);
         let id = uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid();

@@ -19,14 +19,12 @@ mod batcher;
 mod destination;
 mod resource;
 mod runtime;
-mod sdk;
 mod transport;
 
 pub(crate) use batcher::Batcher;
 pub(crate) use destination::{Destination, Signal};
-pub(crate) use resource::{proto_resource, string_attribute};
+pub(crate) use resource::{proto_resource, resource_from, string_attribute};
 pub(crate) use runtime::ExportRuntime;
-pub(crate) use sdk::span_exporter;
 pub(crate) use transport::Transport;
 
 #[cfg(feature = "testing")]

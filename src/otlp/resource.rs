@@ -1,44 +1,87 @@
-//! The OpenTelemetry resource every signal carries: built as the trace
-//! pipeline builds its own (the SDK's detectors, so `OTEL_RESOURCE_ATTRIBUTES`
-//! and the `telemetry.sdk.*` attributes are there too), then `service.name`,
-//! `service.version` and `deployment.environment.name` from the
-//! configuration.
+//! The OpenTelemetry resource every signal carries: `OTEL_RESOURCE_ATTRIBUTES`,
+//! then `telemetry.sdk.*`, then `service.name`, `service.version` and
+//! `deployment.environment.name` from the configuration, a later key
+//! replacing an earlier one (the precedence the OpenTelemetry SDK applies).
+//! Spans, metrics and log records all take it from here.
 
-use opentelemetry::{KeyValue, Value};
 use opentelemetry_proto::tonic::{
-    common::v1::{AnyValue, ArrayValue, KeyValue as ProtoKeyValue, any_value},
+    common::v1::{AnyValue, KeyValue as ProtoKeyValue, any_value},
     resource::v1::Resource,
 };
 
 use crate::Config;
 
-/// The SDK resource of `config`, as the trace pipeline builds it.
-pub(crate) fn sdk_resource(config: &Config) -> opentelemetry_sdk::Resource {
-    opentelemetry_sdk::Resource::builder()
-        .with_service_name(config.service.clone())
-        .with_attributes([
-            KeyValue::new("service.version", config.version.clone()),
-            KeyValue::new("deployment.environment.name", config.environment.as_str()),
-        ])
-        .build()
+/// The resource of `config`, `OTEL_RESOURCE_ATTRIBUTES` read from the
+/// process environment.
+pub(crate) fn proto_resource(config: &Config) -> Resource {
+    resource_from(config, |k| std::env::var(k).ok())
 }
 
-/// The resource of `config` as an OTLP message, attributes sorted by key.
-pub(crate) fn proto_resource(config: &Config) -> Resource {
-    let resource = sdk_resource(config);
-    let mut attributes: Vec<ProtoKeyValue> = resource
-        .iter()
-        .map(|(k, v)| ProtoKeyValue {
-            key: k.as_str().to_owned(),
-            value: Some(any_value(v)),
-            ..ProtoKeyValue::default()
-        })
-        .collect();
-    attributes.sort_by(|a, b| a.key.cmp(&b.key));
+/// The resource of `config`, `OTEL_RESOURCE_ATTRIBUTES` read from `lookup`.
+pub(crate) fn resource_from(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Resource {
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| {
+        if let Some(slot) = attrs.iter_mut().find(|(key, _)| key == k) {
+            slot.1 = v;
+        } else {
+            attrs.push((k.to_owned(), v));
+        }
+    };
+    if let Some(raw) = lookup("OTEL_RESOURCE_ATTRIBUTES") {
+        for (k, v) in parse_resource_attributes(&raw) {
+            put(&k, v);
+        }
+    }
+    put("telemetry.sdk.name", "glimpse_obs".to_owned());
+    put("telemetry.sdk.language", "rust".to_owned());
+    put(
+        "telemetry.sdk.version",
+        env!("CARGO_PKG_VERSION").to_owned(),
+    );
+    put("service.name", config.service.clone());
+    put("service.version", config.version.clone());
+    put(
+        "deployment.environment.name",
+        config.environment.as_str().to_owned(),
+    );
     Resource {
-        attributes,
+        attributes: attrs
+            .into_iter()
+            .map(|(k, v)| string_attribute(&k, &v))
+            .collect(),
         ..Resource::default()
     }
+}
+
+/// `key1=value1,key2=value2` with percent-encoded values (W3C Baggage
+/// octets, as the specification says); malformed members are skipped.
+fn parse_resource_attributes(raw: &str) -> Vec<(String, String)> {
+    raw.split(',')
+        .filter_map(|member| {
+            let (k, v) = member.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| (k.to_owned(), percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A string attribute.
@@ -50,30 +93,6 @@ pub(crate) fn string_attribute(key: &str, value: &str) -> ProtoKeyValue {
         }),
         ..ProtoKeyValue::default()
     }
-}
-
-fn any_value(v: &Value) -> AnyValue {
-    use opentelemetry::Array;
-    let value = match v {
-        Value::Bool(b) => any_value::Value::BoolValue(*b),
-        Value::I64(i) => any_value::Value::IntValue(*i),
-        Value::F64(f) => any_value::Value::DoubleValue(*f),
-        Value::String(s) => any_value::Value::StringValue(s.as_str().to_owned()),
-        Value::Array(a) => {
-            let values = match a {
-                Array::Bool(v) => v.iter().map(|b| Value::Bool(*b)).collect::<Vec<_>>(),
-                Array::I64(v) => v.iter().map(|i| Value::I64(*i)).collect(),
-                Array::F64(v) => v.iter().map(|f| Value::F64(*f)).collect(),
-                Array::String(v) => v.iter().map(|s| Value::String(s.clone())).collect(),
-                _ => Vec::new(),
-            };
-            any_value::Value::ArrayValue(ArrayValue {
-                values: values.iter().map(any_value).collect(),
-            })
-        }
-        other => any_value::Value::StringValue(other.to_string()),
-    };
-    AnyValue { value: Some(value) }
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ impl Received {
 #[derive(Clone, Default)]
 pub struct Store {
     spans: Arc<Mutex<Vec<Received>>>,
+    /// The raw protobuf bodies the HTTP receiver got, in order.
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
     exports: Arc<AtomicUsize>,
     duplicates: Arc<AtomicUsize>,
 }
@@ -126,6 +128,11 @@ impl Store {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<Received> {
         self.spans.lock().unwrap().clone()
+    }
+
+    /// The raw protobuf bodies received over HTTP, for an independent decoder.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().unwrap().clone()
     }
 
     /// Spans received more than once (and kept once).
@@ -248,6 +255,7 @@ impl Receiver {
                     if content_type != "application/x-protobuf" {
                         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
                     }
+                    store.bodies.lock().unwrap().push(body.to_vec());
                     match ExportTraceServiceRequest::decode(body) {
                         Ok(req) => {
                             store.push(req);

@@ -297,11 +297,13 @@ pub fn check_scenario(store: &Store, logs: &[Value], sent: &Scenario, service: &
             "{path} must not continue the sent trace"
         );
         assert_eq!(span.parent_span_id(), "", "{path} must be a root span");
+        // The crate generated the trace ID: sampled and W3C Level 2 random.
         assert_eq!(
             sent.traceparent.as_deref(),
-            Some(&*format!("00-{}-{}-01", span.trace_id(), span.span_id())),
+            Some(&*format!("00-{}-{}-03", span.trace_id(), span.span_id())),
             "{path} response header"
         );
+        assert_eq!(span.span.flags & 0xff, 0x03, "{path} span flags");
         let line = logs
             .iter()
             .find(|l| l["message"] == "request completed" && l["path"] == path)

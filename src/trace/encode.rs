@@ -1,0 +1,579 @@
+//! Batches of [`SpanRecord`]s as an OTLP `ExportTraceServiceRequest`
+//! (protobuf), with the `opentelemetry-proto` types and prost.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
+};
+use prost::Message;
+
+use super::record::{Attr, SpanRecord, Val};
+use crate::Config;
+
+/// OTLP `SpanFlags`: the parent's remoteness is known…
+const HAS_IS_REMOTE: u32 = 0x100;
+/// …and it is remote.
+const IS_REMOTE: u32 = 0x200;
+
+/// What every batch shares: the resource and the instrumentation scope.
+#[derive(Debug, Clone)]
+pub(crate) struct Envelope {
+    resource: Resource,
+    scope: InstrumentationScope,
+    /// `resource` as field 1 of `ResourceSpans`, encoded once.
+    resource_bytes: Vec<u8>,
+    /// `scope` as field 1 of `ScopeSpans`, encoded once.
+    scope_bytes: Vec<u8>,
+}
+
+impl Envelope {
+    /// The resource of `config`: `OTEL_RESOURCE_ATTRIBUTES` (read from
+    /// `lookup`), then `telemetry.sdk.*`, then `service.name`,
+    /// `service.version` and `deployment.environment.name`, a later key
+    /// replacing an earlier one — the precedence the SDK applied.
+    pub(crate) fn new(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let resource = crate::otlp::resource_from(config, lookup);
+        let scope = InstrumentationScope {
+            name: "glimpse_obs".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+        };
+        let mut resource_bytes = Vec::new();
+        wire::bytes(&mut resource_bytes, 1, &resource.encode_to_vec());
+        let mut scope_bytes = Vec::new();
+        wire::bytes(&mut scope_bytes, 1, &scope.encode_to_vec());
+        Self {
+            resource,
+            scope,
+            resource_bytes,
+            scope_bytes,
+        }
+    }
+
+    /// One `ExportTraceServiceRequest` holding `records`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn request(&self, records: &[SpanRecord]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(self.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(self.scope.clone()),
+                    spans: records.iter().map(span_of).collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    /// `records` encoded as protobuf bytes (the body the shared OTLP
+    /// transport takes).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn encode(&self, records: &[SpanRecord]) -> Bytes {
+        Bytes::from(self.request(records).encode_to_vec())
+    }
+}
+
+fn attrs_of(rec: &SpanRecord, attrs: &[Attr]) -> Vec<KeyValue> {
+    attrs
+        .iter()
+        .map(|(k, v)| KeyValue {
+            key: (*k).to_owned(),
+            value: Some(AnyValue {
+                value: Some(match v {
+                    Val::I64(i) => any_value::Value::IntValue(*i),
+                    Val::F64(f) => any_value::Value::DoubleValue(*f),
+                    Val::Bool(b) => any_value::Value::BoolValue(*b),
+                    other => any_value::Value::StringValue(
+                        rec.str_of(other).unwrap_or_default().to_owned(),
+                    ),
+                }),
+            }),
+            key_strindex: 0,
+        })
+        .collect()
+}
+
+fn span_of(rec: &SpanRecord) -> Span {
+    let parent = if rec.parent_span_id == opentelemetry::trace::SpanId::INVALID {
+        Vec::new()
+    } else {
+        rec.parent_span_id.to_bytes().to_vec()
+    };
+    let remote = if rec.parent_is_remote { IS_REMOTE } else { 0 };
+    Span {
+        trace_id: rec.trace_id.to_bytes().to_vec(),
+        span_id: rec.span_id.to_bytes().to_vec(),
+        trace_state: rec.trace_state.clone(),
+        parent_span_id: parent,
+        flags: u32::from(rec.flags) | HAS_IS_REMOTE | remote,
+        name: rec.text(&rec.name).to_owned(),
+        kind: rec.kind as i32,
+        start_time_unix_nano: rec.start,
+        end_time_unix_nano: rec.end,
+        attributes: attrs_of(rec, &rec.attrs),
+        dropped_attributes_count: 0,
+        events: rec
+            .events
+            .iter()
+            .map(|e| span::Event {
+                time_unix_nano: e.time,
+                name: rec.text(&e.name).to_owned(),
+                attributes: attrs_of(rec, &e.attrs),
+                dropped_attributes_count: 0,
+            })
+            .collect(),
+        dropped_events_count: 0,
+        links: rec
+            .links
+            .iter()
+            .map(|l| span::Link {
+                trace_id: l.trace_id.to_bytes().to_vec(),
+                span_id: l.span_id.to_bytes().to_vec(),
+                trace_state: l.trace_state.clone(),
+                attributes: Vec::new(),
+                dropped_attributes_count: 0,
+                flags: u32::from(l.flags) | HAS_IS_REMOTE | IS_REMOTE,
+            })
+            .collect(),
+        dropped_links_count: 0,
+        status: (rec.status as i32 != 0 || rec.status_message.is_some()).then(|| Status {
+            message: rec
+                .status_message
+                .as_ref()
+                .map(|m| rec.text(m).to_owned())
+                .unwrap_or_default(),
+            code: rec.status as i32,
+        }),
+    }
+}
+
+/// The protobuf wire format written straight from [`SpanRecord`]s, without
+/// building the `opentelemetry-proto` structs: those need an owned `String`
+/// per attribute key and value and a `Vec` per ID, about 40 allocations for a
+/// server span, on the export thread whose CPU the service pays too.
+/// Hand-written because it was measured to pay: in `benches/layer.rs`
+/// group `tracing` (two runs each, same session), exporting through
+/// `Envelope::encode` (the prost structs) cost 5.7–6.0 µs per request over
+/// tracing off, through this writer 3.0–3.4 µs (`docs/performance.md`,
+/// "Tracing on versus off"). `encodes_what_prost_encodes` checks it against
+/// prost, byte for byte, on every kind of value.
+mod wire {
+    use super::{Attr, SpanRecord, Val};
+
+    pub(super) const LEN: u8 = 2;
+    const VARINT: u8 = 0;
+    const I64: u8 = 1;
+    const I32: u8 = 5;
+
+    pub(super) fn varint(buf: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+    }
+
+    fn varint_len(v: u64) -> usize {
+        // 1 byte per 7 bits, at least 1.
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    pub(super) fn tag(buf: &mut Vec<u8>, field: u32, wire: u8) {
+        varint(buf, u64::from(field << 3 | u32::from(wire)));
+    }
+
+    pub(super) fn bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
+        tag(buf, field, LEN);
+        varint(buf, b.len() as u64);
+        buf.extend_from_slice(b);
+    }
+
+    /// A string field, left out when empty (proto3 default).
+    fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
+        if !s.is_empty() {
+            bytes(buf, field, s.as_bytes());
+        }
+    }
+
+    fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
+        if v != 0 {
+            tag(buf, field, I64);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
+        if v != 0 {
+            tag(buf, field, I32);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn enumeration(buf: &mut Vec<u8>, field: u32, v: i32) {
+        if v != 0 {
+            tag(buf, field, VARINT);
+            varint(buf, v as u64);
+        }
+    }
+
+    pub(super) fn len_field(field: u32, len: usize) -> usize {
+        varint_len(u64::from(field << 3)) + varint_len(len as u64) + len
+    }
+
+    /// `common.v1.KeyValue` { key = 1; value = 2 (AnyValue) }.
+    fn key_value(buf: &mut Vec<u8>, field: u32, rec: &SpanRecord, (key, val): &Attr) {
+        let text = rec.str_of(val);
+        let any_len = match val {
+            Val::I64(i) => 1 + varint_len(*i as u64),
+            Val::F64(_) => 1 + 8,
+            Val::Bool(_) => 2,
+            _ => len_field(1, text.map_or(0, str::len)),
+        };
+        let kv_len = (if key.is_empty() {
+            0
+        } else {
+            len_field(1, key.len())
+        }) + len_field(2, any_len);
+        tag(buf, field, LEN);
+        varint(buf, kv_len as u64);
+        string(buf, 1, key);
+        tag(buf, 2, LEN);
+        varint(buf, any_len as u64);
+        match val {
+            Val::I64(i) => {
+                tag(buf, 3, VARINT);
+                varint(buf, *i as u64);
+            }
+            Val::F64(f) => {
+                tag(buf, 4, I64);
+                buf.extend_from_slice(&f.to_le_bytes());
+            }
+            Val::Bool(b) => {
+                tag(buf, 2, VARINT);
+                buf.push(u8::from(*b));
+            }
+            _ => {
+                // Always written, even empty: an AnyValue with its oneof set.
+                let s = text.unwrap_or_default();
+                bytes(buf, 1, s.as_bytes());
+            }
+        }
+    }
+
+    /// Append `field` = a nested message that `write` produces, through
+    /// `scratch`.
+    fn nested(
+        buf: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        field: u32,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        scratch.clear();
+        write(scratch);
+        bytes(buf, field, scratch);
+    }
+
+    /// `trace.v1.Span`, as field `field` of `buf`.
+    pub(super) fn span(
+        buf: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        rec: &SpanRecord,
+    ) {
+        use super::{HAS_IS_REMOTE, IS_REMOTE};
+        body.clear();
+        bytes(body, 1, &rec.trace_id.to_bytes());
+        bytes(body, 2, &rec.span_id.to_bytes());
+        string(body, 3, &rec.trace_state);
+        if rec.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+            bytes(body, 4, &rec.parent_span_id.to_bytes());
+        }
+        string(body, 5, rec.text(&rec.name));
+        enumeration(body, 6, rec.kind as i32);
+        fixed64(body, 7, rec.start);
+        fixed64(body, 8, rec.end);
+        for a in &rec.attrs {
+            key_value(body, 9, rec, a);
+        }
+        for e in &rec.events {
+            nested(body, scratch, 11, |m| {
+                fixed64(m, 1, e.time);
+                string(m, 2, rec.text(&e.name));
+                for a in &e.attrs {
+                    key_value(m, 3, rec, a);
+                }
+            });
+        }
+        for l in &rec.links {
+            nested(body, scratch, 13, |m| {
+                bytes(m, 1, &l.trace_id.to_bytes());
+                bytes(m, 2, &l.span_id.to_bytes());
+                string(m, 3, &l.trace_state);
+                fixed32(m, 6, u32::from(l.flags) | HAS_IS_REMOTE | IS_REMOTE);
+            });
+        }
+        if rec.status as i32 != 0 || rec.status_message.is_some() {
+            nested(body, scratch, 15, |m| {
+                string(
+                    m,
+                    2,
+                    rec.status_message.as_ref().map_or("", |t| rec.text(t)),
+                );
+                enumeration(m, 3, rec.status as i32);
+            });
+        }
+        let remote = if rec.parent_is_remote { IS_REMOTE } else { 0 };
+        fixed32(body, 16, u32::from(rec.flags) | HAS_IS_REMOTE | remote);
+        bytes(buf, 2, body);
+    }
+}
+
+impl Envelope {
+    /// `records` as the bytes of one `ExportTraceServiceRequest`, written by
+    /// hand ([`wire`]); the same message as `encode`'s.
+    pub(crate) fn encode_wire(&self, records: &[SpanRecord]) -> Bytes {
+        // The spans are written once, after a gap that the enclosing
+        // messages' headers (whose lengths depend on the spans) fill
+        // afterwards: no copy of a batch that may be megabytes.
+        let gap = 22 + self.resource_bytes.len() + self.scope_bytes.len();
+        let mut out = Vec::with_capacity(gap + records.len() * 512);
+        out.resize(gap, 0);
+        let mut body = Vec::with_capacity(1024);
+        let mut scratch = Vec::with_capacity(256);
+        for rec in records {
+            wire::span(&mut out, &mut body, &mut scratch, rec);
+        }
+        // ScopeSpans { scope = 1; spans = 2 }
+        let scope_spans_len = self.scope_bytes.len() + (out.len() - gap);
+        // ResourceSpans { resource = 1; scope_spans = 2 }, the request's field 1.
+        let resource_spans_len = self.resource_bytes.len() + wire::len_field(2, scope_spans_len);
+        let mut head = Vec::with_capacity(gap);
+        wire::tag(&mut head, 1, wire::LEN);
+        wire::varint(&mut head, resource_spans_len as u64);
+        head.extend_from_slice(&self.resource_bytes);
+        wire::tag(&mut head, 2, wire::LEN);
+        wire::varint(&mut head, scope_spans_len as u64);
+        head.extend_from_slice(&self.scope_bytes);
+        let start = gap - head.len();
+        out[start..gap].copy_from_slice(&head);
+        Bytes::from(out).slice(start..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::record::{Kind, StatusCode};
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode as Code;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::{Layer, Registry, layer::SubscriberExt, registry::LookupSpan};
+
+    /// Builds records the way the light layer does, keeping them on close.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<SpanRecord>>>);
+
+    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut r = SpanRecord::start(attrs.metadata().name(), attrs.fields().len());
+            r.record_attributes(attrs);
+            ctx.span(id).unwrap().extensions_mut().insert(r);
+        }
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let span = ctx.span(id).unwrap();
+            span.extensions_mut()
+                .get_mut::<SpanRecord>()
+                .unwrap()
+                .record(values);
+        }
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if let Some(span) = ctx.event_span(event) {
+                span.extensions_mut()
+                    .get_mut::<SpanRecord>()
+                    .unwrap()
+                    .add_log_event(event);
+            }
+        }
+        fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+            let span = ctx.span(&id).unwrap();
+            let r = span.extensions_mut().remove::<SpanRecord>().unwrap();
+            self.0.lock().unwrap().push(r);
+        }
+    }
+
+    #[test]
+    fn a_recorded_span_encodes_to_an_otlp_request_prost_decodes() {
+        let recorder = Recorder::default();
+        let subscriber = Registry::default().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                otel.name = "GET /users/{id}",
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                "http.request.method" = "GET",
+                "http.response.status_code" = tracing::field::Empty,
+                retries = 3u64,
+                ratio = 0.5,
+                cached = false,
+            );
+            span.record("http.response.status_code", 503);
+            span.record("http.request.method", "POST");
+            span.in_scope(|| tracing::error!(code = 7, "upstream failed"));
+        });
+        let mut records = recorder.0.lock().unwrap().clone();
+        assert_eq!(records.len(), 1);
+        let r = &mut records[0];
+        assert_eq!(r.kind, Kind::Server);
+        assert_eq!(
+            r.status,
+            StatusCode::Error,
+            "an ERROR event sets the status"
+        );
+        assert_eq!(
+            r.attr("http.request.method").as_deref(),
+            Some("POST"),
+            "replaced"
+        );
+        r.add_exception("panic", "boom", Some("at main"));
+        r.trace_id = opentelemetry::trace::TraceId::from(7u128);
+        r.span_id = opentelemetry::trace::SpanId::from(9u64);
+        r.flags = 1;
+        r.end = r.start + 1000;
+
+        let env = Envelope::new(&Config::default().service("enc"), |_| None);
+        let bytes = env.encode(&records);
+        let req = ExportTraceServiceRequest::decode(bytes).unwrap();
+        let rs = &req.resource_spans[0];
+        let ss = &rs.scope_spans[0];
+        assert_eq!(ss.scope.as_ref().unwrap().name, "glimpse_obs");
+        let span = &ss.spans[0];
+        assert_eq!(span.name, "GET /users/{id}");
+        assert_eq!(span.kind, span::SpanKind::Server as i32);
+        assert_eq!(span.trace_id, 7u128.to_be_bytes());
+        assert_eq!(span.span_id, 9u64.to_be_bytes());
+        assert!(span.parent_span_id.is_empty(), "a root");
+        assert_eq!(span.flags & 0x1ff, 0x101);
+        assert_eq!(span.status.as_ref().unwrap().code, Code::Error as i32);
+        let attr = |k: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.clone()?.value)
+        };
+        assert_eq!(
+            attr("http.response.status_code"),
+            Some(any_value::Value::IntValue(503))
+        );
+        assert_eq!(attr("retries"), Some(any_value::Value::IntValue(3)));
+        assert_eq!(attr("ratio"), Some(any_value::Value::DoubleValue(0.5)));
+        assert_eq!(attr("cached"), Some(any_value::Value::BoolValue(false)));
+        assert_eq!(attr("otel.kind"), None, "otel.* fields are not attributes");
+        assert_eq!(span.events.len(), 2);
+        assert_eq!(span.events[0].name, "upstream failed");
+        assert!(span.events[0].attributes.iter().any(|kv| kv.key == "level"));
+        assert_eq!(span.events[1].name, "exception");
+        assert_eq!(span.events[1].attributes.len(), 3);
+    }
+
+    #[test]
+    fn encodes_what_prost_encodes() {
+        let recorder = Recorder::default();
+        let subscriber = Registry::default().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                otel.kind = "client",
+                otel.status_code = "error",
+                otel.status_message = "upstream refused",
+                empty = "",
+                negative = -42i64,
+                big = u64::MAX,
+                huge = 1u64 << 40,
+                pi = std::f64::consts::PI,
+                yes = true,
+                unicode = "Zürich ✓",
+                debug = ?vec![1, 2],
+            );
+            span.in_scope(|| {
+                tracing::error!(reason = %"a\nb", "failed");
+                tracing::info_span!("child", n = 1).in_scope(|| {});
+            });
+        });
+        let mut records = recorder.0.lock().unwrap().clone();
+        assert_eq!(records.len(), 2);
+        for (i, r) in records.iter_mut().enumerate() {
+            r.trace_id = opentelemetry::trace::TraceId::from(0xabc_u128 << 64 | 7);
+            r.span_id = opentelemetry::trace::SpanId::from(i as u64 + 1);
+            r.flags = 3;
+            r.end = r.start + 12_345;
+        }
+        records[0].parent_span_id = opentelemetry::trace::SpanId::from(99);
+        records[0].parent_is_remote = true;
+        records[0].trace_state = "congo=t61rcWkgMzE".to_owned();
+        records[0].links.push(crate::trace::record::LinkRecord {
+            trace_id: opentelemetry::trace::TraceId::from(5),
+            span_id: opentelemetry::trace::SpanId::from(6),
+            flags: 1,
+            trace_state: String::new(),
+        });
+        records[0].add_exception("panic", "", None);
+        let env = Envelope::new(&Config::default().service("wire"), |k| {
+            (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "a=b".to_owned())
+        });
+        let by_hand = ExportTraceServiceRequest::decode(env.encode_wire(&records)).unwrap();
+        assert_eq!(by_hand, env.request(&records));
+        assert_eq!(
+            env.encode_wire(&records),
+            env.encode(&records),
+            "byte for byte"
+        );
+        assert_eq!(
+            ExportTraceServiceRequest::decode(env.encode_wire(&[])).unwrap(),
+            env.request(&[])
+        );
+    }
+
+    #[test]
+    fn resource_attributes_are_parsed_and_the_configuration_wins() {
+        let config = Config::default().service("svc").version("9.9.9");
+        let env = Envelope::new(&config, |k| {
+            (k == "OTEL_RESOURCE_ATTRIBUTES")
+                .then(|| "team=core, region=eu%2Dwest ,service.name=other,bad".to_owned())
+        });
+        let get = |key: &str| {
+            env.resource
+                .attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    any_value::Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+        };
+        assert_eq!(get("team").as_deref(), Some("core"));
+        assert_eq!(get("region").as_deref(), Some("eu-west"));
+        assert_eq!(get("service.name").as_deref(), Some("svc"));
+        assert_eq!(get("service.version").as_deref(), Some("9.9.9"));
+        assert!(get("deployment.environment.name").is_some());
+        assert_eq!(get("bad"), None);
+    }
+}

@@ -1,0 +1,412 @@
+//! The compact record of one exported span, built by [`super::LightLayer`]
+//! from the `tracing` span itself: no OpenTelemetry SDK span, no
+//! `KeyValue` per field. Keys are the `tracing` field names (`&'static
+//! str`); every string value of the span, its events and its name is
+//! appended to one buffer, so a server span with a dozen attributes costs a
+//! handful of allocations, whatever the number of fields.
+//!
+//! The field conventions are those of `tracing-opentelemetry`, which the
+//! crate used before: `otel.name` names the span, `otel.kind` sets its kind,
+//! `otel.status_code` (`ok` / `error`) and `otel.status_message` (or
+//! `otel.status_description`) its status; every other field is an
+//! attribute. ERROR events inside the span become span events (name: the
+//! message; attributes: `level`, `target`, the code location and the
+//! event's fields) and set the status to error when it is unset.
+
+use std::{fmt::Write as _, ops::Range, time::SystemTime};
+
+use opentelemetry::trace::{SpanId, TraceId};
+use tracing::field::{Field, Visit};
+
+/// Span kind, numbered as OTLP's `Span.SpanKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+    Producer = 4,
+    Consumer = 5,
+}
+
+impl Kind {
+    /// `tracing-opentelemetry`'s reading of `otel.kind` (case-insensitive).
+    fn parse(s: &str) -> Option<Self> {
+        [
+            ("server", Self::Server),
+            ("client", Self::Client),
+            ("producer", Self::Producer),
+            ("consumer", Self::Consumer),
+            ("internal", Self::Internal),
+        ]
+        .into_iter()
+        .find_map(|(name, kind)| s.eq_ignore_ascii_case(name).then_some(kind))
+    }
+}
+
+/// Status code, numbered as OTLP's `Status.StatusCode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub(crate) enum StatusCode {
+    #[default]
+    Unset = 0,
+    Ok = 1,
+    Error = 2,
+}
+
+/// One attribute value; strings live in the record's buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    /// A range of [`SpanRecord::buf`].
+    Str(u32, u32),
+    Static(&'static str),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+pub(crate) type Attr = (&'static str, Val);
+
+/// A span event: a name and attributes, at a time.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRecord {
+    pub(crate) name: Text,
+    pub(crate) time: u64,
+    pub(crate) attrs: Vec<Attr>,
+}
+
+/// A link to another span (an untrusted caller's context).
+#[derive(Debug, Clone)]
+pub(crate) struct LinkRecord {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) flags: u8,
+    pub(crate) trace_state: String,
+}
+
+/// A string of the record: static, or a range of its buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Text {
+    Static(&'static str),
+    Buf(u32, u32),
+}
+
+/// What is exported of one span.
+#[derive(Debug, Clone)]
+pub(crate) struct SpanRecord {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    /// `SpanId::INVALID` for a root.
+    pub(crate) parent_span_id: SpanId,
+    pub(crate) parent_is_remote: bool,
+    /// W3C trace flags (sampled, random).
+    pub(crate) flags: u8,
+    /// The remote parent's `tracestate`, as received.
+    pub(crate) trace_state: String,
+    pub(crate) name: Text,
+    pub(crate) kind: Kind,
+    /// Unix nanoseconds.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) attrs: Vec<Attr>,
+    pub(crate) events: Vec<EventRecord>,
+    pub(crate) links: Vec<LinkRecord>,
+    pub(crate) status: StatusCode,
+    pub(crate) status_message: Option<Text>,
+    /// Every non-static string of the record.
+    pub(crate) buf: String,
+}
+
+/// Unix time in nanoseconds.
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl SpanRecord {
+    /// A record for a span named `name` (its metadata name; `otel.name`
+    /// overrides it), started now.
+    pub(crate) fn start(name: &'static str, fields: usize) -> Self {
+        Self {
+            trace_id: TraceId::INVALID,
+            span_id: SpanId::INVALID,
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            flags: 0,
+            trace_state: String::new(),
+            name: Text::Static(name),
+            kind: Kind::Internal,
+            start: now(),
+            end: 0,
+            attrs: Vec::with_capacity(fields),
+            events: Vec::new(),
+            links: Vec::new(),
+            status: StatusCode::Unset,
+            status_message: None,
+            buf: String::with_capacity(128),
+        }
+    }
+
+    /// The text of `t`.
+    pub(crate) fn text<'a>(&'a self, t: &'a Text) -> &'a str {
+        match t {
+            Text::Static(s) => s,
+            Text::Buf(a, b) => self.buf.get(*a as usize..*b as usize).unwrap_or(""),
+        }
+    }
+
+    /// The string of `v`, when it is one.
+    pub(crate) fn str_of<'a>(&'a self, v: &'a Val) -> Option<&'a str> {
+        match v {
+            Val::Str(a, b) => self.buf.get(*a as usize..*b as usize),
+            Val::Static(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value of attribute `key` as text (tests, diagnostics).
+    #[cfg(test)]
+    #[allow(dead_code)]
+    pub(crate) fn attr(&self, key: &str) -> Option<String> {
+        let (_, v) = self.attrs.iter().find(|(k, _)| *k == key)?;
+        Some(match v {
+            Val::I64(i) => i.to_string(),
+            Val::F64(f) => f.to_string(),
+            Val::Bool(b) => b.to_string(),
+            other => self.str_of(other)?.to_owned(),
+        })
+    }
+
+    fn push_str(&mut self, s: &str) -> (u32, u32) {
+        let a = self.buf.len();
+        self.buf.push_str(s);
+        (a as u32, self.buf.len() as u32)
+    }
+
+    fn push_debug(&mut self, value: &dyn std::fmt::Debug) -> (u32, u32) {
+        let a = self.buf.len();
+        let _ = write!(self.buf, "{value:?}");
+        (a as u32, self.buf.len() as u32)
+    }
+
+    fn range(&self, (a, b): (u32, u32)) -> Range<usize> {
+        a as usize..b as usize
+    }
+
+    /// Record span fields (at creation or later): the `otel.*` fields set
+    /// name, kind and status; any other field is an attribute, replacing a
+    /// value recorded before under the same key.
+    pub(crate) fn record(&mut self, values: &tracing::span::Record<'_>) {
+        values.record(&mut SpanVisitor(self));
+    }
+
+    /// Record the fields of span creation.
+    pub(crate) fn record_attributes(&mut self, attrs: &tracing::span::Attributes<'_>) {
+        attrs.record(&mut SpanVisitor(self));
+    }
+
+    fn set(&mut self, key: &'static str, val: Val) {
+        if let Some(slot) = self.attrs.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = val;
+        } else {
+            self.attrs.push((key, val));
+        }
+    }
+
+    /// An ERROR (or other) log event inside the span, as a span event the
+    /// way `tracing-opentelemetry` shapes it; an ERROR event sets the status
+    /// to error when it is unset.
+    pub(crate) fn add_log_event(&mut self, event: &tracing::Event<'_>) {
+        let meta = event.metadata();
+        let mut visitor = EventVisitor {
+            rec: self,
+            name: None,
+            attrs: Vec::with_capacity(meta.fields().len() + 5),
+        };
+        event.record(&mut visitor);
+        let EventVisitor {
+            name, mut attrs, ..
+        } = visitor;
+        attrs.push(("level", Val::Static(meta.level().as_str())));
+        attrs.push(("target", Val::Static(meta.target())));
+        if let Some(file) = meta.file() {
+            attrs.push(("code.file.path", Val::Static(file)));
+        }
+        if let Some(module) = meta.module_path() {
+            attrs.push(("code.module.name", Val::Static(module)));
+        }
+        if let Some(line) = meta.line() {
+            attrs.push(("code.line.number", Val::I64(i64::from(line))));
+        }
+        let name = name.map_or(Text::Static(meta.name()), |(a, b)| Text::Buf(a, b));
+        self.events.push(EventRecord {
+            name,
+            time: now(),
+            attrs,
+        });
+        if *meta.level() == tracing::Level::ERROR && self.status == StatusCode::Unset {
+            self.status = StatusCode::Error;
+        }
+    }
+
+    /// An `exception` event (OpenTelemetry semantic conventions).
+    pub(crate) fn add_exception(&mut self, kind: &'static str, message: &str, stack: Option<&str>) {
+        let (a, b) = self.push_str(message);
+        let mut attrs = vec![
+            ("exception.type", Val::Static(kind)),
+            ("exception.message", Val::Str(a, b)),
+        ];
+        if let Some(stack) = stack {
+            let (a, b) = self.push_str(stack);
+            attrs.push(("exception.stacktrace", Val::Str(a, b)));
+        }
+        self.events.push(EventRecord {
+            name: Text::Static("exception"),
+            time: now(),
+            attrs,
+        });
+    }
+}
+
+struct SpanVisitor<'a>(&'a mut SpanRecord);
+
+impl SpanVisitor<'_> {
+    fn special_str(&mut self, name: &'static str, (a, b): (u32, u32)) -> bool {
+        let rec = &mut *self.0;
+        match name {
+            "otel.name" => rec.name = Text::Buf(a, b),
+            "otel.kind" => {
+                let r = rec.range((a, b));
+                if let Some(kind) = Kind::parse(&rec.buf[r]) {
+                    rec.kind = kind;
+                }
+            }
+            "otel.status_code" => {
+                let r = rec.range((a, b));
+                let s = &rec.buf[r];
+                rec.status = if s.eq_ignore_ascii_case("ok") {
+                    StatusCode::Ok
+                } else if s.eq_ignore_ascii_case("error") {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                };
+            }
+            "otel.status_message" | "otel.status_description" => {
+                rec.status_message = Some(Text::Buf(a, b));
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn string(&mut self, field: &Field, s: (u32, u32)) {
+        let name = field.name();
+        if name.starts_with("otel.") && self.special_str(name, s) {
+            return;
+        }
+        self.0.set(name, Val::Str(s.0, s.1));
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let name = field.name();
+        // Kind and status as literals need no copy.
+        if name == "otel.kind" {
+            if let Some(kind) = Kind::parse(value) {
+                self.0.kind = kind;
+            }
+            return;
+        }
+        let s = self.0.push_str(value);
+        self.string(field, s);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let s = self.0.push_debug(value);
+        self.string(field, s);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.set(field.name(), Val::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(v) => self.0.set(field.name(), Val::I64(v)),
+            // As `tracing-opentelemetry` does: too large for OTLP's int.
+            Err(_) => self.record_debug(field, &value),
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.set(field.name(), Val::F64(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.set(field.name(), Val::Bool(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let a = self.0.buf.len();
+        let _ = write!(self.0.buf, "{value}");
+        let b = self.0.buf.len();
+        self.string(field, (a as u32, b as u32));
+    }
+}
+
+struct EventVisitor<'a> {
+    rec: &'a mut SpanRecord,
+    name: Option<(u32, u32)>,
+    attrs: Vec<Attr>,
+}
+
+impl EventVisitor<'_> {
+    fn put(&mut self, field: &Field, (a, b): (u32, u32)) {
+        if field.name() == "message" {
+            self.name = Some((a, b));
+        } else {
+            self.attrs.push((field.name(), Val::Str(a, b)));
+        }
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let s = self.rec.push_str(value);
+        self.put(field, s);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let s = self.rec.push_debug(value);
+        self.put(field, s);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.attrs.push((field.name(), Val::I64(value)));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(v) => self.attrs.push((field.name(), Val::I64(v))),
+            Err(_) => self.record_debug(field, &value),
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.attrs.push((field.name(), Val::F64(value)));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.attrs.push((field.name(), Val::Bool(value)));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let a = self.rec.buf.len();
+        let _ = write!(self.rec.buf, "{value}");
+        let b = self.rec.buf.len();
+        self.put(field, (a as u32, b as u32));
+    }
+}
