@@ -245,9 +245,12 @@ fn log_records(bodies: &[Value]) -> Vec<(Value, Value)> {
     out
 }
 
-/// The data points of the last metrics export: (name, attributes, value),
-/// the value of a sum or gauge, the count of a histogram.
-fn last_metric_points(bodies: &[Value]) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// One exported data point: (name, attributes, value), the value of a sum
+/// or gauge, the count of a histogram.
+type Point = (String, Vec<(String, String)>, f64);
+
+/// The data points of the last metrics export.
+fn last_metric_points(bodies: &[Value]) -> Vec<Point> {
     let mut out = Vec::new();
     let Some(last) = bodies.last() else {
         return out;
@@ -298,11 +301,7 @@ fn last_metric_points(bodies: &[Value]) -> Vec<(String, Vec<(String, String)>, f
 }
 
 /// The value of the series `name` whose attributes include `labels`.
-fn point(
-    points: &[(String, Vec<(String, String)>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
+fn point(points: &[Point], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     points
         .iter()
         .find(|(n, attrs, _)| {
@@ -524,7 +523,7 @@ async fn the_grpc_receivers_get_spans_logs_and_metrics_of_one_run_that_agree_wit
                 let attrs = m::attrs(&p.attributes);
                 want.iter()
                     .all(|w| attrs.contains(w))
-                    .then(|| match p.value {
+                    .then_some(match p.value {
                         Some(V::AsDouble(d)) => d,
                         Some(V::AsInt(i)) => i as f64,
                         None => f64::NAN,
