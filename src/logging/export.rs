@@ -28,7 +28,10 @@
 //! what it writes with the `opentelemetry-proto` types.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -189,10 +192,15 @@ struct Staging {
     /// Lines per chunk (`OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`).
     batch: usize,
     pool: Mutex<Vec<Vec<u8>>>,
+    /// The size of the last full chunk: a fresh buffer starts with room
+    /// for as much, rather than growing (copying and faulting in pages)
+    /// line by line.
+    last_len: AtomicUsize,
 }
 
-/// Emptied buffers kept for reuse.
-const POOL: usize = 4;
+/// Emptied buffers kept for reuse: enough for a burst of a few batches
+/// (`benches/logging.rs` queues 40 before the worker catches up).
+const POOL: usize = 8;
 
 impl Staging {
     /// Append a line; the chunk when it is full, a fresh one left in its place.
@@ -209,12 +217,14 @@ impl Staging {
     }
 
     fn swap(&self, chunk: &mut Chunk) -> Chunk {
-        let bytes = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
+        if chunk.count >= self.batch {
+            self.last_len.store(chunk.bytes.len(), Ordering::Relaxed);
+        }
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let bytes = pooled.unwrap_or_else(|| {
+            let len = self.last_len.load(Ordering::Relaxed);
+            Vec::with_capacity(len + len / 8)
+        });
         std::mem::replace(chunk, Chunk { bytes, count: 0 })
     }
 
@@ -294,6 +304,7 @@ impl OtlpLogs {
             chunk: Mutex::default(),
             batch,
             pool: Mutex::default(),
+            last_len: AtomicUsize::new(0),
         });
         // The queue holds chunks of `batch` lines: as many as make
         // `max_queue_size` lines (the chunk being filled comes on top), one
