@@ -643,7 +643,7 @@ impl<'a> Parser<'a> {
         let start = self.i;
         let b = self.b;
         let rest = &b[start..];
-        let end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
         if rest[end] == b'"' {
             self.i = start + end + 1;
             return Some(&b[start..start + end]);
@@ -684,9 +684,11 @@ impl<'a> Parser<'a> {
                         other => buf.push(other),
                     }
                 }
-                c => {
-                    buf.push(c);
-                    i += 1;
+                _ => {
+                    // A run of plain bytes up to the next quote or escape.
+                    let run = memchr::memchr2(b'"', b'\\', &b[i..])?;
+                    buf.extend_from_slice(&b[i..i + run]);
+                    i += run;
                 }
             }
         }
