@@ -3,30 +3,43 @@
 //! The record is made from the finished JSON line, not from a second pass
 //! over the event: the line already holds every field, redacted, masked,
 //! capped and renamed exactly as stdout shows it, so the record cannot
-//! disagree with it. The formatter only copies the line (one allocation)
-//! into the batch queue with its time, level and span IDs
-//! ([`LogItem`]); the export worker transcodes each line into protobuf
-//! (`encode_request`): `timestamp` becomes the record's time, `level` its
-//! severity, `message` its body, `traceId`/`spanId` its IDs (from the
-//! span's `SpanIds`, with the W3C flags), every other field an attribute of
-//! the same name and JSON type (string, integer, double, bool).
+//! disagree with it. The formatter appends the line, behind a fixed
+//! header (time, level, span IDs), to one shared growable buffer under a
+//! short lock (no allocation per line, as `writer.rs` does for stdout);
+//! a buffer holding `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` lines goes to the
+//! bounded batch queue as one [`Chunk`], and the worker also takes the
+//! partly filled buffer on its schedule, at flush and at shutdown. The
+//! export worker transcodes each line into protobuf straight into the
+//! request (`LogEncoder::encode_chunks`, request framing written once per
+//! batch in front, no copy of the records): `timestamp` becomes the
+//! record's time, `level` its severity, `message` its body,
+//! `traceId`/`spanId` its IDs (from the span's `SpanIds`, with the W3C
+//! flags), every other field an attribute of the same name and JSON type
+//! (string, integer, double, bool). Emptied buffers go back to a small
+//! pool, so the steady state allocates nothing per line.
 //!
 //! The encoder is written by hand for the one JSON shape the formatter
 //! writes (a flat object of strings, numbers and booleans, see
 //! `json.rs`): parsing the line with `serde_json` into the
 //! `opentelemetry-proto` structs and encoding those with prost cost 3.6
 //! times more per record (`encoder_cost_against_serde_json_and_prost`
-//! below, run in release). The whole record path costs about 2.6x the JSON
-//! line (`benches/logging.rs`, `docs/performance.md`; the goal of 1.5x is
-//! not met). Unit tests decode what it writes with the `opentelemetry-proto`
-//! types.
+//! below, run in release). What the record path costs against the JSON
+//! line: `benches/logging.rs`, `docs/performance.md`. Unit tests decode
+//! what it writes with the `opentelemetry-proto` types.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use tracing::Level;
 
 use crate::{
     Config, Error,
+    config::BatchSettings,
     config::LogFormat,
     ids::SpanIds,
     otlp::{Batcher, Destination, ExportRuntime, Signal, Transport, proto_resource},
@@ -35,7 +48,9 @@ use crate::{
 /// The instrumentation scope of every record.
 pub(crate) const SCOPE_NAME: &str = "glimpse_obs";
 
-/// What the formatter hands to the export queue for one line.
+/// One line with its time, level and span IDs (unit tests; the export
+/// path stages the same in a [`Chunk`]).
+#[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct LogItem {
     /// The JSON line as written (with or without its `\n`).
@@ -50,11 +65,10 @@ pub(crate) struct LogItem {
     pub(crate) ids: Option<SpanIds>,
 }
 
+#[cfg(test)]
 impl LogItem {
     pub(crate) fn new(line: &[u8], now: SystemTime, level: Level, ids: Option<SpanIds>) -> Self {
-        let observed_unix_nano = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let observed_unix_nano = unix_nanos(now);
         Self {
             line: Box::from(line),
             time_unix_nano: observed_unix_nano - observed_unix_nano % 1000,
@@ -63,10 +77,167 @@ impl LogItem {
             ids,
         }
     }
+
+    fn rec(&self) -> Rec<'_> {
+        Rec {
+            line: &self.line,
+            observed_unix_nano: self.observed_unix_nano,
+            level: self.level,
+            ids: self.ids,
+        }
+    }
 }
 
-/// The OTLP side of the JSON layer: where each finished line goes as a
-/// [`LogItem`]. Pushing never blocks; the queue behind it is bounded and
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// One staged line as the encoder reads it.
+#[derive(Debug, Clone, Copy)]
+struct Rec<'a> {
+    /// The JSON line without its `\n`.
+    line: &'a [u8],
+    /// The instant of the line to the nanosecond; its time is this cut to
+    /// the microsecond (as the line's `timestamp` shows it).
+    observed_unix_nano: u64,
+    level: Level,
+    ids: Option<SpanIds>,
+}
+
+/// Lines staged for export, each behind a fixed header
+/// (`HEADER` bytes: line length u32, nanoseconds u64, level u8, ID flags
+/// u8, trace ID, span ID), in the order they were written.
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8;
+
+impl Chunk {
+    fn push(&mut self, line: &[u8], observed_unix_nano: u64, level: Level, ids: Option<SpanIds>) {
+        let mut h = [0u8; HEADER];
+        h[..4].copy_from_slice(&u32::try_from(line.len()).unwrap_or(u32::MAX).to_le_bytes());
+        h[4..12].copy_from_slice(&observed_unix_nano.to_le_bytes());
+        h[12] = level_index(level);
+        if let Some(ids) = ids {
+            h[13] = 1 | (u8::from(ids.sampled) << 1) | (u8::from(ids.random) << 2);
+            h[14..30].copy_from_slice(&ids.trace_id.to_bytes());
+            h[30..38].copy_from_slice(&ids.span_id.to_bytes());
+        }
+        let line = &line[..line.len().min(u32::MAX as usize)];
+        self.bytes.reserve(HEADER + line.len());
+        self.bytes.extend_from_slice(&h);
+        self.bytes.extend_from_slice(line);
+        self.count += 1;
+    }
+
+    fn records(&self) -> impl Iterator<Item = Rec<'_>> {
+        let mut b = self.bytes.as_slice();
+        std::iter::from_fn(move || {
+            let (h, rest) = b.split_first_chunk::<HEADER>()?;
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let (line, rest) = rest.split_at_checked(len)?;
+            b = rest;
+            let mut nanos = [0u8; 8];
+            nanos.copy_from_slice(&h[4..12]);
+            let ids = (h[13] & 1 == 1).then(|| {
+                let mut t = [0u8; 16];
+                t.copy_from_slice(&h[14..30]);
+                let mut s = [0u8; 8];
+                s.copy_from_slice(&h[30..38]);
+                SpanIds {
+                    trace_id: opentelemetry::trace::TraceId::from_bytes(t),
+                    span_id: opentelemetry::trace::SpanId::from_bytes(s),
+                    sampled: h[13] & 2 != 0,
+                    random: h[13] & 4 != 0,
+                }
+            });
+            Some(Rec {
+                line,
+                observed_unix_nano: u64::from_le_bytes(nanos),
+                level: index_level(h[12]),
+                ids,
+            })
+        })
+    }
+}
+
+const fn level_index(level: Level) -> u8 {
+    match level {
+        Level::TRACE => 0,
+        Level::DEBUG => 1,
+        Level::INFO => 2,
+        Level::WARN => 3,
+        Level::ERROR => 4,
+    }
+}
+
+const fn index_level(i: u8) -> Level {
+    match i {
+        0 => Level::TRACE,
+        1 => Level::DEBUG,
+        2 => Level::INFO,
+        3 => Level::WARN,
+        _ => Level::ERROR,
+    }
+}
+
+/// The shared buffer the formatter appends to, and the emptied buffers the
+/// worker hands back.
+struct Staging {
+    chunk: Mutex<Chunk>,
+    /// Lines per chunk (`OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`).
+    batch: usize,
+    pool: Mutex<Vec<Vec<u8>>>,
+    /// The size of the last full chunk: a fresh buffer starts with room
+    /// for as much, rather than growing (copying and faulting in pages)
+    /// line by line.
+    last_len: AtomicUsize,
+}
+
+/// Emptied buffers kept for reuse: enough for a burst of a few batches
+/// (`benches/logging.rs` queues 40 before the worker catches up).
+const POOL: usize = 8;
+
+impl Staging {
+    /// Append a line; the chunk when it is full, a fresh one left in its place.
+    fn push(&self, line: &[u8], nanos: u64, level: Level, ids: Option<SpanIds>) -> Option<Chunk> {
+        let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
+        chunk.push(line, nanos, level, ids);
+        (chunk.count >= self.batch).then(|| self.swap(&mut chunk))
+    }
+
+    /// The partly filled chunk, if it holds a line.
+    fn take(&self) -> Option<Chunk> {
+        let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
+        (chunk.count > 0).then(|| self.swap(&mut chunk))
+    }
+
+    fn swap(&self, chunk: &mut Chunk) -> Chunk {
+        if chunk.count >= self.batch {
+            self.last_len.store(chunk.bytes.len(), Ordering::Relaxed);
+        }
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let bytes = pooled.unwrap_or_else(|| {
+            let len = self.last_len.load(Ordering::Relaxed);
+            Vec::with_capacity(len + len / 8)
+        });
+        std::mem::replace(chunk, Chunk { bytes, count: 0 })
+    }
+
+    fn recycle(&self, mut bytes: Vec<u8>) {
+        bytes.clear();
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL {
+            pool.push(bytes);
+        }
+    }
+}
+
+/// The OTLP side of the JSON layer: where each finished line goes. Pushing never blocks; the queue behind it is bounded and
 /// counts what it drops in `glimpse_obs_dropped_total{signal="logs_otlp"}`.
 pub(crate) struct OtlpLogs {
     sink: Sink,
@@ -75,7 +246,8 @@ pub(crate) struct OtlpLogs {
 enum Sink {
     /// The bounded batch queue, exporting on its own runtime.
     Export {
-        batcher: Batcher<LogItem>,
+        staging: Arc<Staging>,
+        batcher: Batcher<Chunk>,
         runtime: ExportRuntime,
     },
     /// Unit tests: each item to a function.
@@ -124,15 +296,46 @@ impl OtlpLogs {
         // The resource every signal carries (`otlp::proto_resource`).
         let encoder =
             LogEncoder::with_resource(&prost::Message::encode_to_vec(&proto_resource(config)));
-        let batcher = Batcher::new(
-            config.export.logs_batch,
+        let settings = config.export.logs_batch;
+        let batch = settings
+            .max_export_batch_size
+            .clamp(1, settings.max_queue_size.max(1));
+        let staging = Arc::new(Staging {
+            chunk: Mutex::default(),
+            batch,
+            pool: Mutex::default(),
+            last_len: AtomicUsize::new(0),
+        });
+        // The queue holds chunks of `batch` lines: as many as make
+        // `max_queue_size` lines (the chunk being filled comes on top), one
+        // chunk per export.
+        let chunks = BatchSettings {
+            max_queue_size: settings.max_queue_size.max(1).div_ceil(batch),
+            max_export_batch_size: 1,
+            ..settings
+        };
+        let (recycle, refill) = (Arc::clone(&staging), Arc::clone(&staging));
+        let batcher = Batcher::weighted(
+            chunks,
             transport,
             &runtime,
             DROP_LABEL,
-            move |items: Vec<LogItem>| bytes::Bytes::from(encoder.encode_request(&items)),
+            move |chunks: Vec<Chunk>| {
+                let body = encoder.encode_chunks(&chunks);
+                for chunk in chunks {
+                    recycle.recycle(chunk.bytes);
+                }
+                body
+            },
+            |chunk| chunk.count,
+            Some(Box::new(move || refill.take())),
         );
         Ok(Some(Self {
-            sink: Sink::Export { batcher, runtime },
+            sink: Sink::Export {
+                staging,
+                batcher,
+                runtime,
+            },
         }))
     }
 
@@ -149,12 +352,22 @@ impl OtlpLogs {
     #[inline]
     pub(crate) fn push(&self, line: &[u8], now: SystemTime, level: Level, ids: Option<SpanIds>) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let item = LogItem::new(line, now, level, ids);
-        let _ = match &self.sink {
-            Sink::Export { batcher, .. } => batcher.push(item),
+        match &self.sink {
+            Sink::Export {
+                staging, batcher, ..
+            } => {
+                if batcher.is_closed() {
+                    batcher.count_dropped(1);
+                } else if let Some(full) = staging.push(line, unix_nanos(now), level, ids) {
+                    // Dropped and counted when the queue is full.
+                    let _ = batcher.push(full);
+                }
+            }
             #[cfg(test)]
-            Sink::Fn(f) => f(item),
-        };
+            Sink::Fn(f) => {
+                let _ = f(LogItem::new(line, now, level, ids));
+            }
+        }
     }
 
     /// Export what is queued, waiting at most `timeout`.
@@ -177,8 +390,17 @@ impl OtlpLogs {
     /// As [`OtlpLogs::flush`].
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         match &self.sink {
-            Sink::Export { batcher, runtime } => {
+            Sink::Export {
+                staging,
+                batcher,
+                runtime,
+            } => {
                 let result = batcher.shutdown(timeout);
+                // Lines staged too late for the last export (or left when
+                // it ran out of time) are lost.
+                if let Some(left) = staging.take() {
+                    batcher.count_dropped(left.count);
+                }
                 runtime.stop();
                 result
             }
@@ -208,7 +430,7 @@ pub(crate) const fn severity_number(level: Level) -> u64 {
     }
 }
 
-/// Encodes batches of [`LogItem`]s as `ExportLogsServiceRequest`s with one
+/// Encodes batches of staged lines as `ExportLogsServiceRequest`s with one
 /// resource and the `glimpse_obs` scope; both encoded once here.
 #[derive(Debug, Clone)]
 pub(crate) struct LogEncoder {
@@ -244,26 +466,65 @@ impl LogEncoder {
         }
     }
 
-    /// One `ExportLogsServiceRequest` holding `items`.
+    /// One `ExportLogsServiceRequest` holding the lines of `chunks`.
+    pub(crate) fn encode_chunks(&self, chunks: &[Chunk]) -> bytes::Bytes {
+        let hint = chunks.iter().map(|c| c.bytes.len()).sum();
+        self.encode(chunks.iter().flat_map(Chunk::records), hint)
+    }
+
+    /// One `ExportLogsServiceRequest` holding `items` (unit tests).
+    #[cfg(test)]
     pub(crate) fn encode_request(&self, items: &[LogItem]) -> Vec<u8> {
-        let mut records = Vec::with_capacity(items.iter().map(|i| i.line.len() + 64).sum());
-        let mut rec = Vec::with_capacity(512);
+        let hint = items.iter().map(|i| i.line.len() + 64).sum();
+        self.encode(items.iter().map(LogItem::rec), hint).to_vec()
+    }
+
+    /// The request: records are encoded in place behind room for the
+    /// framing (`ResourceLogs` tag and length, resource, `ScopeLogs` tag
+    /// and length), which is written once their length is known; the
+    /// result starts where the framing does.
+    fn encode<'a>(&self, records: impl Iterator<Item = Rec<'a>>, hint: usize) -> bytes::Bytes {
+        let room = self.resource.len() + 2 * 11;
+        let mut out = Vec::with_capacity(room + self.scope.len() + hint + hint / 4);
+        out.resize(room, 0);
+        out.extend_from_slice(&self.scope);
         let mut scratch = Scratch::default();
-        for item in items {
-            rec.clear();
-            record_into(&mut rec, item, &mut scratch);
-            bytes_field(&mut records, 2, &rec);
+        for rec in records {
+            // `log_records` (field 2), its length patched in after.
+            out.push(0x12);
+            let at = out.len();
+            out.extend_from_slice(&[0, 0]);
+            record_into(&mut out, &rec, &mut scratch);
+            patch_len(&mut out, at);
         }
-        let scope_logs_len = self.scope.len() + records.len();
+        let scope_logs_len = out.len() - room;
         let resource_logs_len =
             self.resource.len() + 1 + varint_len(scope_logs_len as u64) + scope_logs_len;
-        let mut out = Vec::with_capacity(resource_logs_len + 12);
-        tag_len(&mut out, 1, resource_logs_len);
-        out.extend_from_slice(&self.resource);
-        tag_len(&mut out, 2, scope_logs_len);
-        out.extend_from_slice(&self.scope);
-        out.extend_from_slice(&records);
-        out
+        let mut head = Vec::with_capacity(room);
+        tag_len(&mut head, 1, resource_logs_len);
+        head.extend_from_slice(&self.resource);
+        tag_len(&mut head, 2, scope_logs_len);
+        let start = room - head.len();
+        out[start..room].copy_from_slice(&head);
+        bytes::Bytes::from(out).slice(start..)
+    }
+}
+
+/// Write the length of what follows the two bytes reserved at `at` as a
+/// varint there, moving the message when its length needs one or more
+/// than two bytes.
+fn patch_len(out: &mut Vec<u8>, at: usize) {
+    let len = out.len() - at - 2;
+    if len < 0x80 {
+        out[at] = len as u8;
+        out.remove(at + 1);
+    } else if len < 0x4000 {
+        out[at] = (len as u8) | 0x80;
+        out[at + 1] = (len >> 7) as u8;
+    } else {
+        let mut v = Vec::with_capacity(10);
+        varint(&mut v, len as u64);
+        out.splice(at..at + 2, v);
     }
 }
 
@@ -294,14 +555,15 @@ const SPAN_ID: u32 = 10;
 const OBSERVED_TIME_UNIX_NANO: u32 = 11;
 
 /// Append the `LogRecord` of `item` (without its own tag and length).
-fn record_into(out: &mut Vec<u8>, item: &LogItem, s: &mut Scratch) {
-    fixed64_field(out, TIME_UNIX_NANO, item.time_unix_nano);
+fn record_into(out: &mut Vec<u8>, item: &Rec<'_>, s: &mut Scratch) {
+    fixed64_field(
+        out,
+        TIME_UNIX_NANO,
+        item.observed_unix_nano - item.observed_unix_nano % 1000,
+    );
     varint_field(out, SEVERITY_NUMBER, severity_number(item.level));
     string_field(out, SEVERITY_TEXT, item.level.as_str());
-    let mut p = Parser {
-        b: &item.line,
-        i: 0,
-    };
+    let mut p = Parser { b: item.line, i: 0 };
     if p.object_start() {
         while let Some(key) = p.string(&mut s.key) {
             if !p.colon() {
@@ -381,7 +643,7 @@ impl<'a> Parser<'a> {
         let start = self.i;
         let b = self.b;
         let rest = &b[start..];
-        let end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
         if rest[end] == b'"' {
             self.i = start + end + 1;
             return Some(&b[start..start + end]);
@@ -422,9 +684,11 @@ impl<'a> Parser<'a> {
                         other => buf.push(other),
                     }
                 }
-                c => {
-                    buf.push(c);
-                    i += 1;
+                _ => {
+                    // A run of plain bytes up to the next quote or escape.
+                    let run = memchr::memchr2(b'"', b'\\', &b[i..])?;
+                    buf.extend_from_slice(&b[i..i + run]);
+                    i += run;
                 }
             }
         }
@@ -766,6 +1030,62 @@ mod tests {
             "ns per record: hand-written {ours:.0} ({ours_len} bytes per batch), \
              serde_json + prost {theirs:.0} ({theirs_len} bytes per batch)"
         );
+    }
+
+    #[test]
+    fn staged_chunks_encode_as_the_lines_of_any_length_in_order() {
+        let ids = SpanIds {
+            trace_id: TraceId::from_bytes([7; 16]),
+            span_id: SpanId::from_bytes([9; 8]),
+            sampled: true,
+            random: false,
+        };
+        let now = UNIX_EPOCH + std::time::Duration::from_nanos(1_796_284_439_123_456_789);
+        // Records whose length takes one, two and three varint bytes.
+        let lines: Vec<String> = [1usize, 200, 20_000]
+            .iter()
+            .map(|&n| format!("{{\"message\":\"{}\"}}", "x".repeat(n)))
+            .collect();
+        let (mut a, mut b) = (Chunk::default(), Chunk::default());
+        a.push(
+            lines[0].as_bytes(),
+            unix_nanos(now),
+            Level::ERROR,
+            Some(ids),
+        );
+        a.push(lines[1].as_bytes(), unix_nanos(now), Level::TRACE, None);
+        b.push(lines[2].as_bytes(), unix_nanos(now), Level::INFO, Some(ids));
+        let enc = LogEncoder::new([("service.name", "svc")]);
+        let req = ExportLogsServiceRequest::decode(enc.encode_chunks(&[a, b])).unwrap();
+        let rl = &req.resource_logs[0];
+        assert_eq!(
+            rl.resource.as_ref().unwrap().attributes[0].key,
+            "service.name"
+        );
+        let records = &rl.scope_logs[0].log_records;
+        assert_eq!(records.len(), 3);
+        for (r, line) in records.iter().zip(&lines) {
+            let want = serde_json::from_str::<serde_json::Value>(line).unwrap();
+            assert_eq!(
+                text(&r.body),
+                Some(any_value::Value::StringValue(
+                    want["message"].as_str().unwrap().into()
+                ))
+            );
+            assert_eq!(r.time_unix_nano, 1_796_284_439_123_456_000);
+            assert_eq!(r.observed_time_unix_nano, 1_796_284_439_123_456_789);
+        }
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.severity_number)
+                .collect::<Vec<_>>(),
+            [17, 1, 9]
+        );
+        assert_eq!((records[0].flags, records[2].flags), (1, 1));
+        assert_eq!(records[0].trace_id, vec![7; 16]);
+        assert!(records[1].trace_id.is_empty() && records[1].flags == 0);
+        assert_eq!(records[2].span_id, vec![9; 8]);
     }
 
     #[test]

@@ -27,6 +27,9 @@ use super::{ExportRuntime, Transport};
 use crate::{Error, config::BatchSettings};
 
 type Encode<T> = Arc<dyn Fn(Vec<T>) -> Bytes + Send + Sync>;
+/// What the worker takes, besides the queue, before each export run: the
+/// owner's partly filled item (see [`Batcher::weighted`]).
+type Refill<T> = Box<dyn Fn() -> Option<T> + Send + Sync>;
 type Reply = std::sync::mpsc::SyncSender<Result<(), String>>;
 
 enum Command {
@@ -39,8 +42,10 @@ struct Shared {
     closed: AtomicBool,
     /// A shutdown ran out of time: the worker exports nothing more.
     abandoned: AtomicBool,
-    /// Items of the export in progress, not yet counted either way.
+    /// Weight of the export in progress, not yet counted either way.
     in_flight: AtomicUsize,
+    /// Weight of what waits in the queue.
+    queued: AtomicUsize,
     dropped: AtomicU64,
     label: &'static str,
     /// A full batch waits.
@@ -70,6 +75,7 @@ pub(crate) struct Batcher<T> {
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
     batch_size: usize,
+    weigh: fn(&T) -> usize,
     /// Set once `shutdown` has run, so a second call and `Drop` are no-ops.
     shut_down: Mutex<bool>,
 }
@@ -92,6 +98,30 @@ impl<T: Send + 'static> Batcher<T> {
         drop_label: &'static str,
         encode: impl Fn(Vec<T>) -> Bytes + Send + Sync + 'static,
     ) -> Self {
+        Self::weighted(
+            settings,
+            transport,
+            runtime,
+            drop_label,
+            encode,
+            |_| 1,
+            None,
+        )
+    }
+
+    /// As [`Batcher::new`] for items that each stand for `weigh(item)`
+    /// records (drops are counted in records); `refill`, when given, is
+    /// called by the worker before each export run (scheduled, flush,
+    /// shutdown) for an item the owner has not queued yet.
+    pub(crate) fn weighted(
+        settings: BatchSettings,
+        transport: Transport,
+        runtime: &ExportRuntime,
+        drop_label: &'static str,
+        encode: impl Fn(Vec<T>) -> Bytes + Send + Sync + 'static,
+        weigh: fn(&T) -> usize,
+        refill: Option<Refill<T>>,
+    ) -> Self {
         let capacity = settings.max_queue_size.max(1);
         let batch_size = settings.max_export_batch_size.clamp(1, capacity);
         let (items, rx) = mpsc::channel(capacity);
@@ -100,6 +130,7 @@ impl<T: Send + 'static> Batcher<T> {
             closed: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             label: drop_label,
             full: Notify::new(),
@@ -110,6 +141,8 @@ impl<T: Send + 'static> Batcher<T> {
             shared: Arc::clone(&shared),
             transport,
             encode: Arc::new(encode),
+            weigh,
+            refill,
             batch_size,
             delay: settings.scheduled_delay,
             export_timeout: settings.export_timeout,
@@ -120,6 +153,7 @@ impl<T: Send + 'static> Batcher<T> {
             commands,
             shared,
             batch_size,
+            weigh,
             shut_down: Mutex::new(false),
         }
     }
@@ -127,10 +161,12 @@ impl<T: Send + 'static> Batcher<T> {
     /// Queue `item` for export; `false` (and the item counted as dropped)
     /// when the queue is full or the batcher has shut down. Never blocks.
     pub(crate) fn push(&self, item: T) -> bool {
+        let weight = (self.weigh)(&item);
         if self.shared.closed.load(Ordering::Relaxed) {
-            self.shared.drop_items(1);
+            self.shared.drop_items(weight);
             return false;
         }
+        self.shared.queued.fetch_add(weight, Ordering::AcqRel);
         match self.items.try_send(item) {
             Ok(()) => {
                 let queued = self.items.max_capacity() - self.items.capacity();
@@ -140,7 +176,8 @@ impl<T: Send + 'static> Batcher<T> {
                 true
             }
             Err(_) => {
-                self.shared.drop_items(1);
+                sub(&self.shared.queued, weight);
+                self.shared.drop_items(weight);
                 false
             }
         }
@@ -177,7 +214,7 @@ impl<T: Send + 'static> Batcher<T> {
         if matches!(result, Err(Error::ShutdownTimeout(_))) {
             // What is still queued or being sent is lost.
             self.shared.abandoned.store(true, Ordering::Release);
-            let queued = self.items.max_capacity() - self.items.capacity();
+            let queued = self.shared.queued.swap(0, Ordering::AcqRel);
             let in_flight = self.shared.in_flight.swap(0, Ordering::AcqRel);
             self.shared.drop_items(queued + in_flight);
         }
@@ -205,6 +242,23 @@ impl<T> Batcher<T> {
     pub(crate) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// `shutdown` or `Drop` has run: `push` drops.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Relaxed)
+    }
+
+    /// Count `n` records the owner could not queue as dropped.
+    pub(crate) fn count_dropped(&self, n: usize) {
+        self.shared.drop_items(n);
+    }
+}
+
+/// `a -= n`, not below zero (an abandoned shutdown zeroes it under the worker).
+fn sub(a: &AtomicUsize, n: usize) {
+    let _ = a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+        Some(q.saturating_sub(n))
+    });
 }
 
 impl<T> Drop for Batcher<T> {
@@ -223,6 +277,8 @@ struct Worker<T> {
     shared: Arc<Shared>,
     transport: Transport,
     encode: Encode<T>,
+    weigh: fn(&T) -> usize,
+    refill: Option<Refill<T>>,
     batch_size: usize,
     delay: Duration,
     export_timeout: Duration,
@@ -281,6 +337,20 @@ impl<T: Send + 'static> Worker<T> {
                 }
             }
         }
+        if self.shared.abandoned.load(Ordering::Acquire) {
+            return result;
+        }
+        if let Some(item) = self.refill.as_ref().and_then(|f| f()) {
+            // Counted in `queued` as if it came from the queue.
+            self.shared
+                .queued
+                .fetch_add((self.weigh)(&item), Ordering::AcqRel);
+            if let Err((_, e)) = self.export_batch(vec![item]).await
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
         result
     }
 
@@ -296,11 +366,19 @@ impl<T: Send + 'static> Worker<T> {
                 Err(_) => break,
             }
         }
+        self.export_batch(batch).await
+    }
+
+    /// Export `batch` (items taken from the queue, their weight still in
+    /// `queued`); `Ok(n)` items sent.
+    async fn export_batch(&mut self, batch: Vec<T>) -> Result<usize, (usize, String)> {
         let n = batch.len();
         if n == 0 {
             return Ok(0);
         }
-        self.shared.in_flight.store(n, Ordering::Release);
+        let weight = batch.iter().map(self.weigh).sum();
+        sub(&self.shared.queued, weight);
+        self.shared.in_flight.store(weight, Ordering::Release);
         let body = (self.encode)(batch);
         let result =
             match tokio::time::timeout(self.export_timeout, self.transport.export(body)).await {
