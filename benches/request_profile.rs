@@ -15,7 +15,10 @@
 //!
 //! Stacks: `bare`, `ours` (`glimpse_obs::layer()`), `ours_nolog` (the same
 //! with the route's access lines sampled out), `anchor` (the anchor stack of
-//! `request_cpu`). `FINAL=1` finalizes the router with `with_state(())`, as
+//! `request_cpu`); `traced_off` and `traced_on`, the `tracing` group's
+//! `off_ids_only` and `on_sampled_exporting_*` children (OTLP settings from
+//! the environment, e.g. `OTEL_EXPORTER_OTLP_ENDPOINT` and
+//! `OTEL_EXPORTER_OTLP_PROTOCOL`; the span queue flushed at the end). `FINAL=1` finalizes the router with `with_state(())`, as
 //! `axum::serve` does.
 use axum::{Router, body::Body, extract::Path, routing::get};
 use axum_prometheus::BaseMetricLayer;
@@ -35,10 +38,25 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(mode), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
-        eprintln!("usage: request_profile bare|ours|ours_nolog|anchor <requests>");
+        eprintln!("usage: request_profile bare|ours|ours_nolog|anchor|traced_off|traced_on <requests>");
         return;
     };
-    let _guard = glimpse_obs::Config::default()
+    let traced = mode.starts_with("traced_");
+    let _guard = if traced {
+        // As the `tracing` group's children: the OTLP settings from the
+        // environment, every request sampled.
+        let config = glimpse_obs::Config::from_env()
+            .expect("config")
+            .sampler(glimpse_obs::Sampler::AlwaysOn);
+        if mode == "traced_on" {
+            config
+        } else {
+            config.otlp_endpoint(None)
+        }
+    } else {
+        glimpse_obs::Config::default()
+    };
+    let _guard = _guard
         .service("bench")
         .metrics_addr(None)
         .process_metrics(false)
@@ -63,7 +81,9 @@ fn main() {
     let bare: Router = Router::new().route("/users/{id}", get(handler));
     let (app, dispatch) = match mode.as_str() {
         "bare" => (bare, Dispatch::none()),
-        "ours" | "ours_nolog" => (bare.layer(glimpse_obs::layer()), ours_dispatch),
+        "ours" | "ours_nolog" | "traced_off" | "traced_on" => {
+            (bare.layer(glimpse_obs::layer()), ours_dispatch)
+        }
         "anchor" => (
             bare.layer(
                 ServiceBuilder::new()
@@ -103,6 +123,9 @@ fn main() {
             });
         }
     });
-    // let the writer thread drain
+    // let the writer thread drain, and the span queue be exported
     std::thread::sleep(std::time::Duration::from_millis(200));
+    if traced {
+        assert!(_guard.flush(std::time::Duration::from_secs(30)), "flush");
+    }
 }
