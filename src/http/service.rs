@@ -139,7 +139,7 @@ where
         if settings.public_endpoint || !shared.trust_traceparent {
             crate::trace::link_from_headers(&span, req.headers(), shared.exporting);
         } else {
-            crate::trace::set_parent_from_headers(&span, req.headers(), shared.exporting);
+            crate::trace::set_parent_from_headers(&span, req.headers());
         }
         let request_bytes = if settings.body_sizes {
             req.headers()

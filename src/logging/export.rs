@@ -28,10 +28,7 @@
 //! what it writes with the `opentelemetry-proto` types.
 
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -42,7 +39,9 @@ use crate::{
     config::BatchSettings,
     config::LogFormat,
     ids::SpanIds,
-    otlp::{Batcher, Destination, ExportRuntime, Signal, Transport, proto_resource},
+    otlp::{
+        Batcher, Chunk, Destination, ExportRuntime, Signal, Staging, Transport, proto_resource,
+    },
 };
 
 /// The instrumentation scope of every record.
@@ -105,64 +104,64 @@ struct Rec<'a> {
     ids: Option<SpanIds>,
 }
 
-/// Lines staged for export, each behind a fixed header
-/// (`HEADER` bytes: line length u32, nanoseconds u64, level u8, ID flags
-/// u8, trace ID, span ID), in the order they were written.
-#[derive(Debug, Default)]
-pub(crate) struct Chunk {
-    bytes: Vec<u8>,
-    count: usize,
-}
-
+/// A staged line's fixed header: line length u32, nanoseconds u64, level
+/// u8, ID flags u8, trace ID, span ID. Lines are staged in a [`Chunk`] of
+/// the shared [`Staging`] buffer, each behind its header, in the order they
+/// were written.
 const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8;
 
-impl Chunk {
-    fn push(&mut self, line: &[u8], observed_unix_nano: u64, level: Level, ids: Option<SpanIds>) {
-        let mut h = [0u8; HEADER];
-        h[..4].copy_from_slice(&u32::try_from(line.len()).unwrap_or(u32::MAX).to_le_bytes());
-        h[4..12].copy_from_slice(&observed_unix_nano.to_le_bytes());
-        h[12] = level_index(level);
-        if let Some(ids) = ids {
-            h[13] = 1 | (u8::from(ids.sampled) << 1) | (u8::from(ids.random) << 2);
-            h[14..30].copy_from_slice(&ids.trace_id.to_bytes());
-            h[30..38].copy_from_slice(&ids.span_id.to_bytes());
-        }
-        let line = &line[..line.len().min(u32::MAX as usize)];
-        self.bytes.reserve(HEADER + line.len());
-        self.bytes.extend_from_slice(&h);
-        self.bytes.extend_from_slice(line);
-        self.count += 1;
+/// Append `line` behind its header to a chunk's bytes.
+fn stage(
+    bytes: &mut Vec<u8>,
+    line: &[u8],
+    observed_unix_nano: u64,
+    level: Level,
+    ids: Option<SpanIds>,
+) {
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(&u32::try_from(line.len()).unwrap_or(u32::MAX).to_le_bytes());
+    h[4..12].copy_from_slice(&observed_unix_nano.to_le_bytes());
+    h[12] = level_index(level);
+    if let Some(ids) = ids {
+        h[13] = 1 | (u8::from(ids.sampled) << 1) | (u8::from(ids.random) << 2);
+        h[14..30].copy_from_slice(&ids.trace_id.to_bytes());
+        h[30..38].copy_from_slice(&ids.span_id.to_bytes());
     }
+    let line = &line[..line.len().min(u32::MAX as usize)];
+    bytes.reserve(HEADER + line.len());
+    bytes.extend_from_slice(&h);
+    bytes.extend_from_slice(line);
+}
 
-    fn records(&self) -> impl Iterator<Item = Rec<'_>> {
-        let mut b = self.bytes.as_slice();
-        std::iter::from_fn(move || {
-            let (h, rest) = b.split_first_chunk::<HEADER>()?;
-            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let (line, rest) = rest.split_at_checked(len)?;
-            b = rest;
-            let mut nanos = [0u8; 8];
-            nanos.copy_from_slice(&h[4..12]);
-            let ids = (h[13] & 1 == 1).then(|| {
-                let mut t = [0u8; 16];
-                t.copy_from_slice(&h[14..30]);
-                let mut s = [0u8; 8];
-                s.copy_from_slice(&h[30..38]);
-                SpanIds {
-                    trace_id: opentelemetry::trace::TraceId::from_bytes(t),
-                    span_id: opentelemetry::trace::SpanId::from_bytes(s),
-                    sampled: h[13] & 2 != 0,
-                    random: h[13] & 4 != 0,
-                }
-            });
-            Some(Rec {
-                line,
-                observed_unix_nano: u64::from_le_bytes(nanos),
-                level: index_level(h[12]),
-                ids,
-            })
+/// The lines staged in `chunk`.
+fn staged(chunk: &Chunk) -> impl Iterator<Item = Rec<'_>> {
+    let mut b = chunk.records(0);
+    std::iter::from_fn(move || {
+        let (h, rest) = b.split_first_chunk::<HEADER>()?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let (line, rest) = rest.split_at_checked(len)?;
+        b = rest;
+        let mut nanos = [0u8; 8];
+        nanos.copy_from_slice(&h[4..12]);
+        let ids = (h[13] & 1 == 1).then(|| {
+            let mut t = [0u8; 16];
+            t.copy_from_slice(&h[14..30]);
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&h[30..38]);
+            SpanIds {
+                trace_id: opentelemetry::trace::TraceId::from_bytes(t),
+                span_id: opentelemetry::trace::SpanId::from_bytes(s),
+                sampled: h[13] & 2 != 0,
+                random: h[13] & 4 != 0,
+            }
+        });
+        Some(Rec {
+            line,
+            observed_unix_nano: u64::from_le_bytes(nanos),
+            level: index_level(h[12]),
+            ids,
         })
-    }
+    })
 }
 
 const fn level_index(level: Level) -> u8 {
@@ -182,58 +181,6 @@ const fn index_level(i: u8) -> Level {
         2 => Level::INFO,
         3 => Level::WARN,
         _ => Level::ERROR,
-    }
-}
-
-/// The shared buffer the formatter appends to, and the emptied buffers the
-/// worker hands back.
-struct Staging {
-    chunk: Mutex<Chunk>,
-    /// Lines per chunk (`OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`).
-    batch: usize,
-    pool: Mutex<Vec<Vec<u8>>>,
-    /// The size of the last full chunk: a fresh buffer starts with room
-    /// for as much, rather than growing (copying and faulting in pages)
-    /// line by line.
-    last_len: AtomicUsize,
-}
-
-/// Emptied buffers kept for reuse: enough for a burst of a few batches
-/// (`benches/logging.rs` queues 40 before the worker catches up).
-const POOL: usize = 8;
-
-impl Staging {
-    /// Append a line; the chunk when it is full, a fresh one left in its place.
-    fn push(&self, line: &[u8], nanos: u64, level: Level, ids: Option<SpanIds>) -> Option<Chunk> {
-        let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
-        chunk.push(line, nanos, level, ids);
-        (chunk.count >= self.batch).then(|| self.swap(&mut chunk))
-    }
-
-    /// The partly filled chunk, if it holds a line.
-    fn take(&self) -> Option<Chunk> {
-        let mut chunk = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
-        (chunk.count > 0).then(|| self.swap(&mut chunk))
-    }
-
-    fn swap(&self, chunk: &mut Chunk) -> Chunk {
-        if chunk.count >= self.batch {
-            self.last_len.store(chunk.bytes.len(), Ordering::Relaxed);
-        }
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let bytes = pooled.unwrap_or_else(|| {
-            let len = self.last_len.load(Ordering::Relaxed);
-            Vec::with_capacity(len + len / 8)
-        });
-        std::mem::replace(chunk, Chunk { bytes, count: 0 })
-    }
-
-    fn recycle(&self, mut bytes: Vec<u8>) {
-        bytes.clear();
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOL {
-            pool.push(bytes);
-        }
     }
 }
 
@@ -300,12 +247,7 @@ impl OtlpLogs {
         let batch = settings
             .max_export_batch_size
             .clamp(1, settings.max_queue_size.max(1));
-        let staging = Arc::new(Staging {
-            chunk: Mutex::default(),
-            batch,
-            pool: Mutex::default(),
-            last_len: AtomicUsize::new(0),
-        });
+        let staging = Arc::new(Staging::new(batch, 0));
         // The queue holds chunks of `batch` lines: as many as make
         // `max_queue_size` lines (the chunk being filled comes on top), one
         // chunk per export.
@@ -358,7 +300,9 @@ impl OtlpLogs {
             } => {
                 if batcher.is_closed() {
                     batcher.count_dropped(1);
-                } else if let Some(full) = staging.push(line, unix_nanos(now), level, ids) {
+                } else if let Some(full) =
+                    staging.push(|bytes| stage(bytes, line, unix_nanos(now), level, ids))
+                {
                     // Dropped and counted when the queue is full.
                     let _ = batcher.push(full);
                 }
@@ -469,7 +413,7 @@ impl LogEncoder {
     /// One `ExportLogsServiceRequest` holding the lines of `chunks`.
     pub(crate) fn encode_chunks(&self, chunks: &[Chunk]) -> bytes::Bytes {
         let hint = chunks.iter().map(|c| c.bytes.len()).sum();
-        self.encode(chunks.iter().flat_map(Chunk::records), hint)
+        self.encode(chunks.iter().flat_map(staged), hint)
     }
 
     /// One `ExportLogsServiceRequest` holding `items` (unit tests).
@@ -1047,14 +991,16 @@ mod tests {
             .map(|&n| format!("{{\"message\":\"{}\"}}", "x".repeat(n)))
             .collect();
         let (mut a, mut b) = (Chunk::default(), Chunk::default());
-        a.push(
+        let n = unix_nanos(now);
+        stage(
+            &mut a.bytes,
             lines[0].as_bytes(),
-            unix_nanos(now),
+            n,
             Level::ERROR,
             Some(ids),
         );
-        a.push(lines[1].as_bytes(), unix_nanos(now), Level::TRACE, None);
-        b.push(lines[2].as_bytes(), unix_nanos(now), Level::INFO, Some(ids));
+        stage(&mut a.bytes, lines[1].as_bytes(), n, Level::TRACE, None);
+        stage(&mut b.bytes, lines[2].as_bytes(), n, Level::INFO, Some(ids));
         let enc = LogEncoder::new([("service.name", "svc")]);
         let req = ExportLogsServiceRequest::decode(enc.encode_chunks(&[a, b])).unwrap();
         let rl = &req.resource_logs[0];

@@ -19,12 +19,14 @@ mod batcher;
 mod destination;
 mod resource;
 mod runtime;
+mod staging;
 mod transport;
 
 pub(crate) use batcher::Batcher;
 pub(crate) use destination::{Destination, Signal};
 pub(crate) use resource::{proto_resource, resource_from, string_attribute};
 pub(crate) use runtime::ExportRuntime;
+pub(crate) use staging::{Chunk, Staging};
 pub(crate) use transport::Transport;
 
 #[cfg(feature = "testing")]

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::{
 use prost::Message;
 
 use super::record::{Attr, SpanRecord, Val};
-use crate::Config;
+use crate::{Config, otlp::Chunk};
 
 /// OTLP `SpanFlags`: the parent's remoteness is known…
 const HAS_IS_REMOTE: u32 = 0x100;
@@ -278,13 +278,8 @@ mod wire {
         bytes(buf, field, scratch);
     }
 
-    /// `trace.v1.Span`, as field `field` of `buf`.
-    pub(super) fn span(
-        buf: &mut Vec<u8>,
-        body: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
-        rec: &SpanRecord,
-    ) {
+    /// The fields of `trace.v1.Span` into `body` (cleared first).
+    pub(super) fn span_body(body: &mut Vec<u8>, scratch: &mut Vec<u8>, rec: &SpanRecord) {
         use super::{HAS_IS_REMOTE, IS_REMOTE};
         body.clear();
         bytes(body, 1, &rec.trace_id.to_bytes());
@@ -329,24 +324,40 @@ mod wire {
         }
         let remote = if rec.parent_is_remote { IS_REMOTE } else { 0 };
         fixed32(body, 16, u32::from(rec.flags) | HAS_IS_REMOTE | remote);
-        bytes(buf, 2, body);
     }
 }
 
+/// The fields of `rec` as a `trace.v1.Span` message into `body` (cleared
+/// first), with `nested` as the buffer of its nested messages.
+pub(crate) fn span_body(body: &mut Vec<u8>, nested: &mut Vec<u8>, rec: &SpanRecord) {
+    wire::span_body(body, nested, rec);
+}
+
+/// A span's `body` as one of `ScopeSpans.spans` (field 2).
+#[inline]
+pub(crate) fn spans_field(out: &mut Vec<u8>, body: &[u8]) {
+    wire::bytes(out, 2, body);
+}
+
 impl Envelope {
-    /// `records` as the bytes of one `ExportTraceServiceRequest`, written by
-    /// hand ([`wire`]); the same message as `encode`'s.
-    pub(crate) fn encode_wire(&self, records: &[SpanRecord]) -> Bytes {
-        // The spans are written once, after a gap that the enclosing
-        // messages' headers (whose lengths depend on the spans) fill
-        // afterwards: no copy of a batch that may be megabytes.
-        let gap = 22 + self.resource_bytes.len() + self.scope_bytes.len();
-        let mut out = Vec::with_capacity(gap + records.len() * 512);
-        out.resize(gap, 0);
-        let mut body = Vec::with_capacity(1024);
-        let mut scratch = Vec::with_capacity(256);
-        for rec in records {
-            wire::span(&mut out, &mut body, &mut scratch, rec);
+    /// The room a staged chunk keeps at its start for the request's framing
+    /// (`ResourceSpans` and `ScopeSpans` tags and lengths, resource, scope).
+    pub(crate) fn head_len(&self) -> usize {
+        22 + self.resource_bytes.len() + self.scope_bytes.len()
+    }
+
+    /// One `ExportTraceServiceRequest` of the spans staged in `chunks`
+    /// (each a [`spans_field`], behind [`Envelope::head_len`] bytes of
+    /// room): the framing is written into the first chunk's room, so the
+    /// spans are not copied (later chunks, when a batch holds more than
+    /// one, are appended to the first).
+    pub(crate) fn finish(&self, chunks: Vec<Chunk>) -> Bytes {
+        let gap = self.head_len();
+        let mut chunks = chunks.into_iter();
+        let mut out = chunks.next().map(|c| c.bytes).unwrap_or_default();
+        out.resize(out.len().max(gap), 0);
+        for more in chunks {
+            out.extend_from_slice(more.records(gap));
         }
         // ScopeSpans { scope = 1; spans = 2 }
         let scope_spans_len = self.scope_bytes.len() + (out.len() - gap);
@@ -362,6 +373,23 @@ impl Envelope {
         let start = gap - head.len();
         out[start..gap].copy_from_slice(&head);
         Bytes::from(out).slice(start..)
+    }
+
+    /// `records` as the bytes of one `ExportTraceServiceRequest`, written by
+    /// hand ([`wire`]) as the export path writes them; the same message as
+    /// `encode`'s.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn encode_wire(&self, records: &[SpanRecord]) -> Bytes {
+        let mut chunk = Chunk {
+            bytes: vec![0; self.head_len()],
+            count: records.len(),
+        };
+        let (mut body, mut nested) = (Vec::new(), Vec::new());
+        for rec in records {
+            span_body(&mut body, &mut nested, rec);
+            spans_field(&mut chunk.bytes, &body);
+        }
+        self.finish(vec![chunk])
     }
 }
 

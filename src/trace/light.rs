@@ -167,7 +167,8 @@ where
         record.span_id = ids.span_id;
         record.flags = 1 | if ids.random { RANDOM_FLAG } else { 0 };
         record.end = super::record::now();
-        export.push(record);
+        export.push(&record);
+        record.recycle();
     }
 }
 
@@ -314,7 +315,7 @@ mod tests {
                 ("tracestate", "congo=t61rcWkgMzE"),
                 ("baggage", "userId=alice"),
             ]);
-            super::super::set_parent_from_headers(&span, &h, false);
+            super::super::set_parent_from_headers(&span, &h);
             let tp = super::super::traceparent(&span).unwrap();
             let tp = tp.to_str().unwrap();
             assert!(
@@ -345,7 +346,6 @@ mod tests {
             super::super::set_parent_from_headers(
                 &span,
                 &headers(&[("traceparent", "00-garbage")]),
-                false,
             );
             let outer_tp = super::super::traceparent(&outer).unwrap();
             let tp = super::super::traceparent(&span).unwrap();
@@ -372,7 +372,6 @@ mod tests {
                         "traceparent",
                         &format!("00-{TRACE}-b7ad6b7169203331-{sent}"),
                     )]),
-                    false,
                 );
                 let tp = super::super::traceparent(&span).unwrap();
                 assert!(tp.to_str().unwrap().ends_with(kept), "{sent}: {tp:?}");
@@ -384,7 +383,7 @@ mod tests {
                 });
             }
             let root = tracing::info_span!("request");
-            super::super::set_parent_from_headers(&root, &HeaderMap::new(), false);
+            super::super::set_parent_from_headers(&root, &HeaderMap::new());
             let tp = super::super::traceparent(&root).unwrap();
             assert!(tp.to_str().unwrap().ends_with("-03"), "{tp:?}");
         });
@@ -398,7 +397,6 @@ mod tests {
             super::super::set_parent_from_headers(
                 &span,
                 &headers(&[("traceparent", &format!("00-{TRACE}-b7ad6b7169203331-01"))]),
-                false,
             );
             let tp = super::super::traceparent(&span).unwrap();
             let tp = tp.to_str().unwrap();

@@ -32,9 +32,8 @@ use http::{HeaderMap, HeaderValue};
 use crate::{Config, Error};
 
 pub(crate) use export::SpanExport;
-use record::SpanRecord;
 
-use crate::otlp::{Batcher, Destination, ExportRuntime, Signal, Transport};
+use crate::otlp::{Destination, ExportRuntime, Signal, Transport};
 
 /// The span export of a telemetry: when an endpoint is configured, the
 /// bounded queue and exporter that [`LightLayer`] hands sampled span records
@@ -80,13 +79,7 @@ impl TracePipeline {
                 let runtime = ExportRuntime::start()?;
                 let transport = Transport::to(&destination, &runtime)?;
                 let envelope = encode::Envelope::new(config, |k| std::env::var(k).ok());
-                let spans = Batcher::new(
-                    config.batch,
-                    transport,
-                    &runtime,
-                    "spans",
-                    move |batch: Vec<SpanRecord>| envelope.encode_wire(&batch),
-                );
+                let spans = SpanExport::new(config.batch, transport, &runtime, envelope);
                 Some(Export {
                     runtime,
                     spans: Arc::new(spans),
@@ -201,16 +194,14 @@ pub(crate) fn settings_of(dispatch: &tracing::Dispatch) -> Option<Arc<crate::con
 /// continues the caller's trace (with its `tracestate`); none, several or an
 /// invalid one start a new root. `baggage` is kept either way. The ambient
 /// context (an enclosing span of the server itself) is never the parent.
-/// `exporting`: whether the span's subscriber exports spans (the full
-/// OpenTelemetry layer) rather than assigning IDs only ([`LightLayer`]).
-pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap, exporting: bool) {
+pub(crate) fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap) {
     if span.is_disabled() {
         return;
     }
-    if !headers.contains_key(w3c::TRACEPARENT) && !headers.contains_key(w3c::BAGGAGE) && !exporting
-    {
-        // No context to continue, and the light layer made the server span
-        // a root already: nothing to do (the common case, kept cheap).
+    if !headers.contains_key(w3c::TRACEPARENT) && !headers.contains_key(w3c::BAGGAGE) {
+        // No context to continue, and the trace layer made the server span
+        // a root already, with the sampler's decision for a root: nothing
+        // to do (the common case, kept cheap).
         return;
     }
     let cx = w3c::Incoming::from_headers(headers).into_context();
@@ -331,7 +322,7 @@ mod tests {
         let headers = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-01"))]);
         let (tp, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request", otel.kind = "server");
-            set_parent_from_headers(&span, &headers, true);
+            set_parent_from_headers(&span, &headers);
             span.in_scope(|| tracing::info!("inside"));
             traceparent(&span).unwrap()
         });
@@ -357,7 +348,7 @@ mod tests {
         let headers = headers(&[("traceparent", &format!("00-{TRACE}-{PARENT}-00"))]);
         let (tp, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &headers, true);
+            set_parent_from_headers(&span, &headers);
             span.in_scope(|| tracing::info!("inside"));
             traceparent(&span).unwrap()
         });
@@ -377,7 +368,7 @@ mod tests {
             let outer = tracing::info_span!("connection");
             let _outer = outer.enter();
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &headers(&[("traceparent", "00-garbage")]), true);
+            set_parent_from_headers(&span, &headers(&[("traceparent", "00-garbage")]));
             span.in_scope(|| tracing::info!("inside"));
             let trace_of = |s: &tracing::Span| {
                 TraceId::from_hex(&traceparent(s).unwrap().to_str().unwrap()[3..35]).unwrap()
@@ -393,7 +384,7 @@ mod tests {
     fn child_spans_share_the_trace_and_get_their_own_span_ids() {
         let (_, seen) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &HeaderMap::new(), true);
+            set_parent_from_headers(&span, &HeaderMap::new());
             span.in_scope(|| {
                 tracing::info!("in request");
                 tracing::info_span!("db").in_scope(|| tracing::info!("in db"));
@@ -415,7 +406,7 @@ mod tests {
         ]);
         let (out, _) = with_pipeline(Sampler::ParentBasedAlwaysOn, || {
             let span = tracing::info_span!("request");
-            set_parent_from_headers(&span, &headers, true);
+            set_parent_from_headers(&span, &headers);
             span.in_scope(|| {
                 tracing::info_span!("child").in_scope(|| {
                     let mut out = HeaderMap::new();

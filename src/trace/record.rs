@@ -13,7 +13,7 @@
 //! message; attributes: `level`, `target`, the code location and the
 //! event's fields) and set the status to error when it is unset.
 
-use std::{fmt::Write as _, ops::Range, time::SystemTime};
+use std::{cell::RefCell, fmt::Write as _, ops::Range, time::SystemTime};
 
 use opentelemetry::trace::{SpanId, TraceId};
 use tracing::field::{Field, Visit};
@@ -117,6 +117,20 @@ pub(crate) struct SpanRecord {
     pub(crate) buf: String,
 }
 
+thread_local! {
+    /// Emptied attribute lists and string buffers of records this thread
+    /// exported, for the next records it starts: a span's record then costs
+    /// no allocation but its own box in the span's extensions.
+    static SPARE: RefCell<Vec<(Vec<Attr>, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread: more than the spans a request thread has open
+/// at once in the common case (server span, a few children).
+const SPARE_MAX: usize = 16;
+/// Buffers grown larger than this (a span with huge values) are freed, not
+/// kept.
+const SPARE_BYTES: usize = 4096;
+
 /// Unix time in nanoseconds.
 pub(crate) fn now() -> u64 {
     SystemTime::now()
@@ -128,6 +142,12 @@ impl SpanRecord {
     /// A record for a span named `name` (its metadata name; `otel.name`
     /// overrides it), started now.
     pub(crate) fn start(name: &'static str, fields: usize) -> Self {
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        let (attrs, buf) =
+            spare.unwrap_or_else(|| (Vec::with_capacity(fields), String::with_capacity(128)));
         Self {
             trace_id: TraceId::INVALID,
             span_id: SpanId::INVALID,
@@ -139,13 +159,32 @@ impl SpanRecord {
             kind: Kind::Internal,
             start: now(),
             end: 0,
-            attrs: Vec::with_capacity(fields),
+            attrs,
             events: Vec::new(),
             links: Vec::new(),
             status: StatusCode::Unset,
             status_message: None,
-            buf: String::with_capacity(128),
+            buf,
         }
+    }
+
+    /// Keep this record's buffers for the next record this thread starts.
+    pub(crate) fn recycle(self) {
+        let Self {
+            mut attrs, mut buf, ..
+        } = self;
+        if buf.capacity() > SPARE_BYTES || attrs.capacity() * size_of::<Attr>() > SPARE_BYTES {
+            return;
+        }
+        attrs.clear();
+        buf.clear();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.len() < SPARE_MAX
+            {
+                s.push((attrs, buf));
+            }
+        });
     }
 
     /// The text of `t`.
@@ -198,12 +237,15 @@ impl SpanRecord {
     /// name, kind and status; any other field is an attribute, replacing a
     /// value recorded before under the same key.
     pub(crate) fn record(&mut self, values: &tracing::span::Record<'_>) {
-        values.record(&mut SpanVisitor(self));
+        values.record(&mut SpanVisitor(self, false));
     }
 
     /// Record the fields of span creation.
     pub(crate) fn record_attributes(&mut self, attrs: &tracing::span::Attributes<'_>) {
-        attrs.record(&mut SpanVisitor(self));
+        // A callsite's field names are unique: nothing recorded yet can be
+        // replaced.
+        let fresh = self.attrs.is_empty();
+        attrs.record(&mut SpanVisitor(self, fresh));
     }
 
     fn set(&mut self, key: &'static str, val: Val) {
@@ -269,9 +311,19 @@ impl SpanRecord {
     }
 }
 
-struct SpanVisitor<'a>(&'a mut SpanRecord);
+/// Records fields into a span record; `.1`: no attribute can already hold
+/// the key (the fields of span creation), so none is looked for.
+struct SpanVisitor<'a>(&'a mut SpanRecord, bool);
 
 impl SpanVisitor<'_> {
+    fn set(&mut self, key: &'static str, val: Val) {
+        if self.1 {
+            self.0.attrs.push((key, val));
+        } else {
+            self.0.set(key, val);
+        }
+    }
+
     fn special_str(&mut self, name: &'static str, (a, b): (u32, u32)) -> bool {
         let rec = &mut *self.0;
         match name {
@@ -306,7 +358,7 @@ impl SpanVisitor<'_> {
         if name.starts_with("otel.") && self.special_str(name, s) {
             return;
         }
-        self.0.set(name, Val::Str(s.0, s.1));
+        self.set(name, Val::Str(s.0, s.1));
     }
 }
 
@@ -330,23 +382,23 @@ impl Visit for SpanVisitor<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.set(field.name(), Val::I64(value));
+        self.set(field.name(), Val::I64(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         match i64::try_from(value) {
-            Ok(v) => self.0.set(field.name(), Val::I64(v)),
+            Ok(v) => self.set(field.name(), Val::I64(v)),
             // As `tracing-opentelemetry` does: too large for OTLP's int.
             Err(_) => self.record_debug(field, &value),
         }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.set(field.name(), Val::F64(value));
+        self.set(field.name(), Val::F64(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.set(field.name(), Val::Bool(value));
+        self.set(field.name(), Val::Bool(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
