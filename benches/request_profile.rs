@@ -38,7 +38,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(mode), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
-        eprintln!("usage: request_profile bare|ours|ours_nolog|anchor|traced_off|traced_on <requests>");
+        eprintln!(
+            "usage: request_profile bare|ours|ours_nolog|anchor|traced_off|traced_on <requests>"
+        );
         return;
     };
     let traced = mode.starts_with("traced_");

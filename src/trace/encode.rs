@@ -115,7 +115,10 @@ fn span_of(rec: &SpanRecord) -> Span {
         kind: rec.kind as i32,
         start_time_unix_nano: rec.start,
         end_time_unix_nano: rec.end,
-        attributes: attrs_of(rec, &rec.attrs),
+        // The attributes as recorded (already protobuf), read back.
+        attributes: Span::decode(&rec.attrs[..])
+            .map(|s| s.attributes)
+            .unwrap_or_default(),
         dropped_attributes_count: 0,
         events: rec
             .events
@@ -163,106 +166,19 @@ fn span_of(rec: &SpanRecord) -> Span {
 /// "Tracing on versus off"). `encodes_what_prost_encodes` checks it against
 /// prost, byte for byte, on every kind of value.
 mod wire {
+    pub(super) use super::super::pb::{LEN, bytes, len_field, tag, varint};
+    use super::super::pb::{self, Any, enumeration, fixed32, fixed64, string};
     use super::{Attr, SpanRecord, Val};
 
-    pub(super) const LEN: u8 = 2;
-    const VARINT: u8 = 0;
-    const I64: u8 = 1;
-    const I32: u8 = 5;
-
-    pub(super) fn varint(buf: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            buf.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        buf.push(v as u8);
-    }
-
-    fn varint_len(v: u64) -> usize {
-        // 1 byte per 7 bits, at least 1.
-        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-    }
-
-    pub(super) fn tag(buf: &mut Vec<u8>, field: u32, wire: u8) {
-        varint(buf, u64::from(field << 3 | u32::from(wire)));
-    }
-
-    pub(super) fn bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
-        tag(buf, field, LEN);
-        varint(buf, b.len() as u64);
-        buf.extend_from_slice(b);
-    }
-
-    /// A string field, left out when empty (proto3 default).
-    fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
-        if !s.is_empty() {
-            bytes(buf, field, s.as_bytes());
-        }
-    }
-
-    fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
-        if v != 0 {
-            tag(buf, field, I64);
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-
-    fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
-        if v != 0 {
-            tag(buf, field, I32);
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-
-    fn enumeration(buf: &mut Vec<u8>, field: u32, v: i32) {
-        if v != 0 {
-            tag(buf, field, VARINT);
-            varint(buf, v as u64);
-        }
-    }
-
-    pub(super) fn len_field(field: u32, len: usize) -> usize {
-        varint_len(u64::from(field << 3)) + varint_len(len as u64) + len
-    }
-
-    /// `common.v1.KeyValue` { key = 1; value = 2 (AnyValue) }.
-    fn key_value(buf: &mut Vec<u8>, field: u32, rec: &SpanRecord, (key, val): &Attr) {
-        let text = rec.str_of(val);
-        let any_len = match val {
-            Val::I64(i) => 1 + varint_len(*i as u64),
-            Val::F64(_) => 1 + 8,
-            Val::Bool(_) => 2,
-            _ => len_field(1, text.map_or(0, str::len)),
+    /// An event's attribute as `KeyValue` field `field`.
+    fn attr(buf: &mut Vec<u8>, field: u32, rec: &SpanRecord, (key, val): &Attr) {
+        let val = match val {
+            Val::I64(i) => Any::I64(*i),
+            Val::F64(f) => Any::F64(*f),
+            Val::Bool(b) => Any::Bool(*b),
+            other => Any::Str(rec.str_of(other).unwrap_or_default().as_bytes()),
         };
-        let kv_len = (if key.is_empty() {
-            0
-        } else {
-            len_field(1, key.len())
-        }) + len_field(2, any_len);
-        tag(buf, field, LEN);
-        varint(buf, kv_len as u64);
-        string(buf, 1, key);
-        tag(buf, 2, LEN);
-        varint(buf, any_len as u64);
-        match val {
-            Val::I64(i) => {
-                tag(buf, 3, VARINT);
-                varint(buf, *i as u64);
-            }
-            Val::F64(f) => {
-                tag(buf, 4, I64);
-                buf.extend_from_slice(&f.to_le_bytes());
-            }
-            Val::Bool(b) => {
-                tag(buf, 2, VARINT);
-                buf.push(u8::from(*b));
-            }
-            _ => {
-                // Always written, even empty: an AnyValue with its oneof set.
-                let s = text.unwrap_or_default();
-                bytes(buf, 1, s.as_bytes());
-            }
-        }
+        pb::key_value(buf, field, key, val);
     }
 
     /// Append `field` = a nested message that `write` produces, through
@@ -282,6 +198,7 @@ mod wire {
     pub(super) fn span_body(body: &mut Vec<u8>, scratch: &mut Vec<u8>, rec: &SpanRecord) {
         use super::{HAS_IS_REMOTE, IS_REMOTE};
         body.clear();
+        body.reserve(128 + rec.attrs.len());
         bytes(body, 1, &rec.trace_id.to_bytes());
         bytes(body, 2, &rec.span_id.to_bytes());
         string(body, 3, &rec.trace_state);
@@ -292,15 +209,14 @@ mod wire {
         enumeration(body, 6, rec.kind as i32);
         fixed64(body, 7, rec.start);
         fixed64(body, 8, rec.end);
-        for a in &rec.attrs {
-            key_value(body, 9, rec, a);
-        }
+        // Field 9, written as they were recorded.
+        body.extend_from_slice(&rec.attrs);
         for e in &rec.events {
             nested(body, scratch, 11, |m| {
                 fixed64(m, 1, e.time);
                 string(m, 2, rec.text(&e.name));
                 for a in &e.attrs {
-                    key_value(m, 3, rec, a);
+                    attr(m, 3, rec, a);
                 }
             });
         }
@@ -540,6 +456,8 @@ mod tests {
                 yes = true,
                 unicode = "Zürich ✓",
                 debug = ?vec![1, 2],
+                // Lengths of two varint bytes (value, AnyValue, KeyValue).
+                long = "x".repeat(300).as_str(),
             );
             span.in_scope(|| {
                 tracing::error!(reason = %"a\nb", "failed");
@@ -578,6 +496,65 @@ mod tests {
             ExportTraceServiceRequest::decode(env.encode_wire(&[])).unwrap(),
             env.request(&[])
         );
+        // The attributes as a collector reads them (they are written as
+        // recorded, so the prost path above reads the same bytes back).
+        use any_value::Value as V;
+        let span = by_hand.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .find(|s| s.name == "request")
+            .unwrap();
+        let attrs: Vec<(&str, Option<&V>)> = span
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.as_ref().and_then(|v| v.value.as_ref())))
+            .collect();
+        let long = "x".repeat(300);
+        assert_eq!(
+            attrs,
+            [
+                ("empty", Some(&V::StringValue(String::new()))),
+                ("negative", Some(&V::IntValue(-42))),
+                ("big", Some(&V::StringValue(u64::MAX.to_string()))),
+                ("huge", Some(&V::IntValue(1 << 40))),
+                ("pi", Some(&V::DoubleValue(std::f64::consts::PI))),
+                ("yes", Some(&V::BoolValue(true))),
+                ("unicode", Some(&V::StringValue("Zürich ✓".to_owned()))),
+                ("debug", Some(&V::StringValue("[1, 2]".to_owned()))),
+                ("long", Some(&V::StringValue(long))),
+            ]
+        );
+        assert_eq!((span.kind, span.name.as_str()), (3, "request"));
+        let status = span.status.as_ref().unwrap();
+        assert_eq!((status.code, status.message.as_str()), (2, "upstream refused"));
+    }
+
+    #[test]
+    fn a_value_recorded_again_replaces_the_earlier_one() {
+        let recorder = Recorder::default();
+        let subscriber = Registry::default().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                status = tracing::field::Empty,
+                user = "a",
+                n = 1
+            );
+            span.record("status", 200);
+            span.record("user", "someone much longer than before");
+            span.record("status", 503);
+            span.record("n", tracing::field::display("two"));
+        });
+        let records = recorder.0.lock().unwrap().clone();
+        let r = &records[0];
+        assert_eq!(r.attr("status").as_deref(), Some("503"));
+        assert_eq!(
+            r.attr("user").as_deref(),
+            Some("someone much longer than before")
+        );
+        assert_eq!(r.attr("n").as_deref(), Some("two"));
+        let keys = Span::decode(&r.attrs[..]).unwrap().attributes;
+        assert_eq!(keys.len(), 3, "one value per key: {keys:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod encode;
 mod export;
 pub(crate) mod light;
+mod pb;
 pub(crate) mod record;
 pub(crate) mod w3c;
 

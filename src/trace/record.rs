@@ -18,6 +18,8 @@ use std::{cell::RefCell, fmt::Write as _, ops::Range, time::SystemTime};
 use opentelemetry::trace::{SpanId, TraceId};
 use tracing::field::{Field, Visit};
 
+use super::pb::{self, Any, SPAN_ATTRIBUTES};
+
 /// Span kind, numbered as OTLP's `Span.SpanKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -54,7 +56,8 @@ pub(crate) enum StatusCode {
     Error = 2,
 }
 
-/// One attribute value; strings live in the record's buffer.
+/// One attribute value of a span event; strings live in the record's
+/// buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Val {
     /// A range of [`SpanRecord::buf`].
@@ -108,7 +111,11 @@ pub(crate) struct SpanRecord {
     /// Unix nanoseconds.
     pub(crate) start: u64,
     pub(crate) end: u64,
-    pub(crate) attrs: Vec<Attr>,
+    /// The span's attributes, encoded as they are recorded: each a
+    /// `Span.attributes` field (a protobuf `KeyValue`), ready to be copied
+    /// into the exported span. A value recorded again replaces the earlier
+    /// one.
+    pub(crate) attrs: Vec<u8>,
     pub(crate) events: Vec<EventRecord>,
     pub(crate) links: Vec<LinkRecord>,
     pub(crate) status: StatusCode,
@@ -121,7 +128,7 @@ thread_local! {
     /// Emptied attribute lists and string buffers of records this thread
     /// exported, for the next records it starts: a span's record then costs
     /// no allocation but its own box in the span's extensions.
-    static SPARE: RefCell<Vec<(Vec<Attr>, String)>> = const { RefCell::new(Vec::new()) };
+    static SPARE: RefCell<Vec<(Vec<u8>, String)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Buffers kept per thread: more than the spans a request thread has open
@@ -146,8 +153,9 @@ impl SpanRecord {
             .try_with(|s| s.try_borrow_mut().ok()?.pop())
             .ok()
             .flatten();
+        // About 40 bytes an attribute.
         let (attrs, buf) =
-            spare.unwrap_or_else(|| (Vec::with_capacity(fields), String::with_capacity(128)));
+            spare.unwrap_or_else(|| (Vec::with_capacity(fields * 48), String::with_capacity(64)));
         Self {
             trace_id: TraceId::INVALID,
             span_id: SpanId::INVALID,
@@ -173,7 +181,7 @@ impl SpanRecord {
         let Self {
             mut attrs, mut buf, ..
         } = self;
-        if buf.capacity() > SPARE_BYTES || attrs.capacity() * size_of::<Attr>() > SPARE_BYTES {
+        if buf.capacity() > SPARE_BYTES || attrs.capacity() > SPARE_BYTES {
             return;
         }
         attrs.clear();
@@ -204,16 +212,19 @@ impl SpanRecord {
         }
     }
 
-    /// The value of attribute `key` as text (tests, diagnostics).
+    /// The value of attribute `key` as text (tests).
     #[cfg(test)]
-    #[allow(dead_code)]
     pub(crate) fn attr(&self, key: &str) -> Option<String> {
-        let (_, v) = self.attrs.iter().find(|(k, _)| *k == key)?;
-        Some(match v {
-            Val::I64(i) => i.to_string(),
-            Val::F64(f) => f.to_string(),
-            Val::Bool(b) => b.to_string(),
-            other => self.str_of(other)?.to_owned(),
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use prost::Message as _;
+        let span = opentelemetry_proto::tonic::trace::v1::Span::decode(&self.attrs[..]).ok()?;
+        let kv = span.attributes.into_iter().find(|kv| kv.key == key)?;
+        Some(match kv.value?.value? {
+            Value::StringValue(s) => s,
+            Value::IntValue(i) => i.to_string(),
+            Value::DoubleValue(f) => f.to_string(),
+            Value::BoolValue(b) => b.to_string(),
+            other => format!("{other:?}"),
         })
     }
 
@@ -248,12 +259,13 @@ impl SpanRecord {
         attrs.record(&mut SpanVisitor(self, fresh));
     }
 
-    fn set(&mut self, key: &'static str, val: Val) {
-        if let Some(slot) = self.attrs.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = val;
-        } else {
-            self.attrs.push((key, val));
+    /// Write attribute `key`; unless `fresh` (nothing recorded can hold
+    /// the key), an earlier value of the same key is removed first.
+    fn put(attrs: &mut Vec<u8>, fresh: bool, key: &str, val: Any<'_>) {
+        if !fresh && let Some(old) = pb::find_key(attrs, key) {
+            attrs.drain(old);
         }
+        pb::key_value(attrs, SPAN_ATTRIBUTES, key, val);
     }
 
     /// An ERROR (or other) log event inside the span, as a span event the
@@ -316,27 +328,29 @@ impl SpanRecord {
 struct SpanVisitor<'a>(&'a mut SpanRecord, bool);
 
 impl SpanVisitor<'_> {
-    fn set(&mut self, key: &'static str, val: Val) {
-        if self.1 {
-            self.0.attrs.push((key, val));
-        } else {
-            self.0.set(key, val);
-        }
+    fn put(&mut self, key: &str, val: Any<'_>) {
+        SpanRecord::put(&mut self.0.attrs, self.1, key, val);
     }
 
-    fn special_str(&mut self, name: &'static str, (a, b): (u32, u32)) -> bool {
+    /// The string field `name` whose value was appended to the record's
+    /// buffer at `a..b`: an `otel.*` field sets name, kind or status (and
+    /// keeps what it names), any other is an attribute (and leaves the
+    /// buffer as it was).
+    fn buffered(&mut self, name: &'static str, (a, b): (u32, u32)) {
         let rec = &mut *self.0;
+        let r = rec.range((a, b));
         match name {
-            "otel.name" => rec.name = Text::Buf(a, b),
+            "otel.name" => return rec.name = Text::Buf(a, b),
+            "otel.status_message" | "otel.status_description" => {
+                return rec.status_message = Some(Text::Buf(a, b));
+            }
             "otel.kind" => {
-                let r = rec.range((a, b));
-                if let Some(kind) = Kind::parse(&rec.buf[r]) {
+                if let Some(kind) = Kind::parse(&rec.buf[r.clone()]) {
                     rec.kind = kind;
                 }
             }
             "otel.status_code" => {
-                let r = rec.range((a, b));
-                let s = &rec.buf[r];
+                let s = &rec.buf[r.clone()];
                 rec.status = if s.eq_ignore_ascii_case("ok") {
                     StatusCode::Ok
                 } else if s.eq_ignore_ascii_case("error") {
@@ -345,67 +359,56 @@ impl SpanVisitor<'_> {
                     StatusCode::Unset
                 };
             }
-            "otel.status_message" | "otel.status_description" => {
-                rec.status_message = Some(Text::Buf(a, b));
+            _ => {
+                let SpanRecord { attrs, buf, .. } = rec;
+                SpanRecord::put(attrs, self.1, name, Any::Str(&buf.as_bytes()[r.clone()]));
             }
-            _ => return false,
         }
-        true
-    }
-
-    fn string(&mut self, field: &Field, s: (u32, u32)) {
-        let name = field.name();
-        if name.starts_with("otel.") && self.special_str(name, s) {
-            return;
-        }
-        self.set(name, Val::Str(s.0, s.1));
+        rec.buf.truncate(r.start);
     }
 }
 
 impl Visit for SpanVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         let name = field.name();
-        // Kind and status as literals need no copy.
-        if name == "otel.kind" {
-            if let Some(kind) = Kind::parse(value) {
-                self.0.kind = kind;
-            }
-            return;
+        if name.starts_with("otel.") {
+            let s = self.0.push_str(value);
+            return self.buffered(name, s);
         }
-        let s = self.0.push_str(value);
-        self.string(field, s);
+        // Straight into the attribute: no copy through the buffer.
+        self.put(name, Any::Str(value.as_bytes()));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let s = self.0.push_debug(value);
-        self.string(field, s);
+        self.buffered(field.name(), s);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.set(field.name(), Val::I64(value));
+        self.put(field.name(), Any::I64(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         match i64::try_from(value) {
-            Ok(v) => self.set(field.name(), Val::I64(v)),
+            Ok(v) => self.put(field.name(), Any::I64(v)),
             // As `tracing-opentelemetry` does: too large for OTLP's int.
             Err(_) => self.record_debug(field, &value),
         }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.set(field.name(), Val::F64(value));
+        self.put(field.name(), Any::F64(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.set(field.name(), Val::Bool(value));
+        self.put(field.name(), Any::Bool(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let a = self.0.buf.len();
         let _ = write!(self.0.buf, "{value}");
         let b = self.0.buf.len();
-        self.string(field, (a as u32, b as u32));
+        self.buffered(field.name(), (a as u32, b as u32));
     }
 }
 
