@@ -1033,6 +1033,7 @@ impl Config {
             trust_traceparent: self.trust_traceparent,
             exporting: false,
             record_span_fields: true,
+            fields_on_span: true,
         })
     }
 }
@@ -1050,6 +1051,11 @@ pub(crate) struct Settings {
     /// Whether anything reads the server span's response fields (the
     /// OpenTelemetry layer, the pretty format, a subscriber not ours).
     pub(crate) record_span_fields: bool,
+    /// Whether a layer other than the crate's trace layer reads them (the
+    /// pretty format, a subscriber not ours), so they must be recorded on
+    /// the span; else the trace layer takes them from the HTTP layer
+    /// directly (`ids::response`).
+    pub(crate) fields_on_span: bool,
 }
 
 impl Default for Settings {

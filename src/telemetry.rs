@@ -184,6 +184,7 @@ impl Config {
             // The server span's response fields are read by the OpenTelemetry
             // layer and the pretty format only.
             s.record_span_fields = exporting || self.log_format == LogFormat::Pretty;
+            s.fields_on_span = self.log_format == LogFormat::Pretty;
         }
         Ok(Telemetry {
             core: Core {

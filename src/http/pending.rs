@@ -26,7 +26,10 @@ use super::{
 };
 use crate::{
     config::Settings as Shared,
-    ids::panic::{self as panics, PanicSite},
+    ids::{
+        panic::{self as panics, PanicSite},
+        response::ResponseFields,
+    },
     logging::{
         LogType,
         scope::{Attached, RequestScope},
@@ -199,7 +202,14 @@ impl Pending {
         // its server span's fields, and the ID-only trace layer exports
         // nothing. Recording them costs a registry walk per field.
         let json_only = !self.shared.record_span_fields;
-        if !json_only {
+        if let Some(slot) = &self.attached.response {
+            // The crate's trace layer takes them when the span closes.
+            slot.set(ResponseFields {
+                status,
+                panicked: panic.is_some(),
+                user: user.as_ref().map(|u| Box::from(&*u.raw)),
+            });
+        } else if !json_only {
             span.record("http.response.status_code", status);
             if status >= 500 {
                 span.record("otel.status_code", "error");
@@ -298,6 +308,7 @@ impl Pending {
             Attached {
                 ids: Some(ids),
                 root: true,
+                ..
             } => Some((ids, &*self.scope)),
             _ => None,
         }

@@ -10,6 +10,7 @@
 pub(crate) mod panic;
 pub(crate) mod random;
 mod request_id;
+pub(crate) mod response;
 
 use opentelemetry::trace::{SpanId, TraceId};
 

@@ -103,13 +103,16 @@ fn looks_like_credential(id: &str) -> bool {
 pub(crate) struct ScopeExt(pub(crate) Arc<RequestScope>);
 
 /// What [`attach`] learned of the request span.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Attached {
     /// The span's IDs, if they are known already.
     pub(crate) ids: Option<crate::ids::SpanIds>,
     /// The span has no enclosing span: its log lines take their IDs and
     /// request fields from the request alone, with no span scope to walk.
     pub(crate) root: bool,
+    /// Where the response's fields go when the crate's trace layer exports
+    /// the span (`ids::response`).
+    pub(crate) response: Option<Arc<crate::ids::response::ResponseSlot>>,
 }
 
 /// Attach `scope` to `span` (the request span just created), and return the
@@ -124,7 +127,14 @@ pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) -> Attached
         let mut ext = data.extensions_mut();
         ext.insert(ScopeExt(scope));
         let ids = ext.get_mut::<crate::ids::SpanIds>().map(|ids| *ids);
-        Some(Attached { ids, root })
+        let response = ext
+            .get_mut::<crate::ids::response::ResponseExt>()
+            .map(|r| Arc::clone(&r.0));
+        Some(Attached {
+            ids,
+            root,
+            response,
+        })
     })
     .flatten()
     .unwrap_or_default()

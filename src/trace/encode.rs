@@ -166,8 +166,8 @@ fn span_of(rec: &SpanRecord) -> Span {
 /// "Tracing on versus off"). `encodes_what_prost_encodes` checks it against
 /// prost, byte for byte, on every kind of value.
 mod wire {
-    pub(super) use super::super::pb::{LEN, bytes, len_field, tag, varint};
     use super::super::pb::{self, Any, enumeration, fixed32, fixed64, string};
+    pub(super) use super::super::pb::{LEN, bytes, len_field, tag, varint};
     use super::{Attr, SpanRecord, Val};
 
     /// An event's attribute as `KeyValue` field `field`.
@@ -507,7 +507,12 @@ mod tests {
         let attrs: Vec<(&str, Option<&V>)> = span
             .attributes
             .iter()
-            .map(|kv| (kv.key.as_str(), kv.value.as_ref().and_then(|v| v.value.as_ref())))
+            .map(|kv| {
+                (
+                    kv.key.as_str(),
+                    kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                )
+            })
             .collect();
         let long = "x".repeat(300);
         assert_eq!(
@@ -526,7 +531,10 @@ mod tests {
         );
         assert_eq!((span.kind, span.name.as_str()), (3, "request"));
         let status = span.status.as_ref().unwrap();
-        assert_eq!((status.code, status.message.as_str()), (2, "upstream refused"));
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (2, "upstream refused")
+        );
     }
 
     #[test]
@@ -534,12 +542,8 @@ mod tests {
         let recorder = Recorder::default();
         let subscriber = Registry::default().with(recorder.clone());
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!(
-                "request",
-                status = tracing::field::Empty,
-                user = "a",
-                n = 1
-            );
+            let span =
+                tracing::info_span!("request", status = tracing::field::Empty, user = "a", n = 1);
             span.record("status", 200);
             span.record("user", "someone much longer than before");
             span.record("status", 503);

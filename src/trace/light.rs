@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     config::Sampler,
-    ids::{SpanIds, is_request_span, random},
+    ids::{SpanIds, is_request_span, random, response::ResponseExt},
 };
 
 /// The W3C Trace Context Level 2 `random` trace flag.
@@ -117,10 +117,19 @@ where
         } else {
             None
         };
+        // A server span's response fields come straight from the HTTP
+        // layer, unless another layer reads them on the span.
+        let direct = record.is_some()
+            && inherited.is_none()
+            && is_request_span(attrs.metadata())
+            && !self.settings.as_ref().is_none_or(|s| s.fields_on_span);
         let mut ext = span.extensions_mut();
         ext.insert(ids);
         if let Some(record) = record {
             ext.insert(record);
+        }
+        if direct {
+            ext.insert(ResponseExt::default());
         }
     }
 
@@ -158,6 +167,9 @@ where
         let Some(ids) = ext.get_mut::<SpanIds>().copied() else {
             return;
         };
+        if let Some(response) = ext.get_mut::<ResponseExt>().and_then(|r| r.0.get()) {
+            record.response(response);
+        }
         drop(ext);
         // Recorded but unsampled spans are not exported (specification).
         if !ids.sampled {

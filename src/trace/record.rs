@@ -268,6 +268,32 @@ impl SpanRecord {
         pb::key_value(attrs, SPAN_ATTRIBUTES, key, val);
     }
 
+    /// The response fields of a server span, as the HTTP layer would record
+    /// them on the span: `http.response.status_code`; for a 5xx the error
+    /// status and `error.type` (`panic`, or the status code); `enduser.id`.
+    pub(crate) fn response(&mut self, r: &crate::ids::response::ResponseFields) {
+        let attrs = &mut self.attrs;
+        Self::put(
+            attrs,
+            false,
+            "http.response.status_code",
+            Any::I64(i64::from(r.status)),
+        );
+        if r.status >= 500 {
+            self.status = StatusCode::Error;
+            let mut code = itoa::Buffer::new();
+            let error_type = if r.panicked {
+                "panic"
+            } else {
+                code.format(r.status)
+            };
+            Self::put(attrs, false, "error.type", Any::Str(error_type.as_bytes()));
+        }
+        if let Some(user) = &r.user {
+            Self::put(attrs, false, "enduser.id", Any::Str(user.as_bytes()));
+        }
+    }
+
     /// An ERROR (or other) log event inside the span, as a span event the
     /// way `tracing-opentelemetry` shapes it; an ERROR event sets the status
     /// to error when it is unset.
@@ -463,5 +489,35 @@ impl Visit for EventVisitor<'_> {
         let _ = write!(self.rec.buf, "{value}");
         let b = self.rec.buf.len();
         self.put(field, (a as u32, b as u32));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::response::ResponseFields;
+
+    #[test]
+    fn a_server_error_response_sets_the_error_status_and_error_type() {
+        let mut rec = SpanRecord::start("request", 4);
+        rec.response(&ResponseFields {
+            status: 503,
+            panicked: false,
+            user: Some("u-7".into()),
+        });
+        assert_eq!(rec.status, StatusCode::Error);
+        assert_eq!(rec.attr("http.response.status_code").as_deref(), Some("503"));
+        assert_eq!(rec.attr("error.type").as_deref(), Some("503"));
+        assert_eq!(rec.attr("enduser.id").as_deref(), Some("u-7"));
+
+        let mut ok = SpanRecord::start("request", 4);
+        ok.response(&ResponseFields {
+            status: 404,
+            panicked: false,
+            user: None,
+        });
+        assert_eq!(ok.status, StatusCode::Unset, "a 4xx is not a server error");
+        assert_eq!(ok.attr("error.type"), None);
+        assert_eq!(ok.attr("enduser.id"), None);
     }
 }
