@@ -194,11 +194,42 @@ mod wire {
         bytes(buf, field, scratch);
     }
 
-    /// The fields of `trace.v1.Span` into `body` (cleared first).
-    pub(super) fn span_body(body: &mut Vec<u8>, scratch: &mut Vec<u8>, rec: &SpanRecord) {
-        use super::{HAS_IS_REMOTE, IS_REMOTE};
-        body.clear();
-        body.reserve(128 + rec.attrs.len());
+    /// The length of `rec` as a `trace.v1.Span` when it has no events or
+    /// links (the common case): what [`span_flat`] writes.
+    pub(super) fn span_flat_len(rec: &SpanRecord) -> Option<usize> {
+        if !rec.events.is_empty() || !rec.links.is_empty() {
+            return None;
+        }
+        let opt = |field, len: usize| if len == 0 { 0 } else { len_field(field, len) };
+        let name = rec.text(&rec.name).len();
+        let status = status_len(rec);
+        Some(
+            18 + 10
+                + opt(3, rec.trace_state.len())
+                + if rec.parent_span_id == opentelemetry::trace::SpanId::INVALID {
+                    0
+                } else {
+                    10
+                }
+                + opt(5, name)
+                + if rec.kind as i32 == 0 { 0 } else { 2 }
+                + if rec.start == 0 { 0 } else { 9 }
+                + if rec.end == 0 { 0 } else { 9 }
+                + rec.attrs.len()
+                + status.map_or(0, |l| len_field(15, l))
+                + 5,
+        )
+    }
+
+    /// `rec`, which has no events or links, as a `trace.v1.Span`'s fields
+    /// appended to `out` (no intermediate buffer).
+    pub(super) fn span_flat(out: &mut Vec<u8>, rec: &SpanRecord) {
+        head_fields(out, rec);
+        tail_fields(out, rec);
+    }
+
+    /// Fields 1 to 9: IDs, state, parent, name, kind, times, attributes.
+    fn head_fields(body: &mut Vec<u8>, rec: &SpanRecord) {
         bytes(body, 1, &rec.trace_id.to_bytes());
         bytes(body, 2, &rec.span_id.to_bytes());
         string(body, 3, &rec.trace_state);
@@ -211,6 +242,43 @@ mod wire {
         fixed64(body, 8, rec.end);
         // Field 9, written as they were recorded.
         body.extend_from_slice(&rec.attrs);
+    }
+
+    /// The length of the `Status` message, when there is one.
+    fn status_len(rec: &SpanRecord) -> Option<usize> {
+        let message = rec.status_message.as_ref().map_or("", |t| rec.text(t));
+        (rec.status as i32 != 0 || rec.status_message.is_some()).then(|| {
+            (if message.is_empty() {
+                0
+            } else {
+                len_field(2, message.len())
+            }) + if rec.status as i32 == 0 { 0 } else { 2 }
+        })
+    }
+
+    /// Fields 15 and 16: status and flags.
+    fn tail_fields(body: &mut Vec<u8>, rec: &SpanRecord) {
+        use super::{HAS_IS_REMOTE, IS_REMOTE};
+        if let Some(len) = status_len(rec) {
+            tag(body, 15, LEN);
+            varint(body, len as u64);
+            string(
+                body,
+                2,
+                rec.status_message.as_ref().map_or("", |t| rec.text(t)),
+            );
+            enumeration(body, 3, rec.status as i32);
+        }
+        let remote = if rec.parent_is_remote { IS_REMOTE } else { 0 };
+        fixed32(body, 16, u32::from(rec.flags) | HAS_IS_REMOTE | remote);
+    }
+
+    /// The fields of `trace.v1.Span` into `body` (cleared first).
+    pub(super) fn span_body(body: &mut Vec<u8>, scratch: &mut Vec<u8>, rec: &SpanRecord) {
+        use super::{HAS_IS_REMOTE, IS_REMOTE};
+        body.clear();
+        body.reserve(128 + rec.attrs.len());
+        head_fields(body, rec);
         for e in &rec.events {
             nested(body, scratch, 11, |m| {
                 fixed64(m, 1, e.time);
@@ -228,18 +296,7 @@ mod wire {
                 fixed32(m, 6, u32::from(l.flags) | HAS_IS_REMOTE | IS_REMOTE);
             });
         }
-        if rec.status as i32 != 0 || rec.status_message.is_some() {
-            nested(body, scratch, 15, |m| {
-                string(
-                    m,
-                    2,
-                    rec.status_message.as_ref().map_or("", |t| rec.text(t)),
-                );
-                enumeration(m, 3, rec.status as i32);
-            });
-        }
-        let remote = if rec.parent_is_remote { IS_REMOTE } else { 0 };
-        fixed32(body, 16, u32::from(rec.flags) | HAS_IS_REMOTE | remote);
+        tail_fields(body, rec);
     }
 }
 
@@ -247,6 +304,26 @@ mod wire {
 /// first), with `nested` as the buffer of its nested messages.
 pub(crate) fn span_body(body: &mut Vec<u8>, nested: &mut Vec<u8>, rec: &SpanRecord) {
     wire::span_body(body, nested, rec);
+}
+
+/// The length of `rec` as a `trace.v1.Span` when it has no events or links
+/// (the common case), for [`flat_spans_field`]; `None` otherwise (then
+/// [`span_body`] and [`spans_field`]).
+#[inline]
+pub(crate) fn flat_len(rec: &SpanRecord) -> Option<usize> {
+    wire::span_flat_len(rec)
+}
+
+/// `rec`, whose [`flat_len`] is `len`, as one of `ScopeSpans.spans` (field
+/// 2) appended to `out`, straight from the record: no intermediate buffer.
+#[inline]
+pub(crate) fn flat_spans_field(out: &mut Vec<u8>, rec: &SpanRecord, len: usize) {
+    out.reserve(1 + 10 + len);
+    wire::tag(out, 2, wire::LEN);
+    wire::varint(out, len as u64);
+    let start = out.len();
+    wire::span_flat(out, rec);
+    debug_assert_eq!(out.len() - start, len, "span length");
 }
 
 /// A span's `body` as one of `ScopeSpans.spans` (field 2).
@@ -302,8 +379,12 @@ impl Envelope {
         };
         let (mut body, mut nested) = (Vec::new(), Vec::new());
         for rec in records {
-            span_body(&mut body, &mut nested, rec);
-            spans_field(&mut chunk.bytes, &body);
+            if let Some(len) = flat_len(rec) {
+                flat_spans_field(&mut chunk.bytes, rec, len);
+            } else {
+                span_body(&mut body, &mut nested, rec);
+                spans_field(&mut chunk.bytes, &body);
+            }
         }
         self.finish(vec![chunk])
     }
@@ -482,6 +563,19 @@ mod tests {
             trace_state: String::new(),
         });
         records[0].add_exception("panic", "", None);
+        // A span with neither events nor links (written straight into the
+        // chunk) with every optional field set, and one with none.
+        let mut flat = records[1].clone();
+        flat.status = crate::trace::record::StatusCode::Error;
+        flat.status_message = Some(crate::trace::record::Text::Static("boom"));
+        flat.trace_state = "a=b".to_owned();
+        flat.parent_is_remote = true;
+        flat.kind = crate::trace::record::Kind::Server;
+        let mut bare = records[1].clone();
+        bare.parent_span_id = opentelemetry::trace::SpanId::INVALID;
+        bare.attrs.clear();
+        bare.status = crate::trace::record::StatusCode::Ok;
+        records.extend([flat, bare]);
         let env = Envelope::new(&Config::default().service("wire"), |k| {
             (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "a=b".to_owned())
         });

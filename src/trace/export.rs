@@ -90,7 +90,23 @@ impl SpanExport {
             self.batcher.count_dropped(1);
             return;
         }
-        let full = SCRATCH.with(|scratch| {
+        // Most spans have no events or links: written into the chunk as
+        // they are, no intermediate buffer.
+        let full = match super::encode::flat_len(record) {
+            Some(len) => self
+                .staging
+                .push(|out| super::encode::flat_spans_field(out, record, len)),
+            None => self.push_nested(record),
+        };
+        if let Some(full) = full {
+            // Dropped and counted when the queue is full.
+            let _ = self.batcher.push(full);
+        }
+    }
+
+    /// A span with events or links, through this thread's buffers.
+    fn push_nested(&self, record: &SpanRecord) -> Option<Chunk> {
+        SCRATCH.with(|scratch| {
             let Ok(mut scratch) = scratch.try_borrow_mut() else {
                 // Re-entered (a span closed while this thread encodes):
                 // buffers of its own.
@@ -101,11 +117,7 @@ impl SpanExport {
             let (body, nested) = &mut *scratch;
             super::encode::span_body(body, nested, record);
             self.stage(body)
-        });
-        if let Some(full) = full {
-            // Dropped and counted when the queue is full.
-            let _ = self.batcher.push(full);
-        }
+        })
     }
 
     fn stage(&self, body: &[u8]) -> Option<Chunk> {
