@@ -1058,6 +1058,15 @@ pub(crate) struct Settings {
     pub(crate) fields_on_span: bool,
 }
 
+impl Settings {
+    /// The crate's trace layer exports the server spans and nothing else
+    /// reads their response fields: the HTTP layer hands the response to it
+    /// directly (`ids::response`) instead of recording it on the span.
+    pub(crate) fn response_direct(&self) -> bool {
+        self.exporting && !self.fields_on_span
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Config::default().shared_settings().as_ref().clone()

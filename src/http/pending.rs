@@ -202,12 +202,13 @@ impl Pending {
         // its server span's fields, and the ID-only trace layer exports
         // nothing. Recording them costs a registry walk per field.
         let json_only = !self.shared.record_span_fields;
-        if let Some(slot) = &self.attached.response {
+        if self.shared.response_direct() {
             // The crate's trace layer takes them when the span closes.
-            slot.set(ResponseFields {
+            self.scope.set_response(ResponseFields {
                 status,
                 panicked: panic.is_some(),
-                user: user.as_ref().map(|u| Box::from(&*u.raw)),
+                user: user.as_ref().map(|u| Arc::clone(&u.raw)),
+                elapsed,
             });
         } else if !json_only {
             span.record("http.response.status_code", status);
@@ -308,7 +309,6 @@ impl Pending {
             Attached {
                 ids: Some(ids),
                 root: true,
-                ..
             } => Some((ids, &*self.scope)),
             _ => None,
         }

@@ -151,7 +151,7 @@ where
         let scope = Arc::new(
             RequestScope::new(request_id.clone()).with_client_request_id(client_request_id),
         );
-        let attached = scope::attach(&span, scope.clone());
+        let attached = scope::attach(&span, scope.clone(), shared.response_direct());
         req.extensions_mut().insert(request_id);
 
         // The access line writes the same masked path: kept, not redone.

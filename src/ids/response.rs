@@ -3,15 +3,14 @@
 //!
 //! Recording a field on a `tracing` span dispatches through every layer and
 //! looks the span up in the registry (about a fifth of what exporting a
-//! span cost per request). When the crate's trace layer exports a server
-//! span, it puts a [`ResponseSlot`] in the span's extensions at creation;
-//! the HTTP layer takes it with the span's IDs (one look-up for both),
-//! fills it when the response is known, and the trace layer writes the
-//! fields into the span when it closes. With the pretty format, or under a
-//! subscriber that is not the crate's, the fields are recorded on the span
-//! as before, so that other layers see them.
+//! span cost per request). When the crate's trace layer exports the server
+//! spans and no other layer reads their fields (not the pretty format, not
+//! a foreign subscriber), the HTTP layer puts a [`ResponseExt`] (its
+//! request's state, no allocation) in the span's extensions when it
+//! attaches that state, sets the response there when it is known, and the
+//! trace layer writes the fields into the span when it closes.
 
-use std::sync::{Arc, OnceLock};
+use std::{sync::Arc, time::Duration};
 
 /// What the server span learns of its response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,25 +20,18 @@ pub(crate) struct ResponseFields {
     /// A panic in the handler made the response (`error.type = "panic"`).
     pub(crate) panicked: bool,
     /// `enduser.id`.
-    pub(crate) user: Option<Box<str>>,
+    pub(crate) user: Option<Arc<str>>,
+    /// From the request's start to its end, as the HTTP layer measured it:
+    /// the span ends that long after it started (one clock read fewer).
+    pub(crate) elapsed: Duration,
 }
 
-/// Set once, when the response is known.
-#[derive(Debug, Default)]
-pub(crate) struct ResponseSlot(OnceLock<ResponseFields>);
-
-impl ResponseSlot {
-    /// Fill the slot; a second call keeps the first response.
-    pub(crate) fn set(&self, fields: ResponseFields) {
-        let _ = self.0.set(fields);
-    }
-
-    /// The response, once set.
-    pub(crate) fn get(&self) -> Option<&ResponseFields> {
-        self.0.get()
-    }
+/// Where the trace layer finds a server span's response.
+pub(crate) trait ResponseSource: Send + Sync {
+    /// The response, once the HTTP layer has set it.
+    fn response(&self) -> Option<&ResponseFields>;
 }
 
-/// The span extension holding a server span's [`ResponseSlot`].
-#[derive(Debug, Default)]
-pub(crate) struct ResponseExt(pub(crate) Arc<ResponseSlot>);
+/// The span extension through which the trace layer reads a server span's
+/// response.
+pub(crate) struct ResponseExt(pub(crate) Arc<dyn ResponseSource>);

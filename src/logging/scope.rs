@@ -5,14 +5,17 @@
 //! the span into spawned tasks (`.in_current_span()`) and never leaks into
 //! another request: each request has its own span.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing_subscriber::{
     Registry,
     registry::{LookupSpan, SpanData},
 };
 
-use crate::ids::RequestId;
+use crate::ids::{
+    RequestId,
+    response::{ResponseExt, ResponseFields, ResponseSource},
+};
 
 /// Values of one request, shared between the layer and the formatter.
 #[derive(Debug)]
@@ -22,6 +25,14 @@ pub(crate) struct RequestScope {
     /// (`clientRequestId`).
     pub(crate) client_request_id: Option<RequestId>,
     user: Mutex<Option<UserId>>,
+    /// The response, for the trace layer (`ids::response`).
+    response: OnceLock<ResponseFields>,
+}
+
+impl ResponseSource for RequestScope {
+    fn response(&self) -> Option<&ResponseFields> {
+        self.response.get()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +48,7 @@ impl RequestScope {
             request_id,
             client_request_id: None,
             user: Mutex::new(None),
+            response: OnceLock::new(),
         }
     }
 
@@ -82,6 +94,11 @@ impl RequestScope {
     pub(crate) fn user(&self) -> Option<UserId> {
         self.user.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Hand the response to the trace layer; a second call keeps the first.
+    pub(crate) fn set_response(&self, fields: ResponseFields) {
+        let _ = self.response.set(fields);
+    }
 }
 
 /// The longest `userId` kept, in bytes; a longer one is cut and ends with
@@ -103,16 +120,13 @@ fn looks_like_credential(id: &str) -> bool {
 pub(crate) struct ScopeExt(pub(crate) Arc<RequestScope>);
 
 /// What [`attach`] learned of the request span.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Attached {
     /// The span's IDs, if they are known already.
     pub(crate) ids: Option<crate::ids::SpanIds>,
     /// The span has no enclosing span: its log lines take their IDs and
     /// request fields from the request alone, with no span scope to walk.
     pub(crate) root: bool,
-    /// Where the response's fields go when the crate's trace layer exports
-    /// the span (`ids::response`).
-    pub(crate) response: Option<Arc<crate::ids::response::ResponseSlot>>,
 }
 
 /// Attach `scope` to `span` (the request span just created), and return the
@@ -120,21 +134,20 @@ pub(crate) struct Attached {
 /// registry look-up for all: this runs per request). The caller keeps them
 /// for the response's `traceparent`, the exemplar and the access line,
 /// which then need no look-up of their own.
-pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>) -> Attached {
+///
+/// `response`: the trace layer reads the response from `scope` when the
+/// span closes (`ids::response`), rather than from fields recorded on it.
+pub(crate) fn attach(span: &tracing::Span, scope: Arc<RequestScope>, response: bool) -> Attached {
     span.with_subscriber(|(id, dispatch)| {
         let data = dispatch.downcast_ref::<Registry>()?.span_data(id)?;
         let root = data.parent().is_none();
         let mut ext = data.extensions_mut();
+        if response {
+            ext.insert(ResponseExt(scope.clone()));
+        }
         ext.insert(ScopeExt(scope));
         let ids = ext.get_mut::<crate::ids::SpanIds>().map(|ids| *ids);
-        let response = ext
-            .get_mut::<crate::ids::response::ResponseExt>()
-            .map(|r| Arc::clone(&r.0));
-        Some(Attached {
-            ids,
-            root,
-            response,
-        })
+        Some(Attached { ids, root })
     })
     .flatten()
     .unwrap_or_default()

@@ -217,7 +217,8 @@ mod wire {
                 + if rec.end == 0 { 0 } else { 9 }
                 + rec.attrs.len()
                 + status.map_or(0, |l| len_field(15, l))
-                + 5,
+                // Flags: a two-byte tag (field 16) and a fixed32.
+                + 6,
         )
     }
 
@@ -553,6 +554,9 @@ mod tests {
             r.flags = 3;
             r.end = r.start + 12_345;
         }
+        // The child span, before events and links are added to it below.
+        let child = records[0].clone();
+        assert!(flat_len(&child).is_some());
         records[0].parent_span_id = opentelemetry::trace::SpanId::from(99);
         records[0].parent_is_remote = true;
         records[0].trace_state = "congo=t61rcWkgMzE".to_owned();
@@ -565,13 +569,13 @@ mod tests {
         records[0].add_exception("panic", "", None);
         // A span with neither events nor links (written straight into the
         // chunk) with every optional field set, and one with none.
-        let mut flat = records[1].clone();
+        let mut flat = child;
         flat.status = crate::trace::record::StatusCode::Error;
         flat.status_message = Some(crate::trace::record::Text::Static("boom"));
         flat.trace_state = "a=b".to_owned();
         flat.parent_is_remote = true;
         flat.kind = crate::trace::record::Kind::Server;
-        let mut bare = records[1].clone();
+        let mut bare = flat.clone();
         bare.parent_span_id = opentelemetry::trace::SpanId::INVALID;
         bare.attrs.clear();
         bare.status = crate::trace::record::StatusCode::Ok;
@@ -629,6 +633,29 @@ mod tests {
             (status.code, status.message.as_str()),
             (2, "upstream refused")
         );
+    }
+
+    #[test]
+    fn a_flat_span_is_as_long_as_computed() {
+        let mut rec = SpanRecord::start("request", 2);
+        rec.trace_id = opentelemetry::trace::TraceId::from(1);
+        rec.span_id = opentelemetry::trace::SpanId::from(2);
+        rec.end = rec.start + 1;
+        rec.flags = 1;
+        for (status, message) in [
+            (StatusCode::Unset, None),
+            (
+                StatusCode::Error,
+                Some(crate::trace::record::Text::Static("x")),
+            ),
+        ] {
+            rec.status = status;
+            rec.status_message = message;
+            let len = flat_len(&rec).unwrap();
+            let mut out = Vec::new();
+            wire::span_flat(&mut out, &rec);
+            assert_eq!(out.len(), len);
+        }
     }
 
     #[test]

@@ -117,19 +117,10 @@ where
         } else {
             None
         };
-        // A server span's response fields come straight from the HTTP
-        // layer, unless another layer reads them on the span.
-        let direct = record.is_some()
-            && inherited.is_none()
-            && is_request_span(attrs.metadata())
-            && !self.settings.as_ref().is_none_or(|s| s.fields_on_span);
         let mut ext = span.extensions_mut();
         ext.insert(ids);
         if let Some(record) = record {
             ext.insert(record);
-        }
-        if direct {
-            ext.insert(ResponseExt::default());
         }
     }
 
@@ -167,18 +158,25 @@ where
         let Some(ids) = ext.get_mut::<SpanIds>().copied() else {
             return;
         };
-        if let Some(response) = ext.get_mut::<ResponseExt>().and_then(|r| r.0.get()) {
-            record.response(response);
-        }
-        drop(ext);
         // Recorded but unsampled spans are not exported (specification).
         if !ids.sampled {
             return;
         }
+        // A server span's response, when the HTTP layer hands it over
+        // directly (`ids::response`): its fields, and the end of the
+        // request as the layer measured it.
+        let end = match ext.get_mut::<ResponseExt>().and_then(|r| r.0.response()) {
+            Some(response) => {
+                record.response(response);
+                record.start + response.elapsed.as_nanos() as u64
+            }
+            None => super::record::now(),
+        };
+        drop(ext);
         record.trace_id = ids.trace_id;
         record.span_id = ids.span_id;
         record.flags = 1 | if ids.random { RANDOM_FLAG } else { 0 };
-        record.end = super::record::now();
+        record.end = end;
         export.push(&record);
         record.recycle();
     }

@@ -504,9 +504,13 @@ mod tests {
             status: 503,
             panicked: false,
             user: Some("u-7".into()),
+            elapsed: std::time::Duration::ZERO,
         });
         assert_eq!(rec.status, StatusCode::Error);
-        assert_eq!(rec.attr("http.response.status_code").as_deref(), Some("503"));
+        assert_eq!(
+            rec.attr("http.response.status_code").as_deref(),
+            Some("503")
+        );
         assert_eq!(rec.attr("error.type").as_deref(), Some("503"));
         assert_eq!(rec.attr("enduser.id").as_deref(), Some("u-7"));
 
@@ -515,6 +519,7 @@ mod tests {
             status: 404,
             panicked: false,
             user: None,
+            elapsed: std::time::Duration::ZERO,
         });
         assert_eq!(ok.status, StatusCode::Unset, "a 4xx is not a server error");
         assert_eq!(ok.attr("error.type"), None);
