@@ -11,7 +11,13 @@
 //! partly filled buffer on its schedule, at flush and at shutdown. The
 //! export worker transcodes each line into protobuf straight into the
 //! request (`LogEncoder::encode_chunks`, request framing written once per
-//! batch in front, no copy of the records): `timestamp` becomes the
+//! batch in front, no copy of the records). The formatter also stages an
+//! index of the line's fields (`index.rs`: where each key and value is,
+//! and whether the value is a string, integer, float, boolean or the
+//! message), so the worker copies the values out of the line without
+//! parsing it; a value with an escape, and the access line's fields
+//! (written by the HTTP layer, not noted one by one), go through the
+//! parser below. `timestamp` becomes the
 //! record's time, `level` its severity, `message` its body,
 //! `traceId`/`spanId` its IDs (from the span's `SpanIds`, with the W3C
 //! flags), every other field an attribute of the same name and JSON type
@@ -34,6 +40,7 @@ use std::{
 
 use tracing::Level;
 
+use super::index::{ENTRY, Entry, Kind, MAX_OFFSET};
 use crate::{
     Config, Error,
     config::BatchSettings,
@@ -62,6 +69,8 @@ pub(crate) struct LogItem {
     pub(crate) level: Level,
     /// The IDs of the innermost span that has them.
     pub(crate) ids: Option<SpanIds>,
+    /// The line's field index as staged, when the formatter noted one.
+    pub(crate) index: Option<Box<[u8]>>,
 }
 
 #[cfg(test)]
@@ -74,12 +83,20 @@ impl LogItem {
             observed_unix_nano,
             level,
             ids,
+            index: None,
         }
+    }
+
+    /// With the field index `index` (as the formatter noted it).
+    pub(crate) fn with_index(mut self, index: &[Entry]) -> Self {
+        self.index = Some(index.iter().flat_map(|e| e.to_bytes()).collect());
+        self
     }
 
     fn rec(&self) -> Rec<'_> {
         Rec {
             line: &self.line,
+            index: self.index.as_deref(),
             observed_unix_nano: self.observed_unix_nano,
             level: self.level,
             ids: self.ids,
@@ -97,6 +114,8 @@ fn unix_nanos(t: SystemTime) -> u64 {
 struct Rec<'a> {
     /// The JSON line without its `\n`.
     line: &'a [u8],
+    /// Its field index ([`Entry`]s in their staged form), if noted.
+    index: Option<&'a [u8]>,
     /// The instant of the line to the nanosecond; its time is this cut to
     /// the microsecond (as the line's `timestamp` shows it).
     observed_unix_nano: u64,
@@ -105,21 +124,28 @@ struct Rec<'a> {
 }
 
 /// A staged line's fixed header: line length u32, nanoseconds u64, level
-/// u8, ID flags u8, trace ID, span ID. Lines are staged in a [`Chunk`] of
-/// the shared [`Staging`] buffer, each behind its header, in the order they
-/// were written.
-const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8;
+/// u8, flags u8 (IDs present, sampled, random; field index present), trace
+/// ID, span ID, field index entries u16. Lines are staged in a [`Chunk`]
+/// of the shared [`Staging`] buffer, each behind its header and its field
+/// index, in the order they were written.
+const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8 + 2;
 
-/// Append `line` behind its header to a chunk's bytes.
+/// Header flag: the line has a field index.
+const INDEXED: u8 = 8;
+
+/// Append `line` behind its header and its field `index` (when it has one
+/// that fits the staged form) to a chunk's bytes.
 fn stage(
     bytes: &mut Vec<u8>,
     line: &[u8],
+    index: Option<&[Entry]>,
     observed_unix_nano: u64,
     level: Level,
     ids: Option<SpanIds>,
 ) {
     let mut h = [0u8; HEADER];
-    h[..4].copy_from_slice(&u32::try_from(line.len()).unwrap_or(u32::MAX).to_le_bytes());
+    let line = &line[..line.len().min(u32::MAX as usize)];
+    h[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
     h[4..12].copy_from_slice(&observed_unix_nano.to_le_bytes());
     h[12] = level_index(level);
     if let Some(ids) = ids {
@@ -127,9 +153,18 @@ fn stage(
         h[14..30].copy_from_slice(&ids.trace_id.to_bytes());
         h[30..38].copy_from_slice(&ids.span_id.to_bytes());
     }
-    let line = &line[..line.len().min(u32::MAX as usize)];
-    bytes.reserve(HEADER + line.len());
+    let index = index
+        .filter(|i| i.len() <= usize::from(u16::MAX) && line.len() <= MAX_OFFSET)
+        .unwrap_or_default();
+    if !index.is_empty() {
+        h[13] |= INDEXED;
+        h[38..40].copy_from_slice(&(index.len() as u16).to_le_bytes());
+    }
+    bytes.reserve(HEADER + index.len() * ENTRY + line.len());
     bytes.extend_from_slice(&h);
+    for e in index {
+        bytes.extend_from_slice(&e.to_bytes());
+    }
     bytes.extend_from_slice(line);
 }
 
@@ -139,6 +174,8 @@ fn staged(chunk: &Chunk) -> impl Iterator<Item = Rec<'_>> {
     std::iter::from_fn(move || {
         let (h, rest) = b.split_first_chunk::<HEADER>()?;
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let entries = usize::from(u16::from_le_bytes([h[38], h[39]]));
+        let (index, rest) = rest.split_at_checked(entries * ENTRY)?;
         let (line, rest) = rest.split_at_checked(len)?;
         b = rest;
         let mut nanos = [0u8; 8];
@@ -157,6 +194,7 @@ fn staged(chunk: &Chunk) -> impl Iterator<Item = Rec<'_>> {
         });
         Some(Rec {
             line,
+            index: (h[13] & INDEXED != 0).then_some(index),
             observed_unix_nano: u64::from_le_bytes(nanos),
             level: index_level(h[12]),
             ids,
@@ -290,9 +328,16 @@ impl OtlpLogs {
     }
 
     /// Queue the record of `line` (the JSON line as written, its `\n`
-    /// included or not).
+    /// included or not) with its field `index`, if the formatter noted one.
     #[inline]
-    pub(crate) fn push(&self, line: &[u8], now: SystemTime, level: Level, ids: Option<SpanIds>) {
+    pub(crate) fn push(
+        &self,
+        line: &[u8],
+        index: Option<&[Entry]>,
+        now: SystemTime,
+        level: Level,
+        ids: Option<SpanIds>,
+    ) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         match &self.sink {
             Sink::Export {
@@ -301,7 +346,7 @@ impl OtlpLogs {
                 if batcher.is_closed() {
                     batcher.count_dropped(1);
                 } else if let Some(full) =
-                    staging.push(|bytes| stage(bytes, line, unix_nanos(now), level, ids))
+                    staging.push(|bytes| stage(bytes, line, index, unix_nanos(now), level, ids))
                 {
                     // Dropped and counted when the queue is full.
                     let _ = batcher.push(full);
@@ -309,7 +354,11 @@ impl OtlpLogs {
             }
             #[cfg(test)]
             Sink::Fn(f) => {
-                let _ = f(LogItem::new(line, now, level, ids));
+                let item = LogItem::new(line, now, level, ids);
+                let _ = f(match index {
+                    Some(index) => item.with_index(index),
+                    None => item,
+                });
             }
         }
     }
@@ -507,28 +556,17 @@ fn record_into(out: &mut Vec<u8>, item: &Rec<'_>, s: &mut Scratch) {
     );
     varint_field(out, SEVERITY_NUMBER, severity_number(item.level));
     string_field(out, SEVERITY_TEXT, item.level.as_str());
-    let mut p = Parser { b: item.line, i: 0 };
-    if p.object_start() {
-        while let Some(key) = p.string(&mut s.key) {
-            if !p.colon() {
-                break;
-            }
-            let Some(value) = p.value(&mut s.value) else {
-                break;
-            };
-            match key {
-                b"timestamp" | b"level" | b"traceId" | b"spanId" => {}
-                b"message" => {
-                    if let Value::Str(_) = value {
-                        tag_len(out, BODY, any_value_len(&value));
-                        any_value_into(out, &value);
-                    }
-                }
-                _ => attr_into(out, key, &value),
-            }
-            if !p.comma() {
-                break;
-            }
+    let fields = out.len();
+    let indexed = item
+        .index
+        .is_some_and(|index| indexed_fields_into(out, item.line, index, s));
+    if !indexed {
+        // No index, or one that does not fit the line (never written so):
+        // the line is parsed.
+        out.truncate(fields);
+        let mut p = Parser { b: item.line, i: 0 };
+        if p.object_start() {
+            pairs_into(out, p, s);
         }
     }
     if let Some(ids) = item.ids {
@@ -538,6 +576,116 @@ fn record_into(out: &mut Vec<u8>, item: &Rec<'_>, s: &mut Scratch) {
         bytes_field(out, SPAN_ID, &ids.span_id.to_bytes());
     }
     fixed64_field(out, OBSERVED_TIME_UNIX_NANO, item.observed_unix_nano);
+}
+
+/// Append the body and attributes of `line` as its field `index` places
+/// them; `false` when an entry does not fit the line.
+fn indexed_fields_into(out: &mut Vec<u8>, line: &[u8], index: &[u8], s: &mut Scratch) -> bool {
+    let (entries, _) = index.as_chunks::<ENTRY>();
+    for e in entries {
+        let e = Entry::from_bytes(e);
+        let (key, value, end) = (e.key as usize, e.value as usize, e.end as usize);
+        if e.kind == Kind::Run {
+            let Some(run) = line.get(key..end) else {
+                return false;
+            };
+            let mut p = Parser { b: run, i: 0 };
+            p.comma();
+            pairs_into(out, p, s);
+            continue;
+        }
+        let (Some(k), Some(v)) = (
+            e.key_end().and_then(|key_end| line.get(key..key_end)),
+            line.get(value..end),
+        ) else {
+            return false;
+        };
+        if memchr::memchr(b'\\', &line[key..end]).is_some() {
+            // An escape in the key or the value: the pair, quotes
+            // included, through the parser, which unescapes it.
+            let q = usize::from(e.kind.is_string());
+            let Some(pair) = line.get(key.wrapping_sub(1)..end + q) else {
+                return false;
+            };
+            pairs_into(out, Parser { b: pair, i: 0 }, s);
+            continue;
+        }
+        match e.kind {
+            Kind::Str => attr_into(out, k, &Value::Str(v)),
+            Kind::Body => {
+                let body = Value::Str(v);
+                tag_len(out, BODY, any_value_len(&body));
+                any_value_into(out, &body);
+            }
+            Kind::Int => attr_into(out, k, &int_value(v)),
+            Kind::Double => {
+                let Some(d) = std::str::from_utf8(v).ok().and_then(|t| t.parse().ok()) else {
+                    return false;
+                };
+                attr_into(out, k, &Value::Double(d));
+            }
+            Kind::Bool => match v {
+                b"true" => attr_into(out, k, &Value::Bool(true)),
+                b"false" => attr_into(out, k, &Value::Bool(false)),
+                _ => return false,
+            },
+            Kind::Run => {}
+        }
+    }
+    true
+}
+
+/// An integer's value, or its decimal text when it does not fit an `i64`
+/// (a `u64` or `i128` field), as the parser reads it.
+fn int_value(text: &[u8]) -> Value<'_> {
+    let (neg, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return Value::Str(text);
+    }
+    let mut n = 0u64;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return Value::Str(text);
+        }
+        n = n * 10 + u64::from(c - b'0');
+    }
+    // 19 digits fit a u64; the i64 range decides.
+    match (neg, i64::try_from(n)) {
+        (false, Ok(i)) => Value::Int(i),
+        (true, Ok(i)) => Value::Int(-i),
+        (true, Err(_)) if n == 1 << 63 => Value::Int(i64::MIN),
+        _ => Value::Str(text),
+    }
+}
+
+/// Append the body and attributes of the `"key":value` pairs at the
+/// parser's cursor, separated by commas, up to the first thing that is not
+/// one (the object's `}`, a run's end, a fault).
+fn pairs_into(out: &mut Vec<u8>, mut p: Parser<'_>, s: &mut Scratch) {
+    while let Some(key) = p.string(&mut s.key) {
+        if !p.colon() {
+            break;
+        }
+        let Some(value) = p.value(&mut s.value) else {
+            break;
+        };
+        match key {
+            b"timestamp" | b"level" | b"traceId" | b"spanId" => {}
+            b"message" => {
+                if let Value::Str(_) = value {
+                    tag_len(out, BODY, any_value_len(&value));
+                    any_value_into(out, &value);
+                }
+            }
+            _ => attr_into(out, key, &value),
+        }
+        if !p.comma() {
+            break;
+        }
+    }
 }
 
 /// A reader of the formatter's own JSON: a flat object whose values are
@@ -992,15 +1140,32 @@ mod tests {
             .collect();
         let (mut a, mut b) = (Chunk::default(), Chunk::default());
         let n = unix_nanos(now);
+        // `{"message":"…"}`: the first and last with their field index.
+        let body = |line: &String| [Entry::field(Kind::Body, 2, 11, line.len() - 1)];
         stage(
             &mut a.bytes,
             lines[0].as_bytes(),
+            Some(&body(&lines[0])),
             n,
             Level::ERROR,
             Some(ids),
         );
-        stage(&mut a.bytes, lines[1].as_bytes(), n, Level::TRACE, None);
-        stage(&mut b.bytes, lines[2].as_bytes(), n, Level::INFO, Some(ids));
+        stage(
+            &mut a.bytes,
+            lines[1].as_bytes(),
+            None,
+            n,
+            Level::TRACE,
+            None,
+        );
+        stage(
+            &mut b.bytes,
+            lines[2].as_bytes(),
+            Some(&body(&lines[2])),
+            n,
+            Level::INFO,
+            Some(ids),
+        );
         let enc = LogEncoder::new([("service.name", "svc")]);
         let req = ExportLogsServiceRequest::decode(enc.encode_chunks(&[a, b])).unwrap();
         let rl = &req.resource_logs[0];
