@@ -40,7 +40,7 @@ use std::{
 
 use tracing::Level;
 
-use super::index::{ENTRY, Entry, Kind, MAX_OFFSET};
+use super::index::{ENTRY, Entry, Kind, LineIndex, MAX_OFFSET};
 use crate::{
     Config, Error,
     config::BatchSettings,
@@ -69,8 +69,9 @@ pub(crate) struct LogItem {
     pub(crate) level: Level,
     /// The IDs of the innermost span that has them.
     pub(crate) ids: Option<SpanIds>,
-    /// The line's field index as staged, when the formatter noted one.
-    pub(crate) index: Option<Box<[u8]>>,
+    /// The line's field index as staged (line entries, field entries and
+    /// where the fields start), when the formatter noted one.
+    pub(crate) index: Option<(Box<[u8]>, Box<[u8]>, usize)>,
 }
 
 #[cfg(test)]
@@ -88,15 +89,26 @@ impl LogItem {
     }
 
     /// With the field index `index` (as the formatter noted it).
-    pub(crate) fn with_index(mut self, index: &[Entry]) -> Self {
-        self.index = Some(index.iter().flat_map(|e| e.to_bytes()).collect());
+    pub(crate) fn with_index(mut self, index: LineIndex<'_>) -> Self {
+        self.index = Some((
+            Box::from(index.line),
+            Box::from(index.fields),
+            index.fields_at,
+        ));
         self
     }
 
     fn rec(&self) -> Rec<'_> {
         Rec {
             line: &self.line,
-            index: self.index.as_deref(),
+            index: self
+                .index
+                .as_ref()
+                .map(|(line, fields, fields_at)| LineIndex {
+                    line,
+                    fields,
+                    fields_at: *fields_at,
+                }),
             observed_unix_nano: self.observed_unix_nano,
             level: self.level,
             ids: self.ids,
@@ -114,8 +126,8 @@ fn unix_nanos(t: SystemTime) -> u64 {
 struct Rec<'a> {
     /// The JSON line without its `\n`.
     line: &'a [u8],
-    /// Its field index ([`Entry`]s in their staged form), if noted.
-    index: Option<&'a [u8]>,
+    /// Its field index, if noted.
+    index: Option<LineIndex<'a>>,
     /// The instant of the line to the nanosecond; its time is this cut to
     /// the microsecond (as the line's `timestamp` shows it).
     observed_unix_nano: u64,
@@ -125,10 +137,11 @@ struct Rec<'a> {
 
 /// A staged line's fixed header: line length u32, nanoseconds u64, level
 /// u8, flags u8 (IDs present, sampled, random; field index present), trace
-/// ID, span ID, field index entries u16. Lines are staged in a [`Chunk`]
-/// of the shared [`Staging`] buffer, each behind its header and its field
-/// index, in the order they were written.
-const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8 + 2;
+/// ID, span ID, field index: line entries u16, field entries u16, where
+/// the fields start u32. Lines are staged in a [`Chunk`] of the shared
+/// [`Staging`] buffer, each behind its header and its field index, in the
+/// order they were written.
+const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8 + 2 + 2 + 4;
 
 /// Header flag: the line has a field index.
 const INDEXED: u8 = 8;
@@ -138,7 +151,7 @@ const INDEXED: u8 = 8;
 fn stage(
     bytes: &mut Vec<u8>,
     line: &[u8],
-    index: Option<&[Entry]>,
+    index: Option<LineIndex<'_>>,
     observed_unix_nano: u64,
     level: Level,
     ids: Option<SpanIds>,
@@ -153,18 +166,21 @@ fn stage(
         h[14..30].copy_from_slice(&ids.trace_id.to_bytes());
         h[30..38].copy_from_slice(&ids.span_id.to_bytes());
     }
-    let index = index
-        .filter(|i| i.len() <= usize::from(u16::MAX) && line.len() <= MAX_OFFSET)
-        .unwrap_or_default();
-    if !index.is_empty() {
-        h[13] |= INDEXED;
-        h[38..40].copy_from_slice(&(index.len() as u16).to_le_bytes());
-    }
-    bytes.reserve(HEADER + index.len() * ENTRY + line.len());
+    let fits = |entries: &[u8]| entries.len() / ENTRY <= usize::from(u16::MAX);
+    let (entries, fields) = match index {
+        Some(i) if line.len() <= MAX_OFFSET && fits(i.line) && fits(i.fields) => {
+            h[13] |= INDEXED;
+            h[38..40].copy_from_slice(&((i.line.len() / ENTRY) as u16).to_le_bytes());
+            h[40..42].copy_from_slice(&((i.fields.len() / ENTRY) as u16).to_le_bytes());
+            h[42..46].copy_from_slice(&(i.fields_at as u32).to_le_bytes());
+            (i.line, i.fields)
+        }
+        _ => (&[][..], &[][..]),
+    };
+    bytes.reserve(HEADER + entries.len() + fields.len() + line.len());
     bytes.extend_from_slice(&h);
-    for e in index {
-        bytes.extend_from_slice(&e.to_bytes());
-    }
+    bytes.extend_from_slice(entries);
+    bytes.extend_from_slice(fields);
     bytes.extend_from_slice(line);
 }
 
@@ -175,7 +191,10 @@ fn staged(chunk: &Chunk) -> impl Iterator<Item = Rec<'_>> {
         let (h, rest) = b.split_first_chunk::<HEADER>()?;
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
         let entries = usize::from(u16::from_le_bytes([h[38], h[39]]));
-        let (index, rest) = rest.split_at_checked(entries * ENTRY)?;
+        let fields = usize::from(u16::from_le_bytes([h[40], h[41]]));
+        let fields_at = u32::from_le_bytes([h[42], h[43], h[44], h[45]]) as usize;
+        let (entries, rest) = rest.split_at_checked(entries * ENTRY)?;
+        let (fields, rest) = rest.split_at_checked(fields * ENTRY)?;
         let (line, rest) = rest.split_at_checked(len)?;
         b = rest;
         let mut nanos = [0u8; 8];
@@ -194,7 +213,11 @@ fn staged(chunk: &Chunk) -> impl Iterator<Item = Rec<'_>> {
         });
         Some(Rec {
             line,
-            index: (h[13] & INDEXED != 0).then_some(index),
+            index: (h[13] & INDEXED != 0).then_some(LineIndex {
+                line: entries,
+                fields,
+                fields_at,
+            }),
             observed_unix_nano: u64::from_le_bytes(nanos),
             level: index_level(h[12]),
             ids,
@@ -333,7 +356,7 @@ impl OtlpLogs {
     pub(crate) fn push(
         &self,
         line: &[u8],
-        index: Option<&[Entry]>,
+        index: Option<LineIndex<'_>>,
         now: SystemTime,
         level: Level,
         ids: Option<SpanIds>,
@@ -560,6 +583,10 @@ fn record_into(out: &mut Vec<u8>, item: &Rec<'_>, s: &mut Scratch) {
     let indexed = item
         .index
         .is_some_and(|index| indexed_fields_into(out, item.line, index, s));
+    #[cfg(test)]
+    if item.index.is_some() && !indexed {
+        INDEX_REFUSED.set(INDEX_REFUSED.get() + 1);
+    }
     if !indexed {
         // No index, or one that does not fit the line (never written so):
         // the line is parsed.
@@ -578,12 +605,32 @@ fn record_into(out: &mut Vec<u8>, item: &Rec<'_>, s: &mut Scratch) {
     fixed64_field(out, OBSERVED_TIME_UNIX_NANO, item.observed_unix_nano);
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Records of this thread whose field index did not fit their line.
+    pub(crate) static INDEX_REFUSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Append the body and attributes of `line` as its field `index` places
 /// them; `false` when an entry does not fit the line.
-fn indexed_fields_into(out: &mut Vec<u8>, line: &[u8], index: &[u8], s: &mut Scratch) -> bool {
-    let (entries, _) = index.as_chunks::<ENTRY>();
+fn indexed_fields_into(
+    out: &mut Vec<u8>,
+    line: &[u8],
+    index: LineIndex<'_>,
+    s: &mut Scratch,
+) -> bool {
+    // Most lines have no escape at all: one scan of the line tells which
+    // fields need no look for one.
+    let escape_from = memchr::memchr(b'\\', line).unwrap_or(line.len());
+    let mut w = Writer::new(out, line.len() + 256);
+    let (entries, _) = index.line.as_chunks::<ENTRY>();
+    let (fields, _) = index.fields.as_chunks::<ENTRY>();
+    let entries = entries.iter().map(|e| Entry::from_bytes(e)).chain(
+        fields
+            .iter()
+            .map(|e| Entry::from_bytes(e).shifted(index.fields_at)),
+    );
     for e in entries {
-        let e = Entry::from_bytes(e);
         let (key, value, end) = (e.key as usize, e.value as usize, e.end as usize);
         if e.kind == Kind::Run {
             let Some(run) = line.get(key..end) else {
@@ -591,7 +638,8 @@ fn indexed_fields_into(out: &mut Vec<u8>, line: &[u8], index: &[u8], s: &mut Scr
             };
             let mut p = Parser { b: run, i: 0 };
             p.comma();
-            pairs_into(out, p, s);
+            pairs_into(w.vec(), p, s);
+            w.resume(line.len() + 256);
             continue;
         }
         let (Some(k), Some(v)) = (
@@ -600,39 +648,198 @@ fn indexed_fields_into(out: &mut Vec<u8>, line: &[u8], index: &[u8], s: &mut Scr
         ) else {
             return false;
         };
-        if memchr::memchr(b'\\', &line[key..end]).is_some() {
+        if end > escape_from && memchr::memchr(b'\\', &line[key..end]).is_some() {
             // An escape in the key or the value: the pair, quotes
             // included, through the parser, which unescapes it.
             let q = usize::from(e.kind.is_string());
             let Some(pair) = line.get(key.wrapping_sub(1)..end + q) else {
                 return false;
             };
-            pairs_into(out, Parser { b: pair, i: 0 }, s);
+            pairs_into(w.vec(), Parser { b: pair, i: 0 }, s);
+            w.resume(line.len() + 256);
             continue;
         }
+        // The key and value with what follows them in the line, for the
+        // word-wide copies of short ones.
+        let k = Src {
+            bytes: k,
+            ext: &line[key..],
+        };
+        let vs = Src {
+            bytes: v,
+            ext: &line[value..],
+        };
         match e.kind {
-            Kind::Str => attr_into(out, k, &Value::Str(v)),
-            Kind::Body => {
-                let body = Value::Str(v);
-                tag_len(out, BODY, any_value_len(&body));
-                any_value_into(out, &body);
-            }
-            Kind::Int => attr_into(out, k, &int_value(v)),
+            Kind::Str => w.str_attr(k, vs),
+            Kind::Body => w.body(vs),
+            Kind::Int => match int_value(v) {
+                Value::Int(i) => w.scalar_attr(k, 0x18, Some(i as u64), None),
+                _ => w.str_attr(k, vs),
+            },
             Kind::Double => {
-                let Some(d) = std::str::from_utf8(v).ok().and_then(|t| t.parse().ok()) else {
+                let Some(d) = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                else {
                     return false;
                 };
-                attr_into(out, k, &Value::Double(d));
+                w.scalar_attr(k, 0x21, None, Some(d.to_bits()));
             }
             Kind::Bool => match v {
-                b"true" => attr_into(out, k, &Value::Bool(true)),
-                b"false" => attr_into(out, k, &Value::Bool(false)),
+                b"true" => w.scalar_attr(k, 0x10, Some(1), None),
+                b"false" => w.scalar_attr(k, 0x10, Some(0), None),
                 _ => return false,
             },
             Kind::Run => {}
         }
     }
+    w.finish();
     true
+}
+
+/// Bytes of the line to copy, and the line from their start on.
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    bytes: &'a [u8],
+    ext: &'a [u8],
+}
+
+/// Room past the written bytes that word-wide writes may scribble on.
+const SLACK: usize = 16;
+
+/// Writes fields in place into a buffer grown ahead (`out[..pos]` is
+/// written, the rest room), so that a field costs a few stores rather than
+/// a capacity check and length update per byte.
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    pos: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(out: &'a mut Vec<u8>, room: usize) -> Self {
+        let pos = out.len();
+        out.resize(pos + room + SLACK, 0);
+        Self { out, pos }
+    }
+
+    /// The room for `n` bytes (and the slack) at the write position.
+    #[inline]
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let need = self.pos + n + SLACK;
+        if self.out.len() < need {
+            self.out.resize(need + 1024, 0);
+        }
+        &mut self.out[self.pos..]
+    }
+
+    /// The buffer cut to what is written, for appending to it.
+    fn vec(&mut self) -> &mut Vec<u8> {
+        self.out.truncate(self.pos);
+        self.out
+    }
+
+    /// Go on after appending through [`Writer::vec`].
+    fn resume(&mut self, room: usize) {
+        self.pos = self.out.len();
+        self.out.resize(self.pos + room + SLACK, 0);
+    }
+
+    fn finish(self) {
+        self.out.truncate(self.pos);
+    }
+
+    /// A `KeyValue` attribute with a string value.
+    #[inline]
+    fn str_attr(&mut self, key: Src<'_>, value: Src<'_>) {
+        let (kl, vl) = (key.bytes.len(), value.bytes.len());
+        let any = 1 + varint_len(vl as u64) + vl;
+        let kv = 1 + varint_len(kl as u64) + kl + 1 + varint_len(any as u64) + any;
+        let b = self.room(1 + 10 + kv);
+        b[0] = 0x32;
+        let mut p = put_varint(b, 1, kv as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, kl as u64);
+        p = put_bytes(b, p, key);
+        b[p] = 0x12;
+        p = put_varint(b, p + 1, any as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, vl as u64);
+        p = put_bytes(b, p, value);
+        self.pos += p;
+    }
+
+    /// A `KeyValue` attribute with a bool (`0x10`) or int (`0x18`) value
+    /// `varint`, or a double (`0x21`) value `fixed`.
+    #[inline]
+    fn scalar_attr(&mut self, key: Src<'_>, tag: u8, varint: Option<u64>, fixed: Option<u64>) {
+        let kl = key.bytes.len();
+        let any = 1 + match (varint, fixed) {
+            (Some(v), _) => varint_len(v),
+            _ => 8,
+        };
+        let kv = 1 + varint_len(kl as u64) + kl + 2 + any;
+        let b = self.room(1 + 10 + kv);
+        b[0] = 0x32;
+        let mut p = put_varint(b, 1, kv as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, kl as u64);
+        p = put_bytes(b, p, key);
+        b[p] = 0x12;
+        b[p + 1] = any as u8;
+        b[p + 2] = tag;
+        p += 3;
+        p = match (varint, fixed) {
+            (Some(v), _) => put_varint(b, p, v),
+            (None, f) => {
+                b[p..p + 8].copy_from_slice(&f.unwrap_or(0).to_le_bytes());
+                p + 8
+            }
+        };
+        self.pos += p;
+    }
+
+    /// The body: an `AnyValue` holding the string `value`.
+    #[inline]
+    fn body(&mut self, value: Src<'_>) {
+        let vl = value.bytes.len();
+        let any = 1 + varint_len(vl as u64) + vl;
+        let b = self.room(1 + 5 + any);
+        b[0] = (BODY << 3 | 2) as u8;
+        let mut p = put_varint(b, 1, any as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, vl as u64);
+        p = put_bytes(b, p, value);
+        self.pos += p;
+    }
+}
+
+/// Write `v` as a varint at `b[p..]`; the position after it.
+#[inline]
+fn put_varint(b: &mut [u8], mut p: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        b[p] = (v as u8) | 0x80;
+        v >>= 7;
+        p += 1;
+    }
+    b[p] = v as u8;
+    p + 1
+}
+
+/// Copy `src` to `b[p..]` (room for it and [`SLACK`] checked); the
+/// position after it. Up to 16 bytes are copied as one word when the line
+/// has as many from there (the bytes past `src` land in the room and are
+/// overwritten or cut off).
+#[inline]
+fn put_bytes(b: &mut [u8], p: usize, src: Src<'_>) -> usize {
+    let n = src.bytes.len();
+    if n <= SLACK
+        && let Some(word) = src.ext.first_chunk::<SLACK>()
+    {
+        b[p..p + SLACK].copy_from_slice(word);
+    } else {
+        b[p..p + n].copy_from_slice(src.bytes);
+    }
+    p + n
 }
 
 /// An integer's value, or its decimal text when it does not fit an `i64`
@@ -1140,12 +1347,20 @@ mod tests {
             .collect();
         let (mut a, mut b) = (Chunk::default(), Chunk::default());
         let n = unix_nanos(now);
-        // `{"message":"…"}`: the first and last with their field index.
-        let body = |line: &String| [Entry::field(Kind::Body, 2, 11, line.len() - 1)];
+        // `{"message":"…"}`: the first and last with their field index, as
+        // an entry into the line and as one into the fields from 1.
+        let mut first = super::super::index::Entries::default();
+        first.push(Entry::field(Kind::Body, 2, 11, lines[0].len() - 1));
+        let mut last = super::super::index::Entries::default();
+        last.push(Entry::field(Kind::Body, 1, 10, lines[2].len() - 2));
         stage(
             &mut a.bytes,
             lines[0].as_bytes(),
-            Some(&body(&lines[0])),
+            Some(LineIndex {
+                line: first.bytes(),
+                fields: &[],
+                fields_at: 0,
+            }),
             n,
             Level::ERROR,
             Some(ids),
@@ -1161,7 +1376,11 @@ mod tests {
         stage(
             &mut b.bytes,
             lines[2].as_bytes(),
-            Some(&body(&lines[2])),
+            Some(LineIndex {
+                line: &[],
+                fields: last.bytes(),
+                fields_at: 1,
+            }),
             n,
             Level::INFO,
             Some(ids),

@@ -145,6 +145,43 @@ impl Entry {
     }
 }
 
+/// Entries in their staged form, as the formatter notes them.
+#[derive(Debug, Default)]
+pub(crate) struct Entries(Vec<u8>);
+
+impl Entries {
+    #[inline]
+    pub(crate) fn push(&mut self, e: Entry) {
+        self.0.extend_from_slice(&e.to_bytes());
+    }
+
+    /// `entries`, each `by` bytes further on.
+    pub(crate) fn extend_shifted(&mut self, entries: &[Entry], by: usize) {
+        for e in entries {
+            self.push(e.shifted(by));
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A line's field index as the formatter hands it over: staged entries
+/// with offsets into the line (the schema fields, the request scope), then
+/// staged entries with offsets into the line from `fields_at` (the event's
+/// and the spans' fields, noted before the line was assembled).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LineIndex<'a> {
+    pub(crate) line: &'a [u8],
+    pub(crate) fields: &'a [u8],
+    pub(crate) fields_at: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use super::{
     LogType,
     export::OtlpLogs,
     filter::{AccessGate, GATE_OFF, GATE_ON},
-    index::{Entry, Kind},
+    index::{Entries, Entry, Kind, LineIndex},
     json,
     redact::{self, REDACTED},
     scope::{RequestScope, ScopeExt},
@@ -81,9 +81,9 @@ struct Bufs {
     captures: Vec<CaptureExt>,
     /// With OTLP logs: the line's field index (`index.rs`), offsets into
     /// `line`.
-    index: Vec<Entry>,
+    index: Entries,
     /// The same for the fields in `fields`, offsets into `fields`.
-    field_index: Vec<Entry>,
+    field_index: Entries,
 }
 
 thread_local! {
@@ -133,7 +133,7 @@ pub(crate) struct JsonLayer {
 /// (offsets from the head's start).
 struct Head {
     json: Box<[u8]>,
-    index: Box<[Entry]>,
+    index: [Entry; 4],
 }
 
 /// `,"service":` before the service's JSON string.
@@ -149,7 +149,7 @@ fn head_into(
     msg: &[u8],
     target: &str,
     log_type: LogType,
-    index: Option<&mut Vec<Entry>>,
+    index: Option<&mut [Entry; 4]>,
 ) {
     line.extend_from_slice(b"\",\"level\":\"");
     line.extend_from_slice(level_str(level).as_bytes());
@@ -169,7 +169,7 @@ fn head_into(
     line.extend_from_slice(log_type.as_str().as_bytes());
     line.push(b'"');
     if let Some(index) = index {
-        index.extend_from_slice(&[
+        *index = [
             Entry::field(
                 Kind::Str,
                 service_at + 2,
@@ -179,7 +179,7 @@ fn head_into(
             Entry::field(Kind::Body, message_at + 2, message_at + 11, target_at),
             Entry::field(Kind::Str, target_at + 2, target_value, log_type_at),
             Entry::field(Kind::Str, log_type_at + 2, log_type_at + 12, line.len()),
-        ]);
+        ];
     }
 }
 
@@ -194,7 +194,7 @@ impl JsonLayer {
         json::string_into(&mut s, service);
         let access_heads = [Level::INFO, Level::WARN].map(|level| {
             [LogType::System, LogType::UserActivity].map(|log_type| {
-                let (mut head, mut index) = (Vec::new(), Vec::new());
+                let (mut head, mut index) = (Vec::new(), [Entry::run(0, 0); 4]);
                 head_into(
                     &mut head,
                     level,
@@ -206,7 +206,7 @@ impl JsonLayer {
                 );
                 Head {
                     json: head.into_boxed_slice(),
-                    index: index.into_boxed_slice(),
+                    index,
                 }
             })
         });
@@ -343,18 +343,24 @@ impl JsonLayer {
                 let at = line.len();
                 line.extend_from_slice(&head.json);
                 if indexing {
-                    index.extend(head.index.iter().map(|e| e.shifted(at)));
+                    index.extend_shifted(&head.index, at);
                 }
             }
-            None => head_into(
-                line,
-                level,
-                &self.service,
-                msg,
-                target,
-                log_type,
-                indexing.then_some(&mut *index),
-            ),
+            None if indexing => {
+                // Offsets into `line`.
+                let mut head = [Entry::run(0, 0); 4];
+                head_into(
+                    line,
+                    level,
+                    &self.service,
+                    msg,
+                    target,
+                    log_type,
+                    Some(&mut head),
+                );
+                index.extend_shifted(&head, 0);
+            }
+            None => head_into(line, level, &self.service, msg, target, log_type, None),
         }
 
         // The IDs the line names, for the OTLP record.
@@ -397,17 +403,19 @@ impl JsonLayer {
             }
             LineScope::None => {}
         }
-        let at = line.len();
+        let fields_at = line.len();
         line.extend_from_slice(fields);
         line.extend_from_slice(b"}\n");
-        if indexing {
-            index.extend(field_index.iter().map(|e| e.shifted(at)));
-        }
 
         // Critical lines (the ones the guide never lets go) overtake the
         // others when stdout falls behind.
         let critical = level == Level::ERROR || audit || log_type == LogType::Payment;
         if let Some(otlp) = &self.otlp {
+            let index = LineIndex {
+                line: index.bytes(),
+                fields: field_index.bytes(),
+                fields_at,
+            };
             otlp.push(line, Some(index), now, level, line_ids);
         }
         if self.stdout {
@@ -514,7 +522,7 @@ impl<'a, R: LookupSpan<'a>> From<Option<Scope<'a, R>>> for LineScope<'a, '_, R> 
 
 /// The request scope's `,"requestId":…` (and `clientRequestId`, `userId`);
 /// with `index`, noted there.
-fn request_into(line: &mut Vec<u8>, request: &RequestScope, index: Option<&mut Vec<Entry>>) {
+fn request_into(line: &mut Vec<u8>, request: &RequestScope, index: Option<&mut Entries>) {
     let at = line.len();
     request.request_id_json_into(line);
     let user_at = line.len();
@@ -720,7 +728,7 @@ struct FieldVisitor<'a> {
     /// `Some` for spans: where each field's byte range is recorded.
     segs: Option<&'a mut Vec<Seg>>,
     /// `Some` for events with OTLP logs: each field's index entry.
-    index: Option<&'a mut Vec<Entry>>,
+    index: Option<&'a mut Entries>,
     log_type: Option<LogType>,
     audit: bool,
     /// The longest message or string value, in bytes.
@@ -1125,7 +1133,13 @@ mod tests {
             items.iter().all(|i| i.index.is_some()),
             "every line indexed"
         );
+        let refused = crate::logging::export::INDEX_REFUSED.get();
         let indexed = enc.encode_request(&items);
+        assert_eq!(
+            crate::logging::export::INDEX_REFUSED.get(),
+            refused,
+            "an index did not fit its line"
+        );
         let parsed = enc.encode_request(
             &items
                 .into_iter()
