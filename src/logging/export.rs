@@ -71,8 +71,13 @@ pub(crate) struct LogItem {
     pub(crate) ids: Option<SpanIds>,
     /// The line's field index as staged (line entries, field entries and
     /// where the fields start), when the formatter noted one.
-    pub(crate) index: Option<(Box<[u8]>, Box<[u8]>, usize)>,
+    pub(crate) index: Option<StagedIndex>,
 }
+
+/// A [`LogItem`]'s copy of its line's field index: line entries, field
+/// entries, where the fields start (unit tests).
+#[cfg(test)]
+pub(crate) type StagedIndex = (Box<[u8]>, Box<[u8]>, usize);
 
 #[cfg(test)]
 impl LogItem {
@@ -625,7 +630,7 @@ fn indexed_fields_into(
     let mut w = Writer::new(out, line.len() + 256);
     let (entries, _) = index.line.as_chunks::<ENTRY>();
     let (fields, _) = index.fields.as_chunks::<ENTRY>();
-    let entries = entries.iter().map(|e| Entry::from_bytes(e)).chain(
+    let entries = entries.iter().map(Entry::from_bytes).chain(
         fields
             .iter()
             .map(|e| Entry::from_bytes(e).shifted(index.fields_at)),
