@@ -11,7 +11,13 @@
 //! partly filled buffer on its schedule, at flush and at shutdown. The
 //! export worker transcodes each line into protobuf straight into the
 //! request (`LogEncoder::encode_chunks`, request framing written once per
-//! batch in front, no copy of the records): `timestamp` becomes the
+//! batch in front, no copy of the records). The formatter also stages an
+//! index of the line's fields (`index.rs`: where each key and value is,
+//! and whether the value is a string, integer, float, boolean or the
+//! message), so the worker copies the values out of the line without
+//! parsing it; a value with an escape, and the access line's fields
+//! (written by the HTTP layer, not noted one by one), go through the
+//! parser below. `timestamp` becomes the
 //! record's time, `level` its severity, `message` its body,
 //! `traceId`/`spanId` its IDs (from the span's `SpanIds`, with the W3C
 //! flags), every other field an attribute of the same name and JSON type
@@ -34,6 +40,7 @@ use std::{
 
 use tracing::Level;
 
+use super::index::{ENTRY, Entry, Kind, LineIndex, MAX_OFFSET};
 use crate::{
     Config, Error,
     config::BatchSettings,
@@ -62,7 +69,15 @@ pub(crate) struct LogItem {
     pub(crate) level: Level,
     /// The IDs of the innermost span that has them.
     pub(crate) ids: Option<SpanIds>,
+    /// The line's field index as staged (line entries, field entries and
+    /// where the fields start), when the formatter noted one.
+    pub(crate) index: Option<StagedIndex>,
 }
+
+/// A [`LogItem`]'s copy of its line's field index: line entries, field
+/// entries, where the fields start (unit tests).
+#[cfg(test)]
+pub(crate) type StagedIndex = (Box<[u8]>, Box<[u8]>, usize);
 
 #[cfg(test)]
 impl LogItem {
@@ -74,12 +89,31 @@ impl LogItem {
             observed_unix_nano,
             level,
             ids,
+            index: None,
         }
+    }
+
+    /// With the field index `index` (as the formatter noted it).
+    pub(crate) fn with_index(mut self, index: LineIndex<'_>) -> Self {
+        self.index = Some((
+            Box::from(index.line),
+            Box::from(index.fields),
+            index.fields_at,
+        ));
+        self
     }
 
     fn rec(&self) -> Rec<'_> {
         Rec {
             line: &self.line,
+            index: self
+                .index
+                .as_ref()
+                .map(|(line, fields, fields_at)| LineIndex {
+                    line,
+                    fields,
+                    fields_at: *fields_at,
+                }),
             observed_unix_nano: self.observed_unix_nano,
             level: self.level,
             ids: self.ids,
@@ -97,6 +131,8 @@ fn unix_nanos(t: SystemTime) -> u64 {
 struct Rec<'a> {
     /// The JSON line without its `\n`.
     line: &'a [u8],
+    /// Its field index, if noted.
+    index: Option<LineIndex<'a>>,
     /// The instant of the line to the nanosecond; its time is this cut to
     /// the microsecond (as the line's `timestamp` shows it).
     observed_unix_nano: u64,
@@ -105,21 +141,29 @@ struct Rec<'a> {
 }
 
 /// A staged line's fixed header: line length u32, nanoseconds u64, level
-/// u8, ID flags u8, trace ID, span ID. Lines are staged in a [`Chunk`] of
-/// the shared [`Staging`] buffer, each behind its header, in the order they
-/// were written.
-const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8;
+/// u8, flags u8 (IDs present, sampled, random; field index present), trace
+/// ID, span ID, field index: line entries u16, field entries u16, where
+/// the fields start u32. Lines are staged in a [`Chunk`] of the shared
+/// [`Staging`] buffer, each behind its header and its field index, in the
+/// order they were written.
+const HEADER: usize = 4 + 8 + 1 + 1 + 16 + 8 + 2 + 2 + 4;
 
-/// Append `line` behind its header to a chunk's bytes.
+/// Header flag: the line has a field index.
+const INDEXED: u8 = 8;
+
+/// Append `line` behind its header and its field `index` (when it has one
+/// that fits the staged form) to a chunk's bytes.
 fn stage(
     bytes: &mut Vec<u8>,
     line: &[u8],
+    index: Option<LineIndex<'_>>,
     observed_unix_nano: u64,
     level: Level,
     ids: Option<SpanIds>,
 ) {
     let mut h = [0u8; HEADER];
-    h[..4].copy_from_slice(&u32::try_from(line.len()).unwrap_or(u32::MAX).to_le_bytes());
+    let line = &line[..line.len().min(u32::MAX as usize)];
+    h[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
     h[4..12].copy_from_slice(&observed_unix_nano.to_le_bytes());
     h[12] = level_index(level);
     if let Some(ids) = ids {
@@ -127,9 +171,21 @@ fn stage(
         h[14..30].copy_from_slice(&ids.trace_id.to_bytes());
         h[30..38].copy_from_slice(&ids.span_id.to_bytes());
     }
-    let line = &line[..line.len().min(u32::MAX as usize)];
-    bytes.reserve(HEADER + line.len());
+    let fits = |entries: &[u8]| entries.len() / ENTRY <= usize::from(u16::MAX);
+    let (entries, fields) = match index {
+        Some(i) if line.len() <= MAX_OFFSET && fits(i.line) && fits(i.fields) => {
+            h[13] |= INDEXED;
+            h[38..40].copy_from_slice(&((i.line.len() / ENTRY) as u16).to_le_bytes());
+            h[40..42].copy_from_slice(&((i.fields.len() / ENTRY) as u16).to_le_bytes());
+            h[42..46].copy_from_slice(&(i.fields_at as u32).to_le_bytes());
+            (i.line, i.fields)
+        }
+        _ => (&[][..], &[][..]),
+    };
+    bytes.reserve(HEADER + entries.len() + fields.len() + line.len());
     bytes.extend_from_slice(&h);
+    bytes.extend_from_slice(entries);
+    bytes.extend_from_slice(fields);
     bytes.extend_from_slice(line);
 }
 
@@ -139,6 +195,11 @@ fn staged(chunk: &Chunk) -> impl Iterator<Item = Rec<'_>> {
     std::iter::from_fn(move || {
         let (h, rest) = b.split_first_chunk::<HEADER>()?;
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let entries = usize::from(u16::from_le_bytes([h[38], h[39]]));
+        let fields = usize::from(u16::from_le_bytes([h[40], h[41]]));
+        let fields_at = u32::from_le_bytes([h[42], h[43], h[44], h[45]]) as usize;
+        let (entries, rest) = rest.split_at_checked(entries * ENTRY)?;
+        let (fields, rest) = rest.split_at_checked(fields * ENTRY)?;
         let (line, rest) = rest.split_at_checked(len)?;
         b = rest;
         let mut nanos = [0u8; 8];
@@ -157,6 +218,11 @@ fn staged(chunk: &Chunk) -> impl Iterator<Item = Rec<'_>> {
         });
         Some(Rec {
             line,
+            index: (h[13] & INDEXED != 0).then_some(LineIndex {
+                line: entries,
+                fields,
+                fields_at,
+            }),
             observed_unix_nano: u64::from_le_bytes(nanos),
             level: index_level(h[12]),
             ids,
@@ -290,9 +356,16 @@ impl OtlpLogs {
     }
 
     /// Queue the record of `line` (the JSON line as written, its `\n`
-    /// included or not).
+    /// included or not) with its field `index`, if the formatter noted one.
     #[inline]
-    pub(crate) fn push(&self, line: &[u8], now: SystemTime, level: Level, ids: Option<SpanIds>) {
+    pub(crate) fn push(
+        &self,
+        line: &[u8],
+        index: Option<LineIndex<'_>>,
+        now: SystemTime,
+        level: Level,
+        ids: Option<SpanIds>,
+    ) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         match &self.sink {
             Sink::Export {
@@ -301,7 +374,7 @@ impl OtlpLogs {
                 if batcher.is_closed() {
                     batcher.count_dropped(1);
                 } else if let Some(full) =
-                    staging.push(|bytes| stage(bytes, line, unix_nanos(now), level, ids))
+                    staging.push(|bytes| stage(bytes, line, index, unix_nanos(now), level, ids))
                 {
                     // Dropped and counted when the queue is full.
                     let _ = batcher.push(full);
@@ -309,7 +382,11 @@ impl OtlpLogs {
             }
             #[cfg(test)]
             Sink::Fn(f) => {
-                let _ = f(LogItem::new(line, now, level, ids));
+                let item = LogItem::new(line, now, level, ids);
+                let _ = f(match index {
+                    Some(index) => item.with_index(index),
+                    None => item,
+                });
             }
         }
     }
@@ -507,28 +584,21 @@ fn record_into(out: &mut Vec<u8>, item: &Rec<'_>, s: &mut Scratch) {
     );
     varint_field(out, SEVERITY_NUMBER, severity_number(item.level));
     string_field(out, SEVERITY_TEXT, item.level.as_str());
-    let mut p = Parser { b: item.line, i: 0 };
-    if p.object_start() {
-        while let Some(key) = p.string(&mut s.key) {
-            if !p.colon() {
-                break;
-            }
-            let Some(value) = p.value(&mut s.value) else {
-                break;
-            };
-            match key {
-                b"timestamp" | b"level" | b"traceId" | b"spanId" => {}
-                b"message" => {
-                    if let Value::Str(_) = value {
-                        tag_len(out, BODY, any_value_len(&value));
-                        any_value_into(out, &value);
-                    }
-                }
-                _ => attr_into(out, key, &value),
-            }
-            if !p.comma() {
-                break;
-            }
+    let fields = out.len();
+    let indexed = item
+        .index
+        .is_some_and(|index| indexed_fields_into(out, item.line, index, s));
+    #[cfg(test)]
+    if item.index.is_some() && !indexed {
+        INDEX_REFUSED.set(INDEX_REFUSED.get() + 1);
+    }
+    if !indexed {
+        // No index, or one that does not fit the line (never written so):
+        // the line is parsed.
+        out.truncate(fields);
+        let mut p = Parser { b: item.line, i: 0 };
+        if p.object_start() {
+            pairs_into(out, p, s);
         }
     }
     if let Some(ids) = item.ids {
@@ -538,6 +608,296 @@ fn record_into(out: &mut Vec<u8>, item: &Rec<'_>, s: &mut Scratch) {
         bytes_field(out, SPAN_ID, &ids.span_id.to_bytes());
     }
     fixed64_field(out, OBSERVED_TIME_UNIX_NANO, item.observed_unix_nano);
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Records of this thread whose field index did not fit their line.
+    pub(crate) static INDEX_REFUSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Append the body and attributes of `line` as its field `index` places
+/// them; `false` when an entry does not fit the line.
+fn indexed_fields_into(
+    out: &mut Vec<u8>,
+    line: &[u8],
+    index: LineIndex<'_>,
+    s: &mut Scratch,
+) -> bool {
+    // Most lines have no escape at all: one scan of the line tells which
+    // fields need no look for one.
+    let escape_from = memchr::memchr(b'\\', line).unwrap_or(line.len());
+    let mut w = Writer::new(out, line.len() + 256);
+    let (entries, _) = index.line.as_chunks::<ENTRY>();
+    let (fields, _) = index.fields.as_chunks::<ENTRY>();
+    let entries = entries.iter().map(Entry::from_bytes).chain(
+        fields
+            .iter()
+            .map(|e| Entry::from_bytes(e).shifted(index.fields_at)),
+    );
+    for e in entries {
+        let (key, value, end) = (e.key as usize, e.value as usize, e.end as usize);
+        if e.kind == Kind::Run {
+            let Some(run) = line.get(key..end) else {
+                return false;
+            };
+            let mut p = Parser { b: run, i: 0 };
+            p.comma();
+            pairs_into(w.vec(), p, s);
+            w.resume(line.len() + 256);
+            continue;
+        }
+        let (Some(k), Some(v)) = (
+            e.key_end().and_then(|key_end| line.get(key..key_end)),
+            line.get(value..end),
+        ) else {
+            return false;
+        };
+        if end > escape_from && memchr::memchr(b'\\', &line[key..end]).is_some() {
+            // An escape in the key or the value: the pair, quotes
+            // included, through the parser, which unescapes it.
+            let q = usize::from(e.kind.is_string());
+            let Some(pair) = line.get(key.wrapping_sub(1)..end + q) else {
+                return false;
+            };
+            pairs_into(w.vec(), Parser { b: pair, i: 0 }, s);
+            w.resume(line.len() + 256);
+            continue;
+        }
+        // The key and value with what follows them in the line, for the
+        // word-wide copies of short ones.
+        let k = Src {
+            bytes: k,
+            ext: &line[key..],
+        };
+        let vs = Src {
+            bytes: v,
+            ext: &line[value..],
+        };
+        match e.kind {
+            Kind::Str => w.str_attr(k, vs),
+            Kind::Body => w.body(vs),
+            Kind::Int => match int_value(v) {
+                Value::Int(i) => w.scalar_attr(k, 0x18, Some(i as u64), None),
+                _ => w.str_attr(k, vs),
+            },
+            Kind::Double => {
+                let Some(d) = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                else {
+                    return false;
+                };
+                w.scalar_attr(k, 0x21, None, Some(d.to_bits()));
+            }
+            Kind::Bool => match v {
+                b"true" => w.scalar_attr(k, 0x10, Some(1), None),
+                b"false" => w.scalar_attr(k, 0x10, Some(0), None),
+                _ => return false,
+            },
+            Kind::Run => {}
+        }
+    }
+    w.finish();
+    true
+}
+
+/// Bytes of the line to copy, and the line from their start on.
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    bytes: &'a [u8],
+    ext: &'a [u8],
+}
+
+/// Room past the written bytes that word-wide writes may scribble on.
+const SLACK: usize = 16;
+
+/// Writes fields in place into a buffer grown ahead (`out[..pos]` is
+/// written, the rest room), so that a field costs a few stores rather than
+/// a capacity check and length update per byte.
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    pos: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(out: &'a mut Vec<u8>, room: usize) -> Self {
+        let pos = out.len();
+        out.resize(pos + room + SLACK, 0);
+        Self { out, pos }
+    }
+
+    /// The room for `n` bytes (and the slack) at the write position.
+    #[inline]
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let need = self.pos + n + SLACK;
+        if self.out.len() < need {
+            self.out.resize(need + 1024, 0);
+        }
+        &mut self.out[self.pos..]
+    }
+
+    /// The buffer cut to what is written, for appending to it.
+    fn vec(&mut self) -> &mut Vec<u8> {
+        self.out.truncate(self.pos);
+        self.out
+    }
+
+    /// Go on after appending through [`Writer::vec`].
+    fn resume(&mut self, room: usize) {
+        self.pos = self.out.len();
+        self.out.resize(self.pos + room + SLACK, 0);
+    }
+
+    fn finish(self) {
+        self.out.truncate(self.pos);
+    }
+
+    /// A `KeyValue` attribute with a string value.
+    #[inline]
+    fn str_attr(&mut self, key: Src<'_>, value: Src<'_>) {
+        let (kl, vl) = (key.bytes.len(), value.bytes.len());
+        let any = 1 + varint_len(vl as u64) + vl;
+        let kv = 1 + varint_len(kl as u64) + kl + 1 + varint_len(any as u64) + any;
+        let b = self.room(1 + 10 + kv);
+        b[0] = 0x32;
+        let mut p = put_varint(b, 1, kv as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, kl as u64);
+        p = put_bytes(b, p, key);
+        b[p] = 0x12;
+        p = put_varint(b, p + 1, any as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, vl as u64);
+        p = put_bytes(b, p, value);
+        self.pos += p;
+    }
+
+    /// A `KeyValue` attribute with a bool (`0x10`) or int (`0x18`) value
+    /// `varint`, or a double (`0x21`) value `fixed`.
+    #[inline]
+    fn scalar_attr(&mut self, key: Src<'_>, tag: u8, varint: Option<u64>, fixed: Option<u64>) {
+        let kl = key.bytes.len();
+        let any = 1 + match (varint, fixed) {
+            (Some(v), _) => varint_len(v),
+            _ => 8,
+        };
+        let kv = 1 + varint_len(kl as u64) + kl + 2 + any;
+        let b = self.room(1 + 10 + kv);
+        b[0] = 0x32;
+        let mut p = put_varint(b, 1, kv as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, kl as u64);
+        p = put_bytes(b, p, key);
+        b[p] = 0x12;
+        b[p + 1] = any as u8;
+        b[p + 2] = tag;
+        p += 3;
+        p = match (varint, fixed) {
+            (Some(v), _) => put_varint(b, p, v),
+            (None, f) => {
+                b[p..p + 8].copy_from_slice(&f.unwrap_or(0).to_le_bytes());
+                p + 8
+            }
+        };
+        self.pos += p;
+    }
+
+    /// The body: an `AnyValue` holding the string `value`.
+    #[inline]
+    fn body(&mut self, value: Src<'_>) {
+        let vl = value.bytes.len();
+        let any = 1 + varint_len(vl as u64) + vl;
+        let b = self.room(1 + 5 + any);
+        b[0] = (BODY << 3 | 2) as u8;
+        let mut p = put_varint(b, 1, any as u64);
+        b[p] = 0x0a;
+        p = put_varint(b, p + 1, vl as u64);
+        p = put_bytes(b, p, value);
+        self.pos += p;
+    }
+}
+
+/// Write `v` as a varint at `b[p..]`; the position after it.
+#[inline]
+fn put_varint(b: &mut [u8], mut p: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        b[p] = (v as u8) | 0x80;
+        v >>= 7;
+        p += 1;
+    }
+    b[p] = v as u8;
+    p + 1
+}
+
+/// Copy `src` to `b[p..]` (room for it and [`SLACK`] checked); the
+/// position after it. Up to 16 bytes are copied as one word when the line
+/// has as many from there (the bytes past `src` land in the room and are
+/// overwritten or cut off).
+#[inline]
+fn put_bytes(b: &mut [u8], p: usize, src: Src<'_>) -> usize {
+    let n = src.bytes.len();
+    if n <= SLACK
+        && let Some(word) = src.ext.first_chunk::<SLACK>()
+    {
+        b[p..p + SLACK].copy_from_slice(word);
+    } else {
+        b[p..p + n].copy_from_slice(src.bytes);
+    }
+    p + n
+}
+
+/// An integer's value, or its decimal text when it does not fit an `i64`
+/// (a `u64` or `i128` field), as the parser reads it.
+fn int_value(text: &[u8]) -> Value<'_> {
+    let (neg, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return Value::Str(text);
+    }
+    let mut n = 0u64;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return Value::Str(text);
+        }
+        n = n * 10 + u64::from(c - b'0');
+    }
+    // 19 digits fit a u64; the i64 range decides.
+    match (neg, i64::try_from(n)) {
+        (false, Ok(i)) => Value::Int(i),
+        (true, Ok(i)) => Value::Int(-i),
+        (true, Err(_)) if n == 1 << 63 => Value::Int(i64::MIN),
+        _ => Value::Str(text),
+    }
+}
+
+/// Append the body and attributes of the `"key":value` pairs at the
+/// parser's cursor, separated by commas, up to the first thing that is not
+/// one (the object's `}`, a run's end, a fault).
+fn pairs_into(out: &mut Vec<u8>, mut p: Parser<'_>, s: &mut Scratch) {
+    while let Some(key) = p.string(&mut s.key) {
+        if !p.colon() {
+            break;
+        }
+        let Some(value) = p.value(&mut s.value) else {
+            break;
+        };
+        match key {
+            b"timestamp" | b"level" | b"traceId" | b"spanId" => {}
+            b"message" => {
+                if let Value::Str(_) = value {
+                    tag_len(out, BODY, any_value_len(&value));
+                    any_value_into(out, &value);
+                }
+            }
+            _ => attr_into(out, key, &value),
+        }
+        if !p.comma() {
+            break;
+        }
+    }
 }
 
 /// A reader of the formatter's own JSON: a flat object whose values are
@@ -992,15 +1352,44 @@ mod tests {
             .collect();
         let (mut a, mut b) = (Chunk::default(), Chunk::default());
         let n = unix_nanos(now);
+        // `{"message":"…"}`: the first and last with their field index, as
+        // an entry into the line and as one into the fields from 1.
+        let mut first = super::super::index::Entries::default();
+        first.push(Entry::field(Kind::Body, 2, 11, lines[0].len() - 1));
+        let mut last = super::super::index::Entries::default();
+        last.push(Entry::field(Kind::Body, 1, 10, lines[2].len() - 2));
         stage(
             &mut a.bytes,
             lines[0].as_bytes(),
+            Some(LineIndex {
+                line: first.bytes(),
+                fields: &[],
+                fields_at: 0,
+            }),
             n,
             Level::ERROR,
             Some(ids),
         );
-        stage(&mut a.bytes, lines[1].as_bytes(), n, Level::TRACE, None);
-        stage(&mut b.bytes, lines[2].as_bytes(), n, Level::INFO, Some(ids));
+        stage(
+            &mut a.bytes,
+            lines[1].as_bytes(),
+            None,
+            n,
+            Level::TRACE,
+            None,
+        );
+        stage(
+            &mut b.bytes,
+            lines[2].as_bytes(),
+            Some(LineIndex {
+                line: &[],
+                fields: last.bytes(),
+                fields_at: 1,
+            }),
+            n,
+            Level::INFO,
+            Some(ids),
+        );
         let enc = LogEncoder::new([("service.name", "svc")]);
         let req = ExportLogsServiceRequest::decode(enc.encode_chunks(&[a, b])).unwrap();
         let rl = &req.resource_logs[0];

@@ -20,6 +20,7 @@ use super::{
     LogType,
     export::OtlpLogs,
     filter::{AccessGate, GATE_OFF, GATE_ON},
+    index::{Entries, Entry, Kind, LineIndex},
     json,
     redact::{self, REDACTED},
     scope::{RequestScope, ScopeExt},
@@ -51,7 +52,19 @@ fn is_reserved(name: &str) -> bool {
 #[derive(Default)]
 pub(crate) struct SpanFields {
     json: Vec<u8>,
-    segs: Vec<(&'static str, usize, usize)>,
+    segs: Vec<Seg>,
+}
+
+/// One pre-rendered span field: its run `start..end` of the span's JSON,
+/// and where its key and value are in the run (for the OTLP record's field
+/// index, `index.rs`).
+#[derive(Clone, Copy)]
+struct Seg {
+    name: &'static str,
+    start: usize,
+    end: usize,
+    /// Relative to `start`.
+    entry: Entry,
 }
 
 /// Span extension: a capture buffer (the `testing` feature) that receives a
@@ -66,6 +79,11 @@ struct Bufs {
     fields: Vec<u8>,
     seen: Vec<&'static str>,
     captures: Vec<CaptureExt>,
+    /// With OTLP logs: the line's field index (`index.rs`), offsets into
+    /// `line`.
+    index: Entries,
+    /// The same for the fields in `fields`, offsets into `fields`.
+    field_index: Entries,
 }
 
 thread_local! {
@@ -98,7 +116,7 @@ pub(crate) struct JsonLayer {
     /// The access line's schema fields after the timestamp, by level (INFO,
     /// WARN) and `log_type` (`system`, `user_activity`): they differ only
     /// in those.
-    access_heads: [[Box<[u8]>; 2]; 2],
+    access_heads: [[Head; 2]; 2],
     /// The dispatcher this layer belongs to (see `format`).
     dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
     /// The wall clock of the `timestamp` field; a fixed one in tests.
@@ -111,7 +129,19 @@ pub(crate) struct JsonLayer {
     stdout: bool,
 }
 
-/// Append the schema fields after the timestamp: `","level":…` to `log_type`.
+/// Pre-rendered schema fields after the timestamp, with their field index
+/// (offsets from the head's start).
+struct Head {
+    json: Box<[u8]>,
+    index: [Entry; 4],
+}
+
+/// `,"service":` before the service's JSON string.
+const SERVICE_KEY: usize = 11;
+
+/// Append the schema fields after the timestamp: `","level":…` to
+/// `log_type`; with `index`, note where `service`, `message`, `target` and
+/// `log_type` are.
 fn head_into(
     line: &mut Vec<u8>,
     level: Level,
@@ -119,18 +149,38 @@ fn head_into(
     msg: &[u8],
     target: &str,
     log_type: LogType,
+    index: Option<&mut [Entry; 4]>,
 ) {
     line.extend_from_slice(b"\",\"level\":\"");
     line.extend_from_slice(level_str(level).as_bytes());
     line.push(b'"');
+    let service_at = line.len();
     line.extend_from_slice(service);
+    let message_at = line.len();
     line.extend_from_slice(b",\"message\":\"");
     line.extend_from_slice(msg);
-    line.extend_from_slice(b"\",\"target\":");
+    line.push(b'"');
+    let target_at = line.len();
+    line.extend_from_slice(b",\"target\":");
+    let target_value = line.len();
     json::string_into(line, target);
+    let log_type_at = line.len();
     line.extend_from_slice(b",\"log_type\":\"");
     line.extend_from_slice(log_type.as_str().as_bytes());
     line.push(b'"');
+    if let Some(index) = index {
+        *index = [
+            Entry::field(
+                Kind::Str,
+                service_at + 2,
+                service_at + SERVICE_KEY,
+                message_at,
+            ),
+            Entry::field(Kind::Body, message_at + 2, message_at + 11, target_at),
+            Entry::field(Kind::Str, target_at + 2, target_value, log_type_at),
+            Entry::field(Kind::Str, log_type_at + 2, log_type_at + 12, line.len()),
+        ];
+    }
 }
 
 impl JsonLayer {
@@ -144,7 +194,7 @@ impl JsonLayer {
         json::string_into(&mut s, service);
         let access_heads = [Level::INFO, Level::WARN].map(|level| {
             [LogType::System, LogType::UserActivity].map(|log_type| {
-                let mut head = Vec::new();
+                let (mut head, mut index) = (Vec::new(), [Entry::run(0, 0); 4]);
                 head_into(
                     &mut head,
                     level,
@@ -152,8 +202,12 @@ impl JsonLayer {
                     b"request completed",
                     crate::ids::ACCESS_TARGET,
                     log_type,
+                    Some(&mut index),
                 );
-                head.into_boxed_slice()
+                Head {
+                    json: head.into_boxed_slice(),
+                    index,
+                }
             })
         });
         Self {
@@ -190,6 +244,7 @@ impl JsonLayer {
             msg: Some(&mut b.msg),
             seen: &mut b.seen,
             segs: None,
+            index: self.otlp.is_some().then_some(&mut b.field_index),
             log_type: None,
             audit: false,
             max: self.max_value,
@@ -263,7 +318,7 @@ impl JsonLayer {
         &self,
         b: &mut Bufs,
         now: SystemTime,
-        head: Option<&[u8]>,
+        head: Option<&Head>,
         level: Level,
         target: &str,
         log_type: LogType,
@@ -276,12 +331,36 @@ impl JsonLayer {
             fields,
             seen,
             captures,
+            index,
+            field_index,
         } = b;
+        // The field index is noted only for the OTLP record.
+        let indexing = self.otlp.is_some();
         line.extend_from_slice(b"{\"timestamp\":\"");
         timestamp::rfc3339_into(line, now);
         match head {
-            Some(head) => line.extend_from_slice(head),
-            None => head_into(line, level, &self.service, msg, target, log_type),
+            Some(head) => {
+                let at = line.len();
+                line.extend_from_slice(&head.json);
+                if indexing {
+                    index.extend_shifted(&head.index, at);
+                }
+            }
+            None if indexing => {
+                // Offsets into `line`.
+                let mut head = [Entry::run(0, 0); 4];
+                head_into(
+                    line,
+                    level,
+                    &self.service,
+                    msg,
+                    target,
+                    log_type,
+                    Some(&mut head),
+                );
+                index.extend_shifted(&head, 0);
+            }
+            None => head_into(line, level, &self.service, msg, target, log_type, None),
         }
 
         // The IDs the line names, for the OTLP record.
@@ -297,17 +376,18 @@ impl JsonLayer {
                         have_ids = true;
                     }
                     if !have_request && let Some(ScopeExt(req)) = ext.get::<ScopeExt>() {
-                        req.request_id_json_into(line);
-                        if let Some(user) = req.user() {
-                            line.extend_from_slice(&user.json);
-                        }
+                        request_into(line, req, indexing.then_some(&mut *index));
                         have_request = true;
                     }
                     if let Some(sf) = ext.get::<SpanFields>() {
-                        for &(key, start, end) in &sf.segs {
-                            if !seen.contains(&key) {
-                                seen.push(key);
-                                fields.extend_from_slice(&sf.json[start..end]);
+                        for seg in &sf.segs {
+                            if !seen.contains(&seg.name) {
+                                seen.push(seg.name);
+                                let at = fields.len();
+                                fields.extend_from_slice(&sf.json[seg.start..seg.end]);
+                                if indexing {
+                                    field_index.push(seg.entry.shifted(at));
+                                }
                             }
                         }
                     }
@@ -319,13 +399,11 @@ impl JsonLayer {
             LineScope::Root(ids, request) => {
                 ids_into(line, &ids);
                 line_ids = Some(ids);
-                request.request_id_json_into(line);
-                if let Some(user) = request.user() {
-                    line.extend_from_slice(&user.json);
-                }
+                request_into(line, request, indexing.then_some(&mut *index));
             }
             LineScope::None => {}
         }
+        let fields_at = line.len();
         line.extend_from_slice(fields);
         line.extend_from_slice(b"}\n");
 
@@ -333,7 +411,12 @@ impl JsonLayer {
         // others when stdout falls behind.
         let critical = level == Level::ERROR || audit || log_type == LogType::Payment;
         if let Some(otlp) = &self.otlp {
-            otlp.push(line, now, level, line_ids);
+            let index = LineIndex {
+                line: index.bytes(),
+                fields: field_index.bytes(),
+                fields_at,
+            };
+            otlp.push(line, Some(index), now, level, line_ids);
         }
         if self.stdout {
             self.queue.push(line, critical);
@@ -368,6 +451,10 @@ impl JsonLayer {
         let write = |b: &mut Bufs| {
             b.clear();
             fields(&mut b.fields);
+            if self.otlp.is_some() && !b.fields.is_empty() {
+                // Written by the HTTP layer, not noted field by field.
+                b.field_index.push(Entry::run(0, b.fields.len()));
+            }
             b.seen.extend_from_slice(ACCESS_KEYS);
             self.write_line(
                 b,
@@ -433,6 +520,45 @@ impl<'a, R: LookupSpan<'a>> From<Option<Scope<'a, R>>> for LineScope<'a, '_, R> 
     }
 }
 
+/// The request scope's `,"requestId":…` (and `clientRequestId`, `userId`);
+/// with `index`, noted there.
+fn request_into(line: &mut Vec<u8>, request: &RequestScope, index: Option<&mut Entries>) {
+    let at = line.len();
+    request.request_id_json_into(line);
+    let user_at = line.len();
+    let user = request.user();
+    if let Some(user) = &user {
+        line.extend_from_slice(&user.json);
+    }
+    if let Some(index) = index {
+        if request.client_request_id.is_none() {
+            index.push(Entry::field(
+                Kind::Str,
+                at + 2,
+                at + REQUEST_ID_KEY,
+                user_at,
+            ));
+        } else {
+            // With `clientRequestId` (rare): parsed.
+            index.push(Entry::run(at, user_at));
+        }
+        if user.is_some() {
+            index.push(Entry::field(
+                Kind::Str,
+                user_at + 2,
+                user_at + USER_ID_KEY,
+                line.len(),
+            ));
+        }
+    }
+}
+
+/// `,"requestId":` before the request ID's JSON string.
+const REQUEST_ID_KEY: usize = 13;
+
+/// `,"userId":` before the user ID's JSON string.
+const USER_ID_KEY: usize = 10;
+
 /// `,"traceId":"…","spanId":"…"`.
 fn ids_into(line: &mut Vec<u8>, ids: &SpanIds) {
     line.extend_from_slice(b",\"traceId\":\"");
@@ -449,6 +575,8 @@ impl Bufs {
         self.fields.clear();
         self.seen.clear();
         self.captures.clear();
+        self.index.clear();
+        self.field_index.clear();
     }
 }
 
@@ -472,6 +600,7 @@ where
             msg: None,
             seen: &mut seen,
             segs: Some(&mut sf.segs),
+            index: None,
             log_type: None,
             audit: false,
             max: self.max_value,
@@ -496,17 +625,22 @@ where
             msg: None,
             seen: &mut seen,
             segs: Some(&mut new.segs),
+            index: None,
             log_type: None,
             audit: false,
             max: self.max_value,
         };
         values.record(&mut v);
         // Keep the old values the record did not replace.
-        for (key, start, end) in old.segs {
-            if !seen.contains(&key) {
-                let s = new.json.len();
-                new.json.extend_from_slice(&old.json[start..end]);
-                new.segs.push((key, s, new.json.len()));
+        for seg in old.segs {
+            if !seen.contains(&seg.name) {
+                let start = new.json.len();
+                new.json.extend_from_slice(&old.json[seg.start..seg.end]);
+                new.segs.push(Seg {
+                    start,
+                    end: new.json.len(),
+                    ..seg
+                });
             }
         }
         ext.insert(new);
@@ -592,7 +726,9 @@ struct FieldVisitor<'a> {
     msg: Option<&'a mut Vec<u8>>,
     seen: &'a mut Vec<&'static str>,
     /// `Some` for spans: where each field's byte range is recorded.
-    segs: Option<&'a mut Vec<(&'static str, usize, usize)>>,
+    segs: Option<&'a mut Vec<Seg>>,
+    /// `Some` for events with OTLP logs: each field's index entry.
+    index: Option<&'a mut Entries>,
     log_type: Option<LogType>,
     audit: bool,
     /// The longest message or string value, in bytes.
@@ -672,9 +808,21 @@ impl FieldVisitor<'_> {
         Some((redact::is_sensitive_cached(name), start))
     }
 
-    fn end(&mut self, field: &Field, start: usize) {
+    /// Note the field written at `start` (its value's token at `value`,
+    /// of `kind`).
+    fn end(&mut self, field: &Field, start: usize, value: usize, kind: Kind) {
+        let end = self.out.len();
+        let entry = Entry::field(kind, start + 2, value, end);
         if let Some(segs) = self.segs.as_deref_mut() {
-            segs.push((field.name(), start, self.out.len()));
+            segs.push(Seg {
+                name: field.name(),
+                start,
+                end,
+                entry: entry.shifted(start.wrapping_neg()),
+            });
+        }
+        if let Some(index) = self.index.as_deref_mut() {
+            index.push(entry);
         }
     }
 
@@ -682,14 +830,19 @@ impl FieldVisitor<'_> {
         self.msg.is_some() && field.name() == "message"
     }
 
-    fn scalar(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+    /// Write the field with its value written by `write`, a JSON value of
+    /// `kind` (a string when redacted).
+    fn scalar(&mut self, field: &Field, kind: Kind, write: impl FnOnce(&mut Vec<u8>)) {
         if let Some((redacted, start)) = self.key(field) {
-            if redacted {
+            let value = self.out.len();
+            let kind = if redacted {
                 json::string_into(self.out, REDACTED);
+                Kind::Str
             } else {
                 write(self.out);
-            }
-            self.end(field, start);
+                kind
+            };
+            self.end(field, start, value, kind);
         }
     }
 }
@@ -710,7 +863,7 @@ impl tracing::field::Visit for FieldVisitor<'_> {
             self.log_type = Some(t);
             return;
         }
-        self.scalar(field, |out| json::value_into(out, value, max));
+        self.scalar(field, Kind::Str, |out| json::value_into(out, value, max));
     }
 
     // Formatted values are masked and capped like strings: `%email` and
@@ -723,7 +876,7 @@ impl tracing::field::Visit for FieldVisitor<'_> {
             }
             return;
         }
-        self.scalar(field, |out| {
+        self.scalar(field, Kind::Str, |out| {
             out.push(b'"');
             formatted_into(out, format_args!("{value:?}"), max);
             out.push(b'"');
@@ -732,7 +885,7 @@ impl tracing::field::Visit for FieldVisitor<'_> {
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let max = self.max;
-        self.scalar(field, |out| {
+        self.scalar(field, Kind::Str, |out| {
             out.push(b'"');
             formatted_into(out, format_args!("{value}"), max);
             out.push(b'"');
@@ -741,7 +894,7 @@ impl tracing::field::Visit for FieldVisitor<'_> {
 
     fn record_bytes(&mut self, field: &Field, value: &[u8]) {
         let max = self.max;
-        self.scalar(field, |out| {
+        self.scalar(field, Kind::Str, |out| {
             let kept = &value[..value.len().min(max)];
             json::lossy_string_into(out, kept);
             if kept.len() < value.len() {
@@ -753,30 +906,36 @@ impl tracing::field::Visit for FieldVisitor<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.scalar(field, |out| json::int_into(out, value));
+        self.scalar(field, Kind::Int, |out| json::int_into(out, value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.scalar(field, |out| json::int_into(out, value));
+        self.scalar(field, Kind::Int, |out| json::int_into(out, value));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.scalar(field, |out| json::int_into(out, value));
+        self.scalar(field, Kind::Int, |out| json::int_into(out, value));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.scalar(field, |out| json::int_into(out, value));
+        self.scalar(field, Kind::Int, |out| json::int_into(out, value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.scalar(field, |out| json::f64_into(out, value));
+        let kind = if value.is_finite() {
+            Kind::Double
+        } else {
+            // `"NaN"`, `"Infinity"`: strings.
+            Kind::Str
+        };
+        self.scalar(field, kind, |out| json::f64_into(out, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         if self.msg.is_some() && field.name() == "audit" && value {
             self.audit = true;
         }
-        self.scalar(field, |out| {
+        self.scalar(field, Kind::Bool, |out| {
             out.extend_from_slice(if value { b"true" } else { b"false" })
         });
     }
@@ -921,6 +1080,246 @@ mod tests {
                 "{mail:?}"
             );
         }
+    }
+
+    /// The OTLP items (line, field index, IDs) of what `f` logs through a
+    /// JSON layer with OTLP logs and stdout off; `f` gets the registry to
+    /// attach IDs and request scopes to spans.
+    fn otlp_items(
+        f: impl FnOnce(&dyn Fn(&tracing::Span, SpanIds, Option<Arc<RequestScope>>)),
+    ) -> Vec<crate::logging::export::LogItem> {
+        use crate::logging::export::{LogItem, OtlpLogs};
+        let items: Arc<Mutex<Vec<LogItem>>> = Arc::default();
+        let seen = items.clone();
+        let otlp = Arc::new(OtlpLogs::to_fn(move |item| {
+            seen.lock().unwrap().push(item);
+            true
+        }));
+        let (queue, mut writer) = LineQueue::start(Box::new(Buf::default()), 1 << 20).unwrap();
+        let gate = Arc::new(AccessGate::new(&parse_filter("trace").unwrap()));
+        let mut layer = JsonLayer::new("s\"vc", queue, gate, 64).with_otlp(Some(otlp), false);
+        layer.clock = fixed_clock;
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            f(&|span, ids, scope| {
+                span.with_subscriber(|(id, dispatch)| {
+                    let registry = dispatch.downcast_ref::<Registry>().unwrap();
+                    let data = registry.span(id).unwrap();
+                    let mut ext = data.extensions_mut();
+                    ext.insert(ids);
+                    if let Some(scope) = scope {
+                        ext.insert(ScopeExt(scope));
+                    }
+                });
+            });
+        });
+        assert!(writer.shutdown(Duration::from_secs(5)));
+        std::mem::take(&mut *items.lock().unwrap())
+    }
+
+    /// The records of `items`, encoded with their field index and, to
+    /// compare, by parsing the line.
+    fn indexed_and_parsed(
+        items: Vec<crate::logging::export::LogItem>,
+    ) -> (
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+        Vec<u8>,
+        Vec<u8>,
+    ) {
+        use crate::logging::export::LogEncoder;
+        use prost::Message;
+        let enc = LogEncoder::new([("service.name", "svc")]);
+        assert!(
+            items.iter().all(|i| i.index.is_some()),
+            "every line indexed"
+        );
+        let refused = crate::logging::export::INDEX_REFUSED.get();
+        let indexed = enc.encode_request(&items);
+        assert_eq!(
+            crate::logging::export::INDEX_REFUSED.get(),
+            refused,
+            "an index did not fit its line"
+        );
+        let parsed = enc.encode_request(
+            &items
+                .into_iter()
+                .map(|mut i| {
+                    i.index = None;
+                    i
+                })
+                .collect::<Vec<_>>(),
+        );
+        let req =
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
+                indexed.as_slice(),
+            )
+            .unwrap();
+        (req, indexed, parsed)
+    }
+
+    #[test]
+    fn the_field_index_gives_the_record_the_line_holds() {
+        use crate::ids::RequestId;
+        use opentelemetry::trace::{SpanId, TraceId};
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+
+        let ids = SpanIds {
+            trace_id: TraceId::from_bytes([7; 16]),
+            span_id: SpanId::from_bytes([9; 8]),
+            sampled: true,
+            random: false,
+        };
+        let items = otlp_items(|attach| {
+            // No span: no IDs, no span fields.
+            tracing::info!(target: "app", n = 1u64, "outside");
+            let outer = tracing::info_span!(
+                target: "app",
+                "outer",
+                region = "eu\"west\"",
+                page = 3u64,
+                ratio = 0.25,
+                on = true,
+            );
+            let scope = RequestScope::new(RequestId::parse("req-42").unwrap());
+            scope.set_user("ana \"a\" é");
+            attach(&outer, ids, Some(Arc::new(scope)));
+            let _o = outer.enter();
+            let inner = tracing::info_span!(target: "app", "inner", feed = "near\nby", page = 4u64);
+            let _i = inner.enter();
+            tracing::warn!(
+                target: "app",
+                esc = "tab\t quote\" back\\ nl\n",
+                uni = "hé 😀 \u{2028} \u{1b}",
+                neg = -42i64,
+                min = i64::MIN,
+                big = u64::MAX,
+                huge = i128::MIN,
+                f = 12.5,
+                tiny = 1e-300,
+                nan = f64::NAN,
+                inf = f64::NEG_INFINITY,
+                t = true,
+                no = false,
+                long = "x".repeat(100).as_str(),
+                dbg = ?Some("q\"d"),
+                disp = %"y\\z",
+                password = "secret",
+                level = "high",
+                message_like = "m",
+                "msg \"quoted\" é\t{}",
+                "x"
+            );
+            tracing::error!(target: "app", "plain");
+        });
+        assert_eq!(items.len(), 3);
+        let (req, indexed, parsed) = indexed_and_parsed(items);
+        // What the parser reads from the same lines, byte for byte.
+        assert_eq!(indexed, parsed);
+
+        let records = &req.resource_logs[0].scope_logs[0].log_records;
+        let attrs = |i: usize| -> Vec<(String, Option<V>)> {
+            records[i]
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone().and_then(|v| v.value)))
+                .collect()
+        };
+        let body = |i: usize| records[i].body.clone().and_then(|v| v.value);
+        let s = |v: &str| Some(V::StringValue(v.into()));
+
+        let r = &records[0];
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (9, "INFO"));
+        assert_eq!(r.time_unix_nano, 1_796_284_439_123_456_000);
+        assert!(r.trace_id.is_empty() && r.span_id.is_empty() && r.flags == 0);
+        assert_eq!(body(0), s("outside"));
+        assert_eq!(
+            attrs(0),
+            vec![
+                ("service".into(), s("s\"vc")),
+                ("target".into(), s("app")),
+                ("log_type".into(), s("system")),
+                ("n".into(), Some(V::IntValue(1))),
+            ]
+        );
+
+        let r = &records[1];
+        assert_eq!(r.severity_number, 13);
+        assert_eq!(
+            (r.trace_id.clone(), r.span_id.clone()),
+            (vec![7; 16], vec![9; 8])
+        );
+        assert_eq!(r.flags, 1);
+        assert_eq!(body(1), s("msg \"quoted\" é\tx"));
+        let long = format!("{}…[truncated]", "x".repeat(64));
+        assert_eq!(
+            attrs(1),
+            vec![
+                ("service".into(), s("s\"vc")),
+                ("target".into(), s("app")),
+                ("log_type".into(), s("system")),
+                ("requestId".into(), s("req-42")),
+                ("userId".into(), s("ana \"a\" é")),
+                ("esc".into(), s("tab\t quote\" back\\ nl\n")),
+                ("uni".into(), s("hé 😀 \u{2028} \u{1b}")),
+                ("neg".into(), Some(V::IntValue(-42))),
+                ("min".into(), Some(V::IntValue(i64::MIN))),
+                ("big".into(), s("18446744073709551615")),
+                ("huge".into(), s("-170141183460469231731687303715884105728")),
+                ("f".into(), Some(V::DoubleValue(12.5))),
+                ("tiny".into(), Some(V::DoubleValue(1e-300))),
+                ("nan".into(), s("NaN")),
+                ("inf".into(), s("-Infinity")),
+                ("t".into(), Some(V::BoolValue(true))),
+                ("no".into(), Some(V::BoolValue(false))),
+                ("long".into(), s(&long)),
+                ("dbg".into(), s("Some(\"q\\\"d\")")),
+                ("disp".into(), s("y\\z")),
+                ("password".into(), s("[REDACTED]")),
+                ("fields.level".into(), s("high")),
+                ("message_like".into(), s("m")),
+                // The spans' fields, innermost first, not repeated.
+                ("feed".into(), s("near\nby")),
+                ("page".into(), Some(V::IntValue(4))),
+                ("region".into(), s("eu\"west\"")),
+                ("ratio".into(), Some(V::DoubleValue(0.25))),
+                ("on".into(), Some(V::BoolValue(true))),
+            ]
+        );
+        assert_eq!(records[2].severity_number, 17);
+        assert_eq!(body(2), s("plain"));
+    }
+
+    #[test]
+    fn a_field_recorded_later_on_a_span_keeps_its_index() {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+        let items = otlp_items(|_| {
+            let span = tracing::info_span!(
+                target: "app",
+                "job",
+                a = 1u64,
+                b = tracing::field::Empty,
+                c = "k\"eep"
+            );
+            span.record("b", "n\"ow");
+            span.record("a", 2.5);
+            let _e = span.enter();
+            tracing::info!(target: "app", "done");
+        });
+        let (req, indexed, parsed) = indexed_and_parsed(items);
+        assert_eq!(indexed, parsed);
+        let r = &req.resource_logs[0].scope_logs[0].log_records[0];
+        let attrs: Vec<(String, Option<V>)> = r.attributes[3..]
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone().and_then(|v| v.value)))
+            .collect();
+        assert_eq!(
+            attrs,
+            vec![
+                ("a".into(), Some(V::DoubleValue(2.5))),
+                ("b".into(), Some(V::StringValue("n\"ow".into()))),
+                ("c".into(), Some(V::StringValue("k\"eep".into()))),
+            ]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub(crate) mod export;
 pub(crate) mod filter;
+pub(crate) mod index;
 pub(crate) mod json;
 pub(crate) mod layer;
 pub(crate) mod pretty;
