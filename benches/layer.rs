@@ -426,21 +426,41 @@ impl tonic::codec::Decoder for RawCodec {
     }
 }
 
-fn bench_tracing(c: &mut Criterion) {
-    let received = CountSpans::default();
-    let receiver_rt = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = receiver_rt
+/// Start the counting gRPC receiver on `rt`; its endpoint.
+fn start_receiver(rt: &tokio::runtime::Runtime, received: &CountSpans) -> String {
+    let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let service = received.clone();
-    receiver_rt.spawn(async move {
+    rt.spawn(async move {
         tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
             .await
             .expect("receiver");
     });
+    endpoint
+}
+
+/// `GLIMPSE_BENCH_RECEIVER=1`: only the counting receiver, for running
+/// children by hand (profiling); prints its endpoint, then the spans it
+/// received once stdin closes.
+fn receiver_only() {
+    let received = CountSpans::default();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    println!("{}", start_receiver(&rt, &received));
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    println!(
+        "spans received: {}",
+        received.0.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+fn bench_tracing(c: &mut Criterion) {
+    let received = CountSpans::default();
+    let receiver_rt = tokio::runtime::Runtime::new().expect("runtime");
+    let endpoint = start_receiver(&receiver_rt, &received);
     let exe = std::env::current_exe().expect("current exe");
     let dropped = std::sync::atomic::AtomicU64::new(0);
     let run = |mode: &str, iters: u64| -> Duration {
@@ -495,6 +515,10 @@ criterion_group!(benches, bench, bench_tracing);
 fn main() {
     if let Ok(mode) = std::env::var(CHILD_MODE) {
         child(&mode);
+        return;
+    }
+    if std::env::var_os("GLIMPSE_BENCH_RECEIVER").is_some() {
+        receiver_only();
         return;
     }
     benches();
