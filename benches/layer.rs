@@ -286,145 +286,12 @@ fn anchor_child(iters: u64) {
     let _ = provider.shutdown();
 }
 
-/// A gRPC trace receiver that only counts spans, walking the request's
-/// protobuf wire format without decoding it into structs.
-///
-/// It runs in the parent, beside the measured child: on this VM the two
-/// vCPUs are SMT siblings, and a receiver that decoded every span (prost
-/// builds a `String` per attribute) on the other vCPU slowed the child's
-/// own instructions, inflating the CPU time of the exporting children
-/// against `off` and `bare` (measured: a busy sibling adds ~50 % to the
-/// child's CPU time). Counting spans costs a few instructions per span.
-#[derive(Clone, Default)]
-struct CountSpans(std::sync::Arc<std::sync::atomic::AtomicU64>);
+#[path = "../tests/support/counting_receiver.rs"]
+mod counting_receiver;
 
-impl tonic::server::NamedService for CountSpans {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-}
-
-impl tower::Service<http::Request<tonic::body::Body>> for CountSpans {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let counter = self.0.clone();
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok(grpc.unary(CountRequest(counter), req).await)
-        })
-    }
-}
-
-/// Counts the spans of one raw `ExportTraceServiceRequest`; answers with
-/// an empty `ExportTraceServiceResponse`.
-struct CountRequest(std::sync::Arc<std::sync::atomic::AtomicU64>);
-
-impl tonic::server::UnaryService<bytes::Bytes> for CountRequest {
-    type Response = ();
-    type Future = std::future::Ready<Result<tonic::Response<()>, tonic::Status>>;
-
-    fn call(&mut self, request: tonic::Request<bytes::Bytes>) -> Self::Future {
-        let body = request.into_inner();
-        // ExportTraceServiceRequest.resource_spans = 1,
-        // ResourceSpans.scope_spans = 2, ScopeSpans.spans = 2.
-        let mut spans = 0u64;
-        for rs in fields(&body, 1) {
-            for ss in fields(rs, 2) {
-                spans += fields(ss, 2).count() as u64;
-            }
-        }
-        self.0
-            .fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
-        std::future::ready(Ok(tonic::Response::new(())))
-    }
-}
-
-/// The length-delimited fields numbered `number` of the message `buf`.
-fn fields(mut buf: &[u8], number: u64) -> impl Iterator<Item = &[u8]> {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = buf.split_first()?;
-            *buf = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    std::iter::from_fn(move || {
-        loop {
-            let key = varint(&mut buf)?;
-            let len = match key & 7 {
-                0 => {
-                    varint(&mut buf)?;
-                    0
-                }
-                1 => 8,
-                5 => 4,
-                2 => usize::try_from(varint(&mut buf)?).ok()?,
-                _ => return None,
-            };
-            let (value, rest) = (buf.get(..len)?, buf.get(len..)?);
-            buf = rest;
-            if key & 7 == 2 && key >> 3 == number {
-                return Some(value);
-            }
-        }
-    })
-}
-
-/// A codec that hands the request's bytes over as they are and answers with
-/// an empty message.
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = ();
-    type Decode = bytes::Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = ();
-    type Error = tonic::Status;
-
-    fn encode(&mut self, (): (), _: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
-        use bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
+/// The gRPC receiver: counts what it gets without decoding it
+/// (`tests/support/counting_receiver.rs` says why).
+type CountSpans = counting_receiver::Counter<counting_receiver::Traces>;
 
 /// Start the counting gRPC receiver on `rt`; its endpoint.
 fn start_receiver(rt: &tokio::runtime::Runtime, received: &CountSpans) -> String {
@@ -451,10 +318,7 @@ fn receiver_only() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     println!("{}", start_receiver(&rt, &received));
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    println!(
-        "spans received: {}",
-        received.0.load(std::sync::atomic::Ordering::Relaxed)
-    );
+    println!("spans received: {}", received.count());
 }
 
 fn bench_tracing(c: &mut Criterion) {
@@ -487,7 +351,7 @@ fn bench_tracing(c: &mut Criterion) {
         if std::env::var_os("GLIMPSE_BENCH_DEBUG").is_some() {
             eprintln!(
                 "{mode} {iters}: {nanos} ns, dropped {lost}, received so far {}",
-                received.0.load(std::sync::atomic::Ordering::Relaxed)
+                received.count()
             );
         }
         Duration::from_nanos(nanos)
@@ -505,7 +369,7 @@ fn bench_tracing(c: &mut Criterion) {
     g.finish();
     println!(
         "spans received by the OTLP receiver: {}, dropped by the children: {}",
-        received.0.load(std::sync::atomic::Ordering::Relaxed),
+        received.count(),
         dropped.load(std::sync::atomic::Ordering::Relaxed)
     );
 }

@@ -153,142 +153,16 @@ fn receiver_child() {
         })
         .await
         .unwrap();
-        println!("RECORDS {}", received.0.load(Ordering::Relaxed));
+        println!("RECORDS {}", received.count());
     });
 }
 
-/// A gRPC `LogsService` that only counts records, walking the request's
-/// protobuf wire format without decoding it into structs (see the module
-/// documentation for why).
-#[derive(Clone, Default)]
-struct CountLogs(std::sync::Arc<AtomicU64>);
+#[path = "../tests/support/counting_receiver.rs"]
+mod counting_receiver;
 
-impl tonic::server::NamedService for CountLogs {
-    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
-}
-
-impl tower::Service<http::Request<tonic::body::Body>> for CountLogs {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let counter = self.0.clone();
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok(grpc.unary(CountRequest(counter), req).await)
-        })
-    }
-}
-
-/// Counts the records of one raw `ExportLogsServiceRequest`; answers with
-/// an empty `ExportLogsServiceResponse`.
-struct CountRequest(std::sync::Arc<AtomicU64>);
-
-impl tonic::server::UnaryService<bytes::Bytes> for CountRequest {
-    type Response = ();
-    type Future = std::future::Ready<Result<tonic::Response<()>, tonic::Status>>;
-
-    fn call(&mut self, request: tonic::Request<bytes::Bytes>) -> Self::Future {
-        let body = request.into_inner();
-        // ExportLogsServiceRequest.resource_logs = 1,
-        // ResourceLogs.scope_logs = 2, ScopeLogs.log_records = 2.
-        let mut records = 0u64;
-        for rl in fields(&body, 1) {
-            for sl in fields(rl, 2) {
-                records += fields(sl, 2).count() as u64;
-            }
-        }
-        self.0.fetch_add(records, Ordering::Relaxed);
-        std::future::ready(Ok(tonic::Response::new(())))
-    }
-}
-
-/// The length-delimited fields numbered `number` of the message `buf`.
-fn fields(mut buf: &[u8], number: u64) -> impl Iterator<Item = &[u8]> {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = buf.split_first()?;
-            *buf = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    std::iter::from_fn(move || {
-        loop {
-            let key = varint(&mut buf)?;
-            let len = match key & 7 {
-                0 => {
-                    varint(&mut buf)?;
-                    0
-                }
-                1 => 8,
-                5 => 4,
-                2 => usize::try_from(varint(&mut buf)?).ok()?,
-                _ => return None,
-            };
-            let (value, rest) = (buf.get(..len)?, buf.get(len..)?);
-            buf = rest;
-            if key & 7 == 2 && key >> 3 == number {
-                return Some(value);
-            }
-        }
-    })
-}
-
-/// A codec that hands the request's bytes over as they are and answers with
-/// an empty message.
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = ();
-    type Decode = bytes::Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = ();
-    type Error = tonic::Status;
-
-    fn encode(&mut self, (): (), _: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
-        use bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
+/// The gRPC receiver: counts what it gets without decoding it
+/// (`tests/support/counting_receiver.rs` says why).
+type CountLogs = counting_receiver::Counter<counting_receiver::Logs>;
 
 struct Child {
     child: std::process::Child,
