@@ -48,6 +48,7 @@ use crate::{
     ids::SpanIds,
     otlp::{
         Batcher, Chunk, Destination, ExportRuntime, Signal, Staging, Transport, proto_resource,
+        wire::{I32, I64, VARINT, bytes_field, put_varint, tag, tag_len, varint, varint_len},
     },
 };
 
@@ -818,18 +819,6 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// Write `v` as a varint at `b[p..]`; the position after it.
-#[inline]
-fn put_varint(b: &mut [u8], mut p: usize, mut v: u64) -> usize {
-    while v >= 0x80 {
-        b[p] = (v as u8) | 0x80;
-        v >>= 7;
-        p += 1;
-    }
-    b[p] = v as u8;
-    p + 1
-}
-
 /// Copy `src` to `b[p..]` (room for it and [`SLACK`] checked); the
 /// position after it. Up to 16 bytes are copied as one word when the line
 /// has as many from there (the bytes past `src` land in the room and are
@@ -1044,49 +1033,22 @@ fn hex4(h: &[u8]) -> Option<u32> {
 
 // --- protobuf wire format -------------------------------------------------
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-const fn varint_len(v: u64) -> usize {
-    let bits = 64 - (v | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
-}
-
-fn tag(out: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(out, (u64::from(field) << 3) | u64::from(wire));
-}
-
-fn tag_len(out: &mut Vec<u8>, field: u32, len: usize) {
-    tag(out, field, 2);
-    varint(out, len as u64);
-}
-
-fn bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    tag_len(out, field, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
 fn string_field(out: &mut Vec<u8>, field: u32, s: &str) {
     bytes_field(out, field, s.as_bytes());
 }
 
 fn varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
-    tag(out, field, 0);
+    tag(out, field, VARINT);
     varint(out, v);
 }
 
 fn fixed64_field(out: &mut Vec<u8>, field: u32, v: u64) {
-    tag(out, field, 1);
+    tag(out, field, I64);
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 fn fixed32_field(out: &mut Vec<u8>, field: u32, v: u32) {
-    tag(out, field, 5);
+    tag(out, field, I32);
     out.extend_from_slice(&v.to_le_bytes());
 }
 
@@ -1421,23 +1383,5 @@ mod tests {
         assert_eq!(records[0].trace_id, vec![7; 16]);
         assert!(records[1].trace_id.is_empty() && records[1].flags == 0);
         assert_eq!(records[2].span_id, vec![9; 8]);
-    }
-
-    #[test]
-    fn varint_lengths_match_what_is_written() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ] {
-            let mut out = Vec::new();
-            varint(&mut out, v);
-            assert_eq!(out.len(), varint_len(v), "{v}");
-        }
     }
 }

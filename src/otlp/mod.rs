@@ -21,6 +21,7 @@ mod resource;
 mod runtime;
 mod staging;
 mod transport;
+pub(crate) mod wire;
 
 pub(crate) use batcher::Batcher;
 pub(crate) use destination::{Destination, Signal};

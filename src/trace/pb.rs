@@ -6,55 +6,13 @@
 
 use std::ops::Range;
 
-pub(super) const VARINT: u8 = 0;
-pub(super) const I64: u8 = 1;
-pub(super) const LEN: u8 = 2;
-pub(super) const I32: u8 = 5;
+pub(super) use crate::otlp::wire::{
+    I32, I64, LEN, VARINT, bytes_field as bytes, len_field, length, put_varint, tag, varint,
+    varint_len,
+};
 
 /// `Span.attributes`.
 pub(super) const SPAN_ATTRIBUTES: u32 = 9;
-
-pub(super) fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-/// A length: one push for the common short one.
-#[inline(always)]
-fn length(buf: &mut Vec<u8>, v: usize) {
-    if v < 0x80 {
-        buf.push(v as u8);
-    } else {
-        varint(buf, v as u64);
-    }
-}
-
-#[inline(always)]
-pub(super) const fn varint_len(v: u64) -> usize {
-    // Lengths of attributes and spans are short: branches the predictor
-    // learns beat the division for them.
-    if v < 1 << 7 {
-        1
-    } else if v < 1 << 14 {
-        2
-    } else {
-        // 1 byte per 7 bits.
-        (64 - v.leading_zeros() as usize).div_ceil(7)
-    }
-}
-
-pub(super) fn tag(buf: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(buf, u64::from(field << 3 | u32::from(wire)));
-}
-
-pub(super) fn bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
-    tag(buf, field, LEN);
-    length(buf, b.len());
-    buf.extend_from_slice(b);
-}
 
 /// A string field, left out when empty (proto3 default).
 pub(super) fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
@@ -82,10 +40,6 @@ pub(super) fn enumeration(buf: &mut Vec<u8>, field: u32, v: i32) {
         tag(buf, field, VARINT);
         varint(buf, v as u64);
     }
-}
-
-pub(super) fn len_field(field: u32, len: usize) -> usize {
-    varint_len(u64::from(field << 3)) + varint_len(len as u64) + len
 }
 
 /// An `AnyValue`'s one value.
@@ -121,10 +75,10 @@ pub(super) fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, val: Any<'_>) 
     let mut head = [0u8; 1 + 10 + 1 + 10];
     head[0] = (field << 3) as u8 | LEN;
     let mut n = 1;
-    n = varint_at(&mut head, n, kv_len);
+    n = put_varint(&mut head, n, kv_len as u64);
     if !key.is_empty() {
         head[n] = 1 << 3 | LEN;
-        n = varint_at(&mut head, n + 1, key.len());
+        n = put_varint(&mut head, n + 1, key.len() as u64);
     }
     buf.extend_from_slice(&head[..n]);
     buf.extend_from_slice(key.as_bytes());
@@ -150,19 +104,6 @@ pub(super) fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, val: Any<'_>) 
             buf.extend_from_slice(s);
         }
     }
-}
-
-/// Write `v` as a varint into `head` at `at`; where it ends. `head` has
-/// room for the 10 bytes of any `u64` past `at`.
-#[inline(always)]
-fn varint_at(head: &mut [u8; 22], mut at: usize, mut v: usize) -> usize {
-    while v >= 0x80 {
-        head[at] = (v as u8) | 0x80;
-        v >>= 7;
-        at += 1;
-    }
-    head[at] = v as u8;
-    at + 1
 }
 
 fn read_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
@@ -208,24 +149,6 @@ pub(super) fn find_key(kvs: &[u8], key: &str) -> Option<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varint_lengths_match_what_is_written() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ] {
-            let mut b = Vec::new();
-            varint(&mut b, v);
-            assert_eq!(b.len(), varint_len(v), "{v}");
-        }
-    }
 
     #[test]
     fn a_key_is_found_among_written_key_values_whatever_their_length() {
