@@ -116,6 +116,10 @@ pub(crate) struct SpanRecord {
     /// into the exported span. A value recorded again replaces the earlier
     /// one.
     pub(crate) attrs: Vec<u8>,
+    /// A bit per key written to `attrs` ([`key_bit`]): a key whose bit is
+    /// clear was never written, so recording it needs no search for an
+    /// earlier value.
+    pub(crate) attr_keys: u64,
     pub(crate) events: Vec<EventRecord>,
     pub(crate) links: Vec<LinkRecord>,
     pub(crate) status: StatusCode,
@@ -168,6 +172,7 @@ impl SpanRecord {
             start: now(),
             end: 0,
             attrs,
+            attr_keys: 0,
             events: Vec::new(),
             links: Vec::new(),
             status: StatusCode::Unset,
@@ -248,23 +253,24 @@ impl SpanRecord {
     /// name, kind and status; any other field is an attribute, replacing a
     /// value recorded before under the same key.
     pub(crate) fn record(&mut self, values: &tracing::span::Record<'_>) {
-        values.record(&mut SpanVisitor(self, false));
+        values.record(&mut SpanVisitor(self));
     }
 
     /// Record the fields of span creation.
     pub(crate) fn record_attributes(&mut self, attrs: &tracing::span::Attributes<'_>) {
-        // A callsite's field names are unique: nothing recorded yet can be
-        // replaced.
-        let fresh = self.attrs.is_empty();
-        attrs.record(&mut SpanVisitor(self, fresh));
+        attrs.record(&mut SpanVisitor(self));
     }
 
-    /// Write attribute `key`; unless `fresh` (nothing recorded can hold
-    /// the key), an earlier value of the same key is removed first.
-    fn put(attrs: &mut Vec<u8>, fresh: bool, key: &str, val: Any<'_>) {
-        if !fresh && let Some(old) = pb::find_key(attrs, key) {
+    /// Write attribute `key`, removing an earlier value of the same key
+    /// first; `keys` is the record's [`SpanRecord::attr_keys`].
+    fn put(attrs: &mut Vec<u8>, keys: &mut u64, key: &str, val: Any<'_>) {
+        let bit = key_bit(key);
+        if *keys & bit != 0
+            && let Some(old) = pb::find_key(attrs, key)
+        {
             attrs.drain(old);
         }
+        *keys |= bit;
         pb::key_value(attrs, SPAN_ATTRIBUTES, key, val);
     }
 
@@ -272,10 +278,10 @@ impl SpanRecord {
     /// them on the span: `http.response.status_code`; for a 5xx the error
     /// status and `error.type` (`panic`, or the status code); `enduser.id`.
     pub(crate) fn response(&mut self, r: &crate::ids::response::ResponseFields) {
-        let attrs = &mut self.attrs;
+        let (attrs, keys) = (&mut self.attrs, &mut self.attr_keys);
         Self::put(
             attrs,
-            false,
+            keys,
             "http.response.status_code",
             Any::I64(i64::from(r.status)),
         );
@@ -287,10 +293,10 @@ impl SpanRecord {
             } else {
                 code.format(r.status)
             };
-            Self::put(attrs, false, "error.type", Any::Str(error_type.as_bytes()));
+            Self::put(attrs, keys, "error.type", Any::Str(error_type.as_bytes()));
         }
         if let Some(user) = &r.user {
-            Self::put(attrs, false, "enduser.id", Any::Str(user.as_bytes()));
+            Self::put(attrs, keys, "enduser.id", Any::Str(user.as_bytes()));
         }
     }
 
@@ -349,13 +355,24 @@ impl SpanRecord {
     }
 }
 
-/// Records fields into a span record; `.1`: no attribute can already hold
-/// the key (the fields of span creation), so none is looked for.
-struct SpanVisitor<'a>(&'a mut SpanRecord, bool);
+/// The bit of `key` in [`SpanRecord::attr_keys`]: a hash of its length and
+/// two of its bytes, which gives each key of the crate's server span and its
+/// response fields a bit of its own (a test checks), so recording them
+/// searches nothing. Two keys sharing a bit only cost a search.
+#[inline]
+pub(crate) fn key_bit(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let last = usize::from(b.last().copied().unwrap_or(0));
+    let mid = usize::from(b.get(b.len() / 2).copied().unwrap_or(0));
+    1 << ((b.len() ^ last.wrapping_mul(36) ^ mid) & 63)
+}
+
+/// Records fields into a span record.
+struct SpanVisitor<'a>(&'a mut SpanRecord);
 
 impl SpanVisitor<'_> {
     fn put(&mut self, key: &str, val: Any<'_>) {
-        SpanRecord::put(&mut self.0.attrs, self.1, key, val);
+        SpanRecord::put(&mut self.0.attrs, &mut self.0.attr_keys, key, val);
     }
 
     /// The string field `name` whose value was appended to the record's
@@ -386,8 +403,13 @@ impl SpanVisitor<'_> {
                 };
             }
             _ => {
-                let SpanRecord { attrs, buf, .. } = rec;
-                SpanRecord::put(attrs, self.1, name, Any::Str(&buf.as_bytes()[r.clone()]));
+                let SpanRecord {
+                    attrs,
+                    attr_keys,
+                    buf,
+                    ..
+                } = rec;
+                SpanRecord::put(attrs, attr_keys, name, Any::Str(&buf.as_bytes()[r.clone()]));
             }
         }
         rec.buf.truncate(r.start);
@@ -496,6 +518,55 @@ impl Visit for EventVisitor<'_> {
 mod tests {
     use super::*;
     use crate::ids::response::ResponseFields;
+
+    #[test]
+    fn the_server_and_client_span_keys_each_have_a_bit_of_their_own() {
+        let keys = [
+            "http.request.method",
+            "http.request.method_original",
+            "http.route",
+            "url.path",
+            "url.scheme",
+            "network.protocol.version",
+            "user_agent.original",
+            "glimpse.request_id",
+            "http.response.status_code",
+            "error.type",
+            "enduser.id",
+            "server.address",
+            "url.full",
+        ];
+        let all = keys.iter().fold(0, |m, k| m | key_bit(k));
+        assert_eq!(all.count_ones() as usize, keys.len(), "a bit shared");
+    }
+
+    #[test]
+    fn a_value_recorded_again_replaces_the_earlier_one_also_under_a_shared_bit() {
+        // Keys whose bits collide still replace, not duplicate.
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        let (a, b) = keys
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| {
+                keys[i + 1..]
+                    .iter()
+                    .find(|b| key_bit(b) == key_bit(a))
+                    .map(|b| (a.clone(), b.clone()))
+            })
+            .expect("two keys sharing a bit");
+        let mut rec = SpanRecord::start("s", 2);
+        let (attrs, keys) = (&mut rec.attrs, &mut rec.attr_keys);
+        SpanRecord::put(attrs, keys, &a, Any::I64(1));
+        SpanRecord::put(attrs, keys, &b, Any::I64(2));
+        SpanRecord::put(attrs, keys, &a, Any::I64(3));
+        SpanRecord::put(attrs, keys, &b, Any::I64(4));
+        assert_eq!(rec.attr(&a).as_deref(), Some("3"));
+        assert_eq!(rec.attr(&b).as_deref(), Some("4"));
+        let mut again = rec.attrs.clone();
+        let first = pb::find_key(&again, &a).unwrap();
+        again.drain(first);
+        assert!(pb::find_key(&again, &a).is_none(), "{a} written once");
+    }
 
     #[test]
     fn a_server_error_response_sets_the_error_status_and_error_type() {
