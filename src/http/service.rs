@@ -115,27 +115,55 @@ where
         let uri = req.uri().clone();
         let masked = crate::logging::redact::mask_personal_data(uri.path());
         let path = cap_path(&masked);
-        let span = tracing::info_span!(
-            target: "glimpse_obs::http",
-            "request",
-            otel.name = &*entry.span_name,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            "http.request.method" = entry.method,
-            // The method as sent when it is not one of the known nine.
-            "http.request.method_original" = (entry.method == route_metrics::OTHER_METHOD)
-                .then(|| req.method().as_str()),
-            // Absent when no route matched (semantic conventions).
-            "http.route" = route_metrics::is_template(&entry.route).then_some(&*entry.route),
-            "url.path" = path,
-            "url.scheme" = req.uri().scheme_str().unwrap_or("http"),
-            "network.protocol.version" = protocol_version(req.version()),
-            "user_agent.original" = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
-            "http.response.status_code" = Empty,
-            "enduser.id" = Empty,
-            "glimpse.request_id" = request_id.as_str(),
-            "error.type" = Empty,
-        );
+        let method_original =
+            (entry.method == route_metrics::OTHER_METHOD).then(|| req.method().as_str());
+        // Absent when no route matched (semantic conventions).
+        let route = route_metrics::is_template(&entry.route).then_some(&*entry.route);
+        let scheme = req.uri().scheme_str().unwrap_or("http");
+        let protocol = protocol_version(req.version());
+        let user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let create = || {
+            tracing::info_span!(
+                target: "glimpse_obs::http",
+                "request",
+                otel.name = &*entry.span_name,
+                otel.kind = "server",
+                otel.status_code = Empty,
+                "http.request.method" = entry.method,
+                // The method as sent when it is not one of the known nine.
+                "http.request.method_original" = method_original,
+                "http.route" = route,
+                "url.path" = path,
+                "url.scheme" = scheme,
+                "network.protocol.version" = protocol,
+                "user_agent.original" = user_agent,
+                "http.response.status_code" = Empty,
+                "enduser.id" = Empty,
+                "glimpse.request_id" = request_id.as_str(),
+                "error.type" = Empty,
+            )
+        };
+        // Exporting: the span's attributes handed to the trace layer as
+        // encoded here (`trace::server`), not visited field by field.
+        let span = if shared.exporting {
+            let attrs = crate::trace::server::ServerAttrs {
+                name: &entry.span_name,
+                method: entry.method,
+                method_original,
+                route,
+                path,
+                scheme,
+                protocol,
+                user_agent,
+                request_id: request_id.as_str(),
+            };
+            crate::trace::server::create_with(&attrs, create)
+        } else {
+            create()
+        };
         if settings.public_endpoint || !shared.trust_traceparent {
             crate::trace::link_from_headers(&span, req.headers(), shared.exporting);
         } else {

@@ -77,7 +77,8 @@ where
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         // Never a child of whatever span happens to be around the server.
-        let inherited = if is_request_span(attrs.metadata()) {
+        let request = is_request_span(attrs.metadata());
+        let inherited = if request {
             None
         } else {
             span.parent()
@@ -112,7 +113,14 @@ where
             if let Some(parent) = inherited {
                 record.parent_span_id = parent.span_id;
             }
-            record.record_attributes(attrs);
+            // The server span's fields as the HTTP layer encoded them
+            // (`server`), or visited.
+            if request && super::server::take(&mut record) {
+                #[cfg(debug_assertions)]
+                check_handed_over(&record, attrs);
+            } else {
+                record.record_attributes(attrs);
+            }
             Some(record)
         } else {
             None
@@ -180,6 +188,21 @@ where
         export.push(&record);
         record.recycle();
     }
+}
+
+/// Debug builds: the attributes, name and kind the HTTP layer handed over
+/// are byte for byte those the span's fields give when visited.
+#[cfg(debug_assertions)]
+fn check_handed_over(record: &SpanRecord, attrs: &span::Attributes<'_>) {
+    let mut visited = SpanRecord::start(attrs.metadata().name(), 0);
+    visited.record_attributes(attrs);
+    assert_eq!(
+        (record.text(&record.name), record.kind, &record.attrs),
+        (visited.text(&visited.name), visited.kind, &visited.attrs),
+        "the server span's handed-over attributes differ from its fields"
+    );
+    assert_eq!(record.attr_keys, visited.attr_keys, "attribute key bits");
+    visited.recycle();
 }
 
 /// Run `f` on the [`SpanRecord`] of `span` when it has one (exporting, and

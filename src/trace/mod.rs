@@ -18,6 +18,7 @@ mod export;
 pub(crate) mod light;
 mod pb;
 pub(crate) mod record;
+pub(crate) mod server;
 pub(crate) mod w3c;
 
 use std::{

@@ -57,6 +57,13 @@ pub(super) enum Any<'a> {
 /// (docs/performance.md).
 #[inline]
 pub(super) fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, val: Any<'_>) {
+    key_value_inline(buf, field, key, val);
+}
+
+/// [`key_value`], always inlined: with a key known when compiled its
+/// lengths fold to constants and its bytes are copied as such.
+#[inline(always)]
+pub(super) fn key_value_inline(buf: &mut Vec<u8>, field: u32, key: &str, val: Any<'_>) {
     debug_assert!(field < 16);
     let any_len = match val {
         Any::I64(i) => 1 + varint_len(i as u64),

@@ -233,7 +233,7 @@ impl SpanRecord {
         })
     }
 
-    fn push_str(&mut self, s: &str) -> (u32, u32) {
+    pub(super) fn push_str(&mut self, s: &str) -> (u32, u32) {
         let a = self.buf.len();
         self.buf.push_str(s);
         (a as u32, self.buf.len() as u32)
