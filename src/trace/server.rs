@@ -90,6 +90,15 @@ impl Handoff {
         self.name.push_str(a.name);
         let out = &mut self.attrs;
         out.clear();
+        // Keys, tags and lengths of the eight attributes fit in 200 bytes.
+        out.reserve(
+            200 + a.name.len()
+                + a.path.len()
+                + a.route.map_or(0, str::len)
+                + a.user_agent.map_or(0, str::len)
+                + a.request_id.len()
+                + a.method_original.map_or(0, str::len),
+        );
         let mut keys = 0;
         // In the order of the span's fields, as the visitor writes them.
         str_attr(out, &mut keys, "http.request.method", a.method);
@@ -110,12 +119,36 @@ impl Handoff {
     }
 }
 
-/// A string attribute whose key is known when compiled: inlined, its
-/// lengths and bit fold to constants.
+/// A string attribute whose key is known when compiled. Inlined, so the
+/// key's length and bit are constants; when every length fits one byte (a
+/// value of up to about 90 bytes) the tags, lengths and key are one copy of
+/// a constant size from the stack, and the value one more: about a third
+/// of the instructions of the general [`pb::key_value`] (callgrind,
+/// docs/performance.md), which longer values take.
 #[inline(always)]
 fn str_attr(out: &mut Vec<u8>, keys: &mut u64, key: &'static str, value: &str) {
+    const KEY_MAX: usize = 32;
     *keys |= key_bit(key);
-    pb::key_value_inline(out, SPAN_ATTRIBUTES, key, Any::Str(value.as_bytes()));
+    let (k, v) = (key.as_bytes(), value.as_bytes());
+    let any_len = 2 + v.len();
+    let kv_len = 2 + k.len() + 2 + any_len;
+    if k.len() > KEY_MAX || kv_len >= 0x80 {
+        return pb::key_value(out, SPAN_ATTRIBUTES, key, Any::Str(v));
+    }
+    // KeyValue { key = 1; value = 2 (AnyValue { string_value = 1 }) }.
+    let mut head = [0u8; KEY_MAX + 8];
+    head[0] = (SPAN_ATTRIBUTES << 3) as u8 | pb::LEN;
+    head[1] = kv_len as u8;
+    head[2] = 1 << 3 | pb::LEN;
+    head[3] = k.len() as u8;
+    head[4..4 + k.len()].copy_from_slice(k);
+    let h = &mut head[4 + k.len()..];
+    h[0] = 2 << 3 | pb::LEN;
+    h[1] = any_len as u8;
+    h[2] = 1 << 3 | pb::LEN;
+    h[3] = v.len() as u8;
+    out.extend_from_slice(&head[..8 + k.len()]);
+    out.extend_from_slice(v);
 }
 
 /// Give `record` (just started, nothing recorded) the server span's name,
@@ -135,8 +168,15 @@ pub(super) fn take(record: &mut SpanRecord) -> bool {
             // empty buffer the next hand-off's.
             std::mem::swap(&mut record.attrs, &mut h.attrs);
             record.attr_keys = h.keys;
-            let (a, b) = record.push_str(&h.name);
-            record.name = Text::Buf(a, b);
+            // The same for the name, which starts the record's (empty)
+            // string buffer.
+            if record.buf.is_empty() {
+                std::mem::swap(&mut record.buf, &mut h.name);
+                record.name = Text::Buf(0, record.buf.len() as u32);
+            } else {
+                let (a, b) = record.push_str(&h.name);
+                record.name = Text::Buf(a, b);
+            }
             record.kind = Kind::Server;
             true
         })
@@ -189,6 +229,29 @@ mod tests {
         create_with(&attrs(), || ());
         let mut later = SpanRecord::start("request", 0);
         assert!(!take(&mut later));
+    }
+
+    #[test]
+    fn a_known_key_attribute_is_byte_for_byte_the_general_encoders_at_every_length() {
+        let value = "v".repeat(300);
+        for key in [
+            "url.path",
+            "network.protocol.version",
+            "user_agent.original",
+        ] {
+            for n in 0..300 {
+                let (mut fast, mut general, mut keys) = (Vec::new(), Vec::new(), 0);
+                str_attr(&mut fast, &mut keys, key, &value[..n]);
+                pb::key_value(
+                    &mut general,
+                    SPAN_ATTRIBUTES,
+                    key,
+                    Any::Str(&value.as_bytes()[..n]),
+                );
+                assert_eq!(fast, general, "{key}, {n} bytes");
+                assert_eq!(keys, key_bit(key));
+            }
+        }
     }
 
     #[test]
