@@ -231,6 +231,42 @@ mod wire {
 
     /// Fields 1 to 9: IDs, state, parent, name, kind, times, attributes.
     fn head_fields(body: &mut Vec<u8>, rec: &SpanRecord) {
+        let name = rec.text(&rec.name).as_bytes();
+        // The common span (no `tracestate`, a short name, both times set):
+        // its fixed fields assembled on the stack and copied at constant
+        // sizes, instead of a tag, a length and a copy per field (about 100
+        // instructions a span fewer, callgrind).
+        if rec.trace_state.is_empty()
+            && !name.is_empty()
+            && name.len() < 0x80
+            && rec.start != 0
+            && rec.end != 0
+        {
+            let mut ids = [0u8; 38];
+            ids[..2].copy_from_slice(&[1 << 3 | LEN, 16]);
+            ids[2..18].copy_from_slice(&rec.trace_id.to_bytes());
+            ids[18..20].copy_from_slice(&[2 << 3 | LEN, 8]);
+            ids[20..28].copy_from_slice(&rec.span_id.to_bytes());
+            if rec.parent_span_id == opentelemetry::trace::SpanId::INVALID {
+                body.extend_from_slice(&ids[..28]);
+            } else {
+                ids[28..30].copy_from_slice(&[4 << 3 | LEN, 8]);
+                ids[30..38].copy_from_slice(&rec.parent_span_id.to_bytes());
+                body.extend_from_slice(&ids);
+            }
+            body.extend_from_slice(&[5 << 3 | LEN, name.len() as u8]);
+            body.extend_from_slice(name);
+            // Kind (never 0: `Kind` starts at 1), start and end.
+            let mut times = [0u8; 20];
+            times[..2].copy_from_slice(&[6 << 3, rec.kind as u8]);
+            times[2] = 7 << 3 | pb::I64;
+            times[3..11].copy_from_slice(&rec.start.to_le_bytes());
+            times[11] = 8 << 3 | pb::I64;
+            times[12..20].copy_from_slice(&rec.end.to_le_bytes());
+            body.extend_from_slice(&times);
+            body.extend_from_slice(&rec.attrs);
+            return;
+        }
         bytes(body, 1, &rec.trace_id.to_bytes());
         bytes(body, 2, &rec.span_id.to_bytes());
         string(body, 3, &rec.trace_state);
@@ -579,7 +615,19 @@ mod tests {
         bare.parent_span_id = opentelemetry::trace::SpanId::INVALID;
         bare.attrs.clear();
         bare.status = crate::trace::record::StatusCode::Ok;
-        records.extend([flat, bare]);
+        // The stack-assembled head: with a parent, without one; a name too
+        // long for it.
+        let mut parented = flat.clone();
+        parented.trace_state.clear();
+        let mut root = bare.clone();
+        root.trace_state.clear();
+        let mut long_name = parented.clone();
+        long_name.name = crate::trace::record::Text::Static(
+            "a span name longer than one length byte holds, which the encoder \
+             writes field by field instead of assembling it on the stack....",
+        );
+        assert!(long_name.text(&long_name.name).len() >= 0x80);
+        records.extend([flat, bare, parented, root, long_name]);
         let env = Envelope::new(&Config::default().service("wire"), |k| {
             (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "a=b".to_owned())
         });

@@ -274,12 +274,26 @@ impl SpanRecord {
         pb::key_value(attrs, SPAN_ATTRIBUTES, key, val);
     }
 
+    /// [`SpanRecord::put`] of a key known when compiled: inlined, its bit
+    /// and lengths are constants.
+    #[inline(always)]
+    fn put_known(attrs: &mut Vec<u8>, keys: &mut u64, key: &'static str, val: Any<'_>) {
+        let bit = key_bit(key);
+        if *keys & bit != 0
+            && let Some(old) = pb::find_key(attrs, key)
+        {
+            attrs.drain(old);
+        }
+        *keys |= bit;
+        pb::key_value_inline(attrs, SPAN_ATTRIBUTES, key, val);
+    }
+
     /// The response fields of a server span, as the HTTP layer would record
     /// them on the span: `http.response.status_code`; for a 5xx the error
     /// status and `error.type` (`panic`, or the status code); `enduser.id`.
     pub(crate) fn response(&mut self, r: &crate::ids::response::ResponseFields) {
         let (attrs, keys) = (&mut self.attrs, &mut self.attr_keys);
-        Self::put(
+        Self::put_known(
             attrs,
             keys,
             "http.response.status_code",
@@ -293,10 +307,10 @@ impl SpanRecord {
             } else {
                 code.format(r.status)
             };
-            Self::put(attrs, keys, "error.type", Any::Str(error_type.as_bytes()));
+            Self::put_known(attrs, keys, "error.type", Any::Str(error_type.as_bytes()));
         }
         if let Some(user) = &r.user {
-            Self::put(attrs, keys, "enduser.id", Any::Str(user.as_bytes()));
+            Self::put_known(attrs, keys, "enduser.id", Any::Str(user.as_bytes()));
         }
     }
 
