@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     config::Settings as Shared,
+    ids::response::ResponseSource,
     logging::scope::{self, RequestScope},
 };
 
@@ -125,6 +126,9 @@ where
             .headers()
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
+        let scope = Arc::new(
+            RequestScope::new(request_id.clone()).with_client_request_id(client_request_id),
+        );
         let create = || {
             tracing::info_span!(
                 target: "glimpse_obs::http",
@@ -147,8 +151,13 @@ where
             )
         };
         // Exporting: the span's attributes handed to the trace layer as
-        // encoded here (`trace::server`), not visited field by field.
-        let span = if shared.exporting {
+        // encoded here (`trace::server`), not visited field by field, and
+        // with them where it reads the response when the span closes
+        // (`ids::response`).
+        let response: Option<Arc<dyn ResponseSource>> = shared
+            .response_direct()
+            .then(|| scope.clone() as Arc<dyn ResponseSource>);
+        let (span, response_taken) = if shared.exporting {
             let attrs = crate::trace::server::ServerAttrs {
                 name: &entry.span_name,
                 method: entry.method,
@@ -159,10 +168,11 @@ where
                 protocol,
                 user_agent,
                 request_id: request_id.as_str(),
+                response,
             };
-            crate::trace::server::create_with(&attrs, create)
+            crate::trace::server::create_with(attrs, create)
         } else {
-            create()
+            (create(), false)
         };
         if settings.public_endpoint || !shared.trust_traceparent {
             crate::trace::link_from_headers(&span, req.headers(), shared.exporting);
@@ -176,10 +186,11 @@ where
         } else {
             None
         };
-        let scope = Arc::new(
-            RequestScope::new(request_id.clone()).with_client_request_id(client_request_id),
+        let attached = scope::attach(
+            &span,
+            scope.clone(),
+            shared.response_direct() && !response_taken,
         );
-        let attached = scope::attach(&span, scope.clone(), shared.response_direct());
         req.extensions_mut().insert(request_id);
 
         // The access line writes the same masked path: kept, not redone.

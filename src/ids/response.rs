@@ -27,7 +27,7 @@ pub(crate) struct ResponseFields {
 }
 
 /// Where the trace layer finds a server span's response.
-pub(crate) trait ResponseSource: Send + Sync {
+pub(crate) trait ResponseSource: Send + Sync + std::fmt::Debug {
     /// The response, once the HTTP layer has set it.
     fn response(&self) -> Option<&ResponseFields>;
 }

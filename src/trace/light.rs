@@ -173,14 +173,18 @@ where
         // A server span's response, when the HTTP layer hands it over
         // directly (`ids::response`): its fields, and the end of the
         // request as the layer measured it.
-        let end = match ext.get_mut::<ResponseExt>().and_then(|r| r.0.response()) {
+        let source = match record.response.take() {
+            Some(source) => Some(source),
+            None => ext.get_mut::<ResponseExt>().map(|r| r.0.clone()),
+        };
+        drop(ext);
+        let end = match source.as_deref().and_then(|s| s.response()) {
             Some(response) => {
                 record.response(response);
                 record.start + response.elapsed.as_nanos() as u64
             }
             None => super::record::now(),
         };
-        drop(ext);
         record.trace_id = ids.trace_id;
         record.span_id = ids.span_id;
         record.flags = 1 | if ids.random { RANDOM_FLAG } else { 0 };

@@ -120,6 +120,9 @@ pub(crate) struct SpanRecord {
     /// clear was never written, so recording it needs no search for an
     /// earlier value.
     pub(crate) attr_keys: u64,
+    /// Where a server span's response is read when it closes, when the HTTP
+    /// layer handed it over with the span's attributes (`super::server`).
+    pub(crate) response: Option<std::sync::Arc<dyn crate::ids::response::ResponseSource>>,
     pub(crate) events: Vec<EventRecord>,
     pub(crate) links: Vec<LinkRecord>,
     pub(crate) status: StatusCode,
@@ -173,6 +176,7 @@ impl SpanRecord {
             end: 0,
             attrs,
             attr_keys: 0,
+            response: None,
             events: Vec::new(),
             links: Vec::new(),
             status: StatusCode::Unset,

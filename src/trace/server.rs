@@ -13,16 +13,17 @@
 //! pretty format and any other layer; a debug build checks on every server
 //! span that the handed-over attributes are byte for byte the visited ones.
 
-use std::cell::RefCell;
+use std::{cell::RefCell, sync::Arc};
 
 use super::{
     pb::{self, Any, SPAN_ATTRIBUTES},
     record::{Kind, SpanRecord, Text, key_bit},
 };
+use crate::ids::response::ResponseSource;
 
 /// The fields the HTTP layer records on its server span when creating it
-/// (`otel.name`, `otel.kind = "server"` and the attributes).
-#[derive(Debug, Clone, Copy)]
+/// (`otel.name`, `otel.kind = "server"` and the attributes), and where the
+/// span's response will be found.
 pub(crate) struct ServerAttrs<'a> {
     /// `otel.name`.
     pub(crate) name: &'a str,
@@ -42,6 +43,10 @@ pub(crate) struct ServerAttrs<'a> {
     pub(crate) user_agent: Option<&'a str>,
     /// `glimpse.request_id`.
     pub(crate) request_id: &'a str,
+    /// Where the trace layer reads the response when the span closes, when
+    /// the HTTP layer hands it over rather than recording it on the span
+    /// (`ids::response`).
+    pub(crate) response: Option<Arc<dyn ResponseSource>>,
 }
 
 /// The attributes encoded for the server span this thread is creating.
@@ -51,6 +56,7 @@ struct Handoff {
     name: String,
     attrs: Vec<u8>,
     keys: u64,
+    response: Option<Arc<dyn ResponseSource>>,
 }
 
 thread_local! {
@@ -61,31 +67,47 @@ thread_local! {
 /// unwinds): nothing is left for another span of the thread to take.
 struct Disarm;
 
+impl Disarm {
+    /// Disarm; whether the trace layer took the hand-off.
+    fn taken(self) -> bool {
+        let armed = HANDOFF
+            .try_with(|h| h.try_borrow().is_ok_and(|h| h.armed))
+            .unwrap_or(true);
+        drop(self);
+        !armed
+    }
+}
+
 impl Drop for Disarm {
     fn drop(&mut self) {
         let _ = HANDOFF.try_with(|h| {
             if let Ok(mut h) = h.try_borrow_mut() {
                 h.armed = false;
+                h.response = None;
             }
         });
     }
 }
 
 /// Create the server span with `create`, handing `attrs` (the fields
-/// `create` gives the span) to the crate's trace layer, which takes them
-/// instead of visiting the span's fields. Without that layer (or when it
-/// records nothing) the encoded attributes are dropped unused.
-pub(crate) fn create_with<T>(attrs: &ServerAttrs<'_>, create: impl FnOnce() -> T) -> T {
+/// `create` gives the span, and the response's source) to the crate's
+/// trace layer, which takes them instead of visiting the span's fields.
+/// Also says whether it took them: without that layer (or when it records
+/// nothing) they are dropped unused, and the response source is to be
+/// given another way.
+pub(crate) fn create_with<T>(attrs: ServerAttrs<'_>, create: impl FnOnce() -> T) -> (T, bool) {
     let armed = HANDOFF
         .try_with(|h| h.try_borrow_mut().map(|mut h| h.arm(attrs)).is_ok())
         .unwrap_or(false);
-    let _disarm = armed.then_some(Disarm);
-    create()
+    let disarm = armed.then_some(Disarm);
+    let span = create();
+    (span, disarm.is_some_and(Disarm::taken))
 }
 
 impl Handoff {
-    fn arm(&mut self, a: &ServerAttrs<'_>) {
+    fn arm(&mut self, a: ServerAttrs<'_>) {
         self.armed = true;
+        self.response = a.response;
         self.name.clear();
         self.name.push_str(a.name);
         let out = &mut self.attrs;
@@ -168,6 +190,7 @@ pub(super) fn take(record: &mut SpanRecord) -> bool {
             // empty buffer the next hand-off's.
             std::mem::swap(&mut record.attrs, &mut h.attrs);
             record.attr_keys = h.keys;
+            record.response = h.response.take();
             // The same for the name, which starts the record's (empty)
             // string buffer.
             if record.buf.is_empty() {
@@ -198,18 +221,20 @@ mod tests {
             protocol: "1.1",
             user_agent: Some("curl/8"),
             request_id: "req-1",
+            response: None,
         }
     }
 
     #[test]
     fn a_record_takes_what_was_handed_over_while_its_span_was_created_and_only_then() {
-        let taken = create_with(&attrs(), || {
+        let (taken, was_taken) = create_with(attrs(), || {
             let mut record = SpanRecord::start("request", 0);
             assert!(take(&mut record));
             let mut again = SpanRecord::start("request", 0);
             assert!(!take(&mut again), "taken once");
             record
         });
+        assert!(was_taken);
         assert_eq!(taken.text(&taken.name), "GET /users/{id}");
         assert_eq!(taken.kind, Kind::Server);
         for (key, want) in [
@@ -226,7 +251,8 @@ mod tests {
         assert_eq!(taken.attr("http.request.method_original"), None);
 
         // After the span's creation nothing is left to take.
-        create_with(&attrs(), || ());
+        let ((), was_taken) = create_with(attrs(), || ());
+        assert!(!was_taken, "nothing took it");
         let mut later = SpanRecord::start("request", 0);
         assert!(!take(&mut later));
     }
@@ -256,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_panic_while_creating_the_span_leaves_nothing_armed() {
-        let caught = std::panic::catch_unwind(|| create_with(&attrs(), || panic!("creating")));
+        let caught = std::panic::catch_unwind(|| create_with(attrs(), || panic!("creating")));
         assert!(caught.is_err());
         let mut record = SpanRecord::start("request", 0);
         assert!(!take(&mut record));
