@@ -23,7 +23,7 @@ use tracing_subscriber::{Layer, Registry, layer::Context as LayerContext, regist
 
 use super::{
     export::SpanExport,
-    record::{LinkRecord, SpanRecord},
+    record::{LinkRecord, Recording, SpanRecord},
 };
 use crate::{
     config::Sampler,
@@ -109,7 +109,7 @@ where
         // Exporting: a record for a sampled span, and for a root whose
         // decision `set_parent` may still change.
         let record = if ids.sampled || (inherited.is_none() && self.sampler != Sampler::AlwaysOff) {
-            let mut record = SpanRecord::start(attrs.metadata().name(), attrs.fields().len());
+            let mut record = Recording::start(attrs.metadata().name(), attrs.fields().len());
             if let Some(parent) = inherited {
                 record.parent_span_id = parent.span_id;
             }
@@ -137,7 +137,7 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        if let Some(record) = span.extensions_mut().get_mut::<SpanRecord>() {
+        if let Some(record) = span.extensions_mut().get_mut::<Recording>() {
             record.record(values);
         }
     }
@@ -151,7 +151,7 @@ where
         let Some(span) = ctx.event_span(event) else {
             return;
         };
-        if let Some(record) = span.extensions_mut().get_mut::<SpanRecord>() {
+        if let Some(record) = span.extensions_mut().get_mut::<Recording>() {
             record.add_log_event(event);
         }
     }
@@ -160,7 +160,7 @@ where
         let Some(export) = &self.export else { return };
         let Some(span) = ctx.span(&id) else { return };
         let mut ext = span.extensions_mut();
-        let Some(mut record) = ext.remove::<SpanRecord>() else {
+        let Some(mut record) = ext.remove::<Recording>() else {
             return;
         };
         let Some(ids) = ext.get_mut::<SpanIds>().copied() else {
@@ -198,7 +198,7 @@ where
 /// are byte for byte those the span's fields give when visited.
 #[cfg(debug_assertions)]
 fn check_handed_over(record: &SpanRecord, attrs: &span::Attributes<'_>) {
-    let mut visited = SpanRecord::start(attrs.metadata().name(), 0);
+    let mut visited = Recording::start(attrs.metadata().name(), 0);
     visited.record_attributes(attrs);
     assert_eq!(
         (record.text(&record.name), record.kind, &record.attrs),
@@ -215,7 +215,7 @@ pub(crate) fn with_record(span: &tracing::Span, f: impl FnOnce(&mut SpanRecord))
     span.with_subscriber(|(id, dispatch)| {
         let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
         let mut ext = span.extensions_mut();
-        f(ext.get_mut::<SpanRecord>()?);
+        f(ext.get_mut::<Recording>()?);
         Some(())
     });
 }
@@ -294,7 +294,7 @@ pub(crate) fn set_parent(span: &tracing::Span, cx: Context) -> bool {
             ids.sampled = decide(sampler, ids.trace_id, None);
             ids.random = true;
         }
-        if let Some(record) = ext.get_mut::<SpanRecord>() {
+        if let Some(record) = ext.get_mut::<Recording>() {
             if remote.is_valid() {
                 record.parent_span_id = remote.span_id();
                 record.parent_is_remote = true;

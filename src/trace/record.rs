@@ -132,17 +132,18 @@ pub(crate) struct SpanRecord {
 }
 
 thread_local! {
-    /// Emptied attribute lists and string buffers of records this thread
-    /// exported, for the next records it starts: a span's record then costs
-    /// no allocation but its own box in the span's extensions.
-    static SPARE: RefCell<Vec<(Vec<u8>, String)>> = const { RefCell::new(Vec::new()) };
+    /// Boxed records this thread exported, emptied, for the next spans it
+    /// records: a span's record then costs no allocation and is never
+    /// moved (a record is some 300 bytes; the extensions hold its box).
+    #[allow(clippy::vec_box, reason = "the boxes are what is reused")]
+    static SPARE: RefCell<Vec<Box<SpanRecord>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Buffers kept per thread: more than the spans a request thread has open
+/// Records kept per thread: more than the spans a request thread has open
 /// at once in the common case (server span, a few children).
 const SPARE_MAX: usize = 16;
-/// Buffers grown larger than this (a span with huge values) are freed, not
-/// kept.
+/// Records whose buffers grew larger than this (a span with huge values)
+/// are freed, not kept.
 const SPARE_BYTES: usize = 4096;
 
 /// Unix time in nanoseconds.
@@ -152,17 +153,74 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-impl SpanRecord {
+/// The record of a span being recorded, in the span's extensions: boxed,
+/// the box reused from span to span on a thread ([`Recording::recycle`]).
+#[derive(Debug)]
+pub(crate) struct Recording(Box<SpanRecord>);
+
+impl std::ops::Deref for Recording {
+    type Target = SpanRecord;
+    fn deref(&self) -> &SpanRecord {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Recording {
+    fn deref_mut(&mut self) -> &mut SpanRecord {
+        &mut self.0
+    }
+}
+
+impl Recording {
     /// A record for a span named `name` (its metadata name; `otel.name`
-    /// overrides it), started now.
+    /// overrides it) with about `fields` fields, started now.
     pub(crate) fn start(name: &'static str, fields: usize) -> Self {
         let spare = SPARE
             .try_with(|s| s.try_borrow_mut().ok()?.pop())
             .ok()
             .flatten();
-        // About 40 bytes an attribute.
-        let (attrs, buf) =
-            spare.unwrap_or_else(|| (Vec::with_capacity(fields * 48), String::with_capacity(64)));
+        Self(match spare {
+            Some(mut rec) => {
+                rec.restart(name);
+                rec
+            }
+            None => Box::new(SpanRecord::fresh(name, fields)),
+        })
+    }
+
+    /// Keep this record's box and buffers for the next record this thread
+    /// starts.
+    pub(crate) fn recycle(self) {
+        let mut rec = self.0;
+        if rec.buf.capacity() > SPARE_BYTES || rec.attrs.capacity() > SPARE_BYTES {
+            return;
+        }
+        // Emptied now, so what they hold is freed now.
+        rec.attrs.clear();
+        rec.buf.clear();
+        rec.trace_state.clear();
+        rec.events.clear();
+        rec.links.clear();
+        rec.response = None;
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.len() < SPARE_MAX
+            {
+                s.push(rec);
+            }
+        });
+    }
+}
+
+impl SpanRecord {
+    /// A record for a span named `name`, started now, unboxed (tests; the
+    /// light layer starts a [`Recording`]).
+    #[cfg(test)]
+    pub(crate) fn start(name: &'static str, fields: usize) -> Self {
+        *Recording::start(name, fields).0
+    }
+
+    fn fresh(name: &'static str, fields: usize) -> Self {
         Self {
             trace_id: TraceId::INVALID,
             span_id: SpanId::INVALID,
@@ -174,34 +232,32 @@ impl SpanRecord {
             kind: Kind::Internal,
             start: now(),
             end: 0,
-            attrs,
+            // About 40 bytes an attribute.
+            attrs: Vec::with_capacity(fields * 48),
             attr_keys: 0,
             response: None,
             events: Vec::new(),
             links: Vec::new(),
             status: StatusCode::Unset,
             status_message: None,
-            buf,
+            buf: String::with_capacity(64),
         }
     }
 
-    /// Keep this record's buffers for the next record this thread starts.
-    pub(crate) fn recycle(self) {
-        let Self {
-            mut attrs, mut buf, ..
-        } = self;
-        if buf.capacity() > SPARE_BYTES || attrs.capacity() > SPARE_BYTES {
-            return;
-        }
-        attrs.clear();
-        buf.clear();
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut()
-                && s.len() < SPARE_MAX
-            {
-                s.push((attrs, buf));
-            }
-        });
+    /// Start a recycled (emptied) record again, field by field.
+    fn restart(&mut self, name: &'static str) {
+        self.trace_id = TraceId::INVALID;
+        self.span_id = SpanId::INVALID;
+        self.parent_span_id = SpanId::INVALID;
+        self.parent_is_remote = false;
+        self.flags = 0;
+        self.name = Text::Static(name);
+        self.kind = Kind::Internal;
+        self.start = now();
+        self.end = 0;
+        self.attr_keys = 0;
+        self.status = StatusCode::Unset;
+        self.status_message = None;
     }
 
     /// The text of `t`.
