@@ -123,9 +123,14 @@ impl LogItem {
     }
 }
 
+/// `t` in nanoseconds since the Unix epoch (0 before it, `u64::MAX` after
+/// 2554): seconds and nanoseconds put together, not `as_nanos`' `u128`.
 fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
+    })
 }
 
 /// One staged line as the encoder reads it.
@@ -378,10 +383,11 @@ impl OtlpLogs {
             Sink::Export {
                 staging, batcher, ..
             } => {
+                let nanos = unix_nanos(now);
                 if batcher.is_closed() {
                     batcher.count_dropped(1);
                 } else if let Some(full) =
-                    staging.push(|bytes| stage(bytes, line, index, unix_nanos(now), level, ids))
+                    staging.push(|bytes| stage(bytes, line, index, nanos, level, ids))
                 {
                     // Dropped and counted when the queue is full.
                     let _ = batcher.push(full);
