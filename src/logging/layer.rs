@@ -1140,6 +1140,9 @@ mod tests {
             refused,
             "an index did not fit its line"
         );
+        // Staged one behind the other as the export path stages them (the
+        // word-wide copies then read into the next line's header).
+        assert_eq!(enc.encode_staged(&items), indexed, "staged");
         let parsed = enc.encode_request(
             &items
                 .into_iter()
