@@ -382,8 +382,8 @@ fn bench_tracing(c: &mut Criterion) {
 /// anchor and bare once (`PAIRED_ITERS` x 100 requests each); the figures
 /// are the medians over the rounds of the per-round differences.
 fn paired(run: &dyn Fn(&str, u64) -> Duration) {
-    const ROUNDS: usize = 15;
-    const PAIRED_ITERS: u64 = 200;
+    const ROUNDS: usize = 21;
+    const PAIRED_ITERS: u64 = 500;
     // A child's figure is its CPU time per request times `PAIRED_ITERS`.
     let us = |d: Duration| d.as_secs_f64() * 1e6 / PAIRED_ITERS as f64;
     let median = |mut v: Vec<f64>| {
