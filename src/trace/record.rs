@@ -324,20 +324,13 @@ impl SpanRecord {
     /// Write attribute `key`, removing an earlier value of the same key
     /// first; `keys` is the record's [`SpanRecord::attr_keys`].
     fn put(attrs: &mut Vec<u8>, keys: &mut u64, key: &str, val: Any<'_>) {
-        let bit = key_bit(key);
-        if *keys & bit != 0
-            && let Some(old) = pb::find_key(attrs, key)
-        {
-            attrs.drain(old);
-        }
-        *keys |= bit;
-        pb::key_value(attrs, SPAN_ATTRIBUTES, key, val);
+        Self::put_known(attrs, keys, key, val);
     }
 
-    /// [`SpanRecord::put`] of a key known when compiled: inlined, its bit
-    /// and lengths are constants.
+    /// [`SpanRecord::put`], always inlined: for a key known when compiled
+    /// its bit and lengths are constants.
     #[inline(always)]
-    fn put_known(attrs: &mut Vec<u8>, keys: &mut u64, key: &'static str, val: Any<'_>) {
+    fn put_known(attrs: &mut Vec<u8>, keys: &mut u64, key: &str, val: Any<'_>) {
         let bit = key_bit(key);
         if *keys & bit != 0
             && let Some(old) = pb::find_key(attrs, key)
