@@ -2,15 +2,18 @@
 //! formatter and through tracing-subscriber's `fmt().json()`, both to a sink,
 //! in one run; plus heap allocations per event (counting allocator).
 //!
-//! Group `log_event_otlp` and the `otlp logs:` figure: the JSON line to a
+//! Group `log_event_otlp` and the `otlp logs:` figures: the JSON line to a
 //! sink against the JSON line plus its OTLP record (`OTEL_LOGS_EXPORTER=otlp`)
-//! exported over gRPC to a receiver running in a child process (this bench
-//! binary again, so its work is not counted), in one run. The figure is the
-//! process CPU time per event of 20,000 events *including* the final flush:
-//! the writer thread's write and, for OTLP, the export worker's encoding
-//! and export, acknowledged by the receiver; median of five rounds. The
-//! receiver only counts the records, walking the request's protobuf wire
-//! format (`CountLogs`): on the 2-vCPU machine of `docs/performance.md` the
+//! exported over gRPC, and over http/protobuf, to a receiver running in a
+//! child process (this bench binary again, so its work is not counted), in
+//! one run, the rounds of the three alternating. The figure is the process
+//! CPU time per event of 20,000 events *including* the final flush: the
+//! writer thread's write and, for OTLP, the export worker's encoding and
+//! export, acknowledged by the receiver; median of five rounds; then the
+//! same time split by thread (`/proc/self/task/*/schedstat`) for the last
+//! round. The receiver only counts the records, walking the request's
+//! protobuf wire format (`CountLogs`): on the 2-vCPU machine of
+//! `docs/performance.md` the
 //! vCPUs are SMT siblings, and a receiver decoding every record with prost
 //! into structs (a `String` per attribute) on the other vCPU slowed the
 //! measured process's own instructions (a busy sibling adds about half to
@@ -127,8 +130,9 @@ fn bench(c: &mut Criterion) {
 /// Set in the receiver child.
 const RECEIVER_CHILD: &str = "GLIMPSE_BENCH_LOGS_RECEIVER";
 
-/// The child: a gRPC logs receiver that counts records; prints its
-/// endpoint, and the records it got once stdin closes.
+/// The child: a logs receiver, over gRPC and over OTLP/HTTP, that counts
+/// records; prints its two endpoints, and the records it got once stdin
+/// closes.
 fn receiver_child() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -136,17 +140,29 @@ fn receiver_child() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("ENDPOINT http://{}", listener.local_addr().unwrap());
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("GRPC http://{}", grpc.local_addr().unwrap());
+        println!("HTTP http://{}/v1/logs", http.local_addr().unwrap());
         let received = CountLogs::default();
         let service = received.clone();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc))
                 .await
                 .unwrap();
         });
+        let counter = received.clone();
+        let app = axum::Router::new().route(
+            "/v1/logs",
+            axum::routing::post(move |body: bytes::Bytes| {
+                counter.add(&body);
+                // An empty `ExportLogsServiceResponse`: all accepted.
+                std::future::ready(([("content-type", "application/x-protobuf")], ""))
+            }),
+        );
+        tokio::spawn(async move { axum::serve(http, app).await.unwrap() });
         tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
             let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);
@@ -160,13 +176,14 @@ fn receiver_child() {
 #[path = "../tests/support/counting_receiver.rs"]
 mod counting_receiver;
 
-/// The gRPC receiver: counts what it gets without decoding it
+/// The receiver: counts what it gets without decoding it
 /// (`tests/support/counting_receiver.rs` says why).
 type CountLogs = counting_receiver::Counter<counting_receiver::Logs>;
 
 struct Child {
     child: std::process::Child,
-    endpoint: String,
+    grpc: String,
+    http: String,
 }
 
 impl Child {
@@ -179,11 +196,14 @@ impl Child {
             .spawn()
             .expect("receiver child");
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let endpoint = line.trim().strip_prefix("ENDPOINT ").unwrap().to_owned();
+        let mut endpoint = |prefix: &str| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.trim().strip_prefix(prefix).unwrap().to_owned()
+        };
+        let (grpc, http) = (endpoint("GRPC "), endpoint("HTTP "));
         child.stdout = Some(out.into_inner());
-        Self { child, endpoint }
+        Self { child, grpc, http }
     }
 
     /// Records the receiver got.
@@ -198,12 +218,14 @@ impl Child {
     }
 }
 
-fn telemetry(otlp_endpoint: Option<&str>) -> glimpse_obs::Telemetry {
-    let endpoint = otlp_endpoint.map(str::to_owned);
-    glimpse_obs::Config::from_lookup(|name| match (name, &endpoint) {
+/// JSON lines to a sink and, given an endpoint and its protocol, OTLP log
+/// records exported to it.
+fn telemetry(otlp: Option<(&str, &str)>) -> glimpse_obs::Telemetry {
+    let otlp = otlp.map(|(url, protocol)| (url.to_owned(), protocol.to_owned()));
+    glimpse_obs::Config::from_lookup(|name| match (name, &otlp) {
         ("OTEL_LOGS_EXPORTER", Some(_)) => Some("otlp".to_owned()),
-        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", Some(e)) => Some(e.clone()),
-        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", Some(_)) => Some("grpc".to_owned()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", Some((url, _))) => Some(url.clone()),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", Some((_, protocol))) => Some(protocol.clone()),
         // Room for every record of a round: the figure is for records
         // exported, not dropped.
         ("OTEL_BLRP_MAX_QUEUE_SIZE", Some(_)) => Some("65536".to_owned()),
@@ -236,6 +258,41 @@ fn cpu_per_event(t: &glimpse_obs::Telemetry, dispatch: &Dispatch, n: u32) -> (f6
     })
 }
 
+/// CPU time (ns) of each of this process's threads by name, from
+/// `/proc/self/task/*/schedstat` (threads of the same name added up).
+fn thread_cpu() -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        *out.entry(name.trim().to_owned()).or_insert(0) += ns;
+    }
+    out
+}
+
+/// Per event, which threads the CPU time of `after - before` went to.
+fn per_thread(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    events: u64,
+) -> String {
+    after
+        .iter()
+        .map(|(name, ns)| {
+            let d = ns.saturating_sub(before.get(name).copied().unwrap_or(0));
+            format!("{name} {:.0} ns", d as f64 / events as f64)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -258,37 +315,81 @@ fn dropped_records() -> u64 {
         .sum::<f64>() as u64
 }
 
+/// One measured setup of `bench_otlp`.
+struct Setup {
+    name: &'static str,
+    telemetry: glimpse_obs::Telemetry,
+    dispatch: Dispatch,
+    cpu: Vec<f64>,
+    wall: Vec<f64>,
+    threads: String,
+}
+
+impl Setup {
+    fn new(name: &'static str, otlp: Option<(&str, &str)>) -> Self {
+        let telemetry = telemetry(otlp);
+        let dispatch =
+            Dispatch::new(tracing_subscriber::registry().with(telemetry.tracing_layer()));
+        Self {
+            name,
+            telemetry,
+            dispatch,
+            cpu: vec![],
+            wall: vec![],
+            threads: String::new(),
+        }
+    }
+
+    /// One round of `n` events, its figures kept.
+    fn round(&mut self, n: u32) {
+        let before = thread_cpu();
+        let (cpu, wall) = cpu_per_event(&self.telemetry, &self.dispatch, n);
+        self.threads = per_thread(&before, &thread_cpu(), u64::from(n));
+        self.cpu.push(cpu);
+        self.wall.push(wall);
+    }
+}
+
 fn bench_otlp(c: &mut Criterion) {
     let receiver = Child::start();
-    let json = telemetry(None);
-    let otlp = telemetry(Some(&receiver.endpoint));
-    let json_d = Dispatch::new(tracing_subscriber::registry().with(json.tracing_layer()));
-    let otlp_d = Dispatch::new(tracing_subscriber::registry().with(otlp.tracing_layer()));
+    let mut setups = [
+        Setup::new("JSON", None),
+        Setup::new("JSON + OTLP gRPC", Some((&receiver.grpc, "grpc"))),
+        Setup::new(
+            "JSON + OTLP http/protobuf",
+            Some((&receiver.http, "http/protobuf")),
+        ),
+    ];
 
     const N: u32 = 20_000;
-    // Events logged through `otlp`, each one record.
+    // Events logged through the OTLP setups, each one record.
     let mut sent = 0u64;
-    let (mut j_cpu, mut o_cpu, mut j_wall, mut o_wall) = (vec![], vec![], vec![], vec![]);
-    cpu_per_event(&json, &json_d, N); // warm up
-    cpu_per_event(&otlp, &otlp_d, N);
-    sent += u64::from(N);
-    for _ in 0..5 {
-        let (c, w) = cpu_per_event(&json, &json_d, N);
-        j_cpu.push(c);
-        j_wall.push(w);
-        let (c, w) = cpu_per_event(&otlp, &otlp_d, N);
-        sent += u64::from(N);
-        o_cpu.push(c);
-        o_wall.push(w);
+    for setup in &mut setups {
+        setup.round(N); // warm up
     }
-    let (jc, oc) = (median(j_cpu), median(o_cpu));
-    println!(
-        "otlp logs: process CPU per event, flush and export counted (median of 5 x {N}): \
-         JSON {jc:.0} ns, JSON + OTLP {oc:.0} ns, ratio {:.2}; wall {:.0} ns vs {:.0} ns",
-        oc / jc,
-        median(j_wall),
-        median(o_wall),
-    );
+    // Rounds alternate between the setups, so a slow spell of the machine
+    // hits all of them alike.
+    for _ in 0..5 {
+        for setup in &mut setups {
+            setup.round(N);
+        }
+    }
+    sent += 6 * 2 * u64::from(N);
+    let json_cpu = median(setups[0].cpu.clone());
+    for s in &setups {
+        println!(
+            "otlp logs: {}: process CPU per event, flush and export counted (median of 5 x {N}): \
+             {:.0} ns, ratio to JSON {:.2}; wall {:.0} ns",
+            s.name,
+            median(s.cpu.clone()),
+            median(s.cpu.clone()) / json_cpu,
+            median(s.wall.clone()),
+        );
+        println!(
+            "otlp logs: {}: CPU per event by thread, last round: {}",
+            s.name, s.threads
+        );
+    }
     // The figure is for records exported, not dropped.
     assert_eq!(
         dropped_records(),
@@ -296,23 +397,30 @@ fn bench_otlp(c: &mut Criterion) {
         "records dropped in the measured rounds"
     );
 
+    let [json, grpc, http] = &setups;
     let mut g = c.benchmark_group("log_event_otlp");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("json_to_sink", |b| in_spans(&json_d, || b.iter(event)));
-    g.bench_function("json_and_otlp_record", |b| {
-        in_spans(&otlp_d, || {
-            b.iter_custom(|iters| {
-                sent += iters;
-                let start = std::time::Instant::now();
-                for _ in 0..iters {
-                    event();
-                }
-                start.elapsed()
-            })
-        })
+    g.bench_function("json_to_sink", |b| {
+        in_spans(&json.dispatch, || b.iter(event))
     });
+    for (name, setup) in [("json_and_otlp_grpc", grpc), ("json_and_otlp_http", http)] {
+        g.bench_function(name, |b| {
+            in_spans(&setup.dispatch, || {
+                b.iter_custom(|iters| {
+                    sent += iters;
+                    let start = std::time::Instant::now();
+                    for _ in 0..iters {
+                        event();
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
     g.finish();
-    assert!(otlp.flush(std::time::Duration::from_secs(30)));
+    for setup in [grpc, http] {
+        assert!(setup.telemetry.flush(std::time::Duration::from_secs(30)));
+    }
     let dropped = dropped_records();
     let received = receiver.stop();
     println!("otlp logs: records logged {sent}, received {received}, dropped {dropped}");
