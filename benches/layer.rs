@@ -379,31 +379,39 @@ fn bench_tracing(c: &mut Criterion) {
 /// runs all samples of one child before the next, so a change in the
 /// machine's load between them (on this 2-vCPU VM, the other vCPU is an SMT
 /// sibling) moves one side of on − off only. Each round runs off, on,
-/// anchor and bare once (`PAIRED_ITERS` x 100 requests each); the figures
+/// anchor and bare once (500 x 100 requests each); the figures
 /// are the medians over the rounds of the per-round differences.
+///
+/// Under `cargo test` (Criterion's test mode: no `--bench` argument) one
+/// round of 5 x 100 requests per child checks that the children run and
+/// export, instead of 21 rounds of 50 000 requests in a debug build.
 fn paired(run: &dyn Fn(&str, u64) -> Duration) {
-    const ROUNDS: usize = 21;
-    const PAIRED_ITERS: u64 = 500;
-    // A child's figure is its CPU time per request times `PAIRED_ITERS`.
-    let us = |d: Duration| d.as_secs_f64() * 1e6 / PAIRED_ITERS as f64;
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (rounds, iters): (usize, u64) = if bench { (21, 500) } else { (1, 5) };
+    paired_rounds(run, rounds, iters);
+}
+
+fn paired_rounds(run: &dyn Fn(&str, u64) -> Duration, rounds: usize, paired_iters: u64) {
+    // A child's figure is its CPU time per request times `paired_iters`.
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / paired_iters as f64;
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let (mut ours, mut anchor, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let off = us(run("off", PAIRED_ITERS));
-        let on = us(run("on", PAIRED_ITERS));
-        let sdk = us(run("anchor", PAIRED_ITERS));
-        let bare = us(run("bare", PAIRED_ITERS));
+    for _ in 0..rounds {
+        let off = us(run("off", paired_iters));
+        let on = us(run("on", paired_iters));
+        let sdk = us(run("anchor", paired_iters));
+        let bare = us(run("bare", paired_iters));
         ours.push(on - off);
         anchor.push(sdk - bare);
         ratio.push((on - off) / (sdk - bare));
     }
     println!(
-        "tracing paired ({ROUNDS} alternated rounds of {} requests per child, medians): \
+        "tracing paired ({rounds} alternated rounds of {} requests per child, medians): \
          on - off {:.2} us, anchor - bare {:.2} us, ratio {:.3}",
-        PAIRED_ITERS * BATCH,
+        paired_iters * BATCH,
         median(ours),
         median(anchor),
         median(ratio)
