@@ -43,7 +43,7 @@ pub use otlp_env::{
     OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
     OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_LOGS_EXPORTER, OTEL_METRIC_EXPORT_INTERVAL,
-    OTEL_METRICS_EXPORTER, OtlpCompression, Temporality,
+    OTEL_METRICS_EXPORTER, OTEL_RESOURCE_ATTRIBUTES, OtlpCompression, Temporality,
 };
 
 /// Service name (standard OpenTelemetry name). Wins over [`GLIMPSE_SERVICE`].
@@ -1509,6 +1509,8 @@ mod tests {
     fn batch_settings_and_the_traces_endpoint_come_from_the_lookup() {
         let c = Config::from_lookup(env(&[
             ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_SCHEDULE_DELAY", " 250 "),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
             ("OTEL_BSP_EXPORT_TIMEOUT", "2000"),
             (
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -1517,7 +1519,19 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.batch.max_queue_size, 100);
+        assert_eq!(c.batch.scheduled_delay, Duration::from_millis(250));
+        assert_eq!(c.batch.max_export_batch_size, 64);
         assert_eq!(c.batch.export_timeout, Duration::from_secs(2));
+        // A batch never exceeds the queue (the specification's rule).
+        let capped = Config::from_lookup(env(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000"),
+        ]))
+        .unwrap();
+        assert_eq!(capped.batch.max_export_batch_size, 100);
+        // The span batch is not touched by the log batch's variables.
+        let logs_only = Config::from_lookup(env(&[("OTEL_BLRP_SCHEDULE_DELAY", "7")])).unwrap();
+        assert_eq!(logs_only.batch.scheduled_delay, Duration::from_millis(5000));
         assert_eq!(
             c.export.traces.endpoint.as_deref(),
             Some("http://c:4318/custom")

@@ -7,7 +7,12 @@
 //! What a user relies on, asserted on what the collector received:
 //! - every span and log record carries the resource of the service;
 //! - each log record's `trace_id` names a span the collector received;
-//! - the OTLP metrics equal the Prometheus scrape taken once traffic stopped.
+//! - the OTLP metrics equal the Prometheus scrape taken once traffic stopped:
+//!   counters, the self-rendered revenue, a histogram's bucket bounds and
+//!   counts, the WebSocket series; the process CPU counter, which moves
+//!   between the export and the scrape, is at most the scraped value;
+//! - the WebSocket connection's `ws.connection` span is a child of the
+//!   upgrade request's server span.
 //!
 //! `scripts/test-all.sh` installs the Python peer and sets
 //! `GLIMPSE_REQUIRE_PEERS`, so there a missing venv fails the test.
@@ -24,7 +29,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{
+    self,
+    protocol::{CloseFrame, frame::coding::CloseCode},
+};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -181,7 +191,8 @@ fn stop(mut svc: Service) -> (i32, Vec<Value>) {
 
 /// Requests that give every kind of record: a span per request, an access
 /// line per request, an ERROR line (the `500`), revenue and payment
-/// counters, histogram observations.
+/// counters, histogram observations, a WebSocket chat (one message echoed,
+/// a normal close).
 async fn traffic(base: &str) {
     let c = reqwest::Client::new();
     for i in 0..3 {
@@ -200,8 +211,139 @@ async fn traffic(base: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 402);
+    let r = c
+        .post(format!("{base}/payments"))
+        .json(&json!({"amount_minor": 1699, "currency": "EUR", "card": "4242424242424242"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let r = c.get(format!("{base}/error")).send().await.unwrap();
     assert_eq!(r.status(), 500);
+    chat(base).await;
+}
+
+/// One WebSocket chat: a message echoed, then a normal close, its closing
+/// handshake finished.
+async fn chat(base: &str) {
+    let url = format!("{}/ws/chat", base.replacen("http://", "ws://", 1));
+    let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    client
+        .send(tungstenite::Message::text("hello"))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), client.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), "hello");
+    client
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), client.next()).await {}
+}
+
+/// Labels a series must carry.
+type Labels = &'static [(&'static str, &'static str)];
+
+/// The series of the scrape and the OTLP export that must be equal once
+/// traffic stopped: (scrape name, OTLP name, labels). A histogram compares
+/// its count here, its buckets in [`assert_buckets_match`].
+const SAME_VALUES: &[(&str, &str, Labels)] = &[
+    (
+        "glimpse_matches_created_total",
+        "glimpse_matches_created_total",
+        &[],
+    ),
+    (
+        "glimpse_payments_total",
+        "glimpse_payments_total",
+        &[("status", "failed")],
+    ),
+    (
+        "glimpse_payments_total",
+        "glimpse_payments_total",
+        &[("status", "succeeded")],
+    ),
+    // Self-rendered by the exporter, a double over OTLP: 16.99.
+    (
+        "glimpse_payment_amount_total",
+        "glimpse_payment_amount_total",
+        &[("currency", "EUR")],
+    ),
+    (
+        "http_server_request_duration_seconds_count",
+        "http_server_request_duration_seconds",
+        &[("route", "/matches"), ("method", "POST")],
+    ),
+    (
+        "websocket_messages_total",
+        "websocket_messages_total",
+        &[("channel", "chat"), ("direction", "received")],
+    ),
+    (
+        "websocket_closes_total",
+        "websocket_closes_total",
+        &[("channel", "chat"), ("class", "normal")],
+    ),
+];
+
+/// The scrape's cumulative buckets of `name` (`le` -> count, summed over
+/// the series whose labels include `labels`), `+Inf` as infinity.
+fn scraped_buckets(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let bucket = format!("{name}_bucket{{");
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with(&bucket)) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        if !labels
+            .iter()
+            .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        {
+            continue;
+        }
+        let le = series.split("le=\"").nth(1).unwrap();
+        let le = &le[..le.find('"').unwrap()];
+        let le: f64 = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
+        let value: f64 = value.parse().unwrap();
+        match out.iter_mut().find(|(b, _)| *b == le) {
+            Some(slot) => slot.1 += value,
+            None => out.push((le, value)),
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// An OTLP histogram point (bounds, per-bucket counts) against the
+/// scrape's cumulative buckets: the same bounds, the same counts.
+fn assert_buckets_match(scraped: &[(f64, f64)], bounds: &[f64], counts: &[u64], what: &str) {
+    assert_eq!(
+        counts.len(),
+        bounds.len() + 1,
+        "{what}: one count per bucket and the overflow"
+    );
+    let mut cumulative = 0u64;
+    let exported: Vec<(f64, f64)> = bounds
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .zip(counts)
+        .map(|(le, n)| {
+            cumulative += n;
+            (le, cumulative as f64)
+        })
+        .collect();
+    assert_eq!(exported, scraped, "{what}: OTLP buckets against the scrape");
+    assert!(cumulative > 0, "{what}: observations exported");
 }
 
 /// `key` of an OTLP attribute list as text.
@@ -313,6 +455,55 @@ fn point(points: &[Point], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .map(|(_, _, v)| *v)
 }
 
+/// The bounds and per-bucket counts of the histogram point of `name`
+/// whose attributes include `labels`, in the last metrics export.
+fn last_histogram(
+    bodies: &[Value],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<(Vec<f64>, Vec<u64>)> {
+    let last = bodies.last()?;
+    for rm in last["resource_metrics"].as_array().into_iter().flatten() {
+        for sm in rm["scope_metrics"].as_array().into_iter().flatten() {
+            for m in sm["metrics"].as_array().into_iter().flatten() {
+                if m["name"] != name {
+                    continue;
+                }
+                for p in m["histogram"]["data_points"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let has =
+                        |(k, v): &(&str, &str)| attr(&p["attributes"], k).as_deref() == Some(*v);
+                    if !labels.iter().all(has) {
+                        continue;
+                    }
+                    let bounds = p["explicit_bounds"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|b| b.as_f64().unwrap())
+                        .collect();
+                    // MessageToDict writes 64-bit integers as strings.
+                    let counts = p["bucket_counts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            c.as_u64()
+                                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+                                .unwrap()
+                        })
+                        .collect();
+                    return Some((bounds, counts));
+                }
+            }
+        }
+    }
+    None
+}
+
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
@@ -367,32 +558,35 @@ async fn the_python_peer_decodes_spans_logs_and_metrics_of_one_run_that_agree_wi
         .await
         .unwrap();
     let points = last_metric_points(&peer.bodies("metrics"));
-    for (name, otlp_name, labels) in [
-        (
-            "glimpse_matches_created_total",
-            "glimpse_matches_created_total",
-            vec![],
-        ),
-        (
-            "glimpse_payments_total",
-            "glimpse_payments_total",
-            vec![("status", "failed")],
-        ),
-        (
-            "http_server_request_duration_seconds_count",
-            "http_server_request_duration_seconds",
-            vec![("route", "/matches"), ("method", "POST")],
-        ),
-    ] {
-        let scraped = common::metric_value(&scrape, name, &labels)
+    for &(name, otlp_name, labels) in SAME_VALUES {
+        let scraped = common::metric_value(&scrape, name, labels)
             .unwrap_or_else(|| panic!("{name} not in the scrape"));
-        let exported = point(&points, otlp_name, &labels)
+        let exported = point(&points, otlp_name, labels)
             .unwrap_or_else(|| panic!("{otlp_name} {labels:?} not exported: {points:#?}"));
         assert_eq!(
             exported, scraped,
-            "{name}: OTLP {exported}, scrape {scraped}"
+            "{name}{labels:?}: OTLP {exported}, scrape {scraped}"
         );
     }
+    let cpu_exported = point(&points, "process_cpu_seconds_total", &[]).expect("CPU exported");
+    let cpu_scraped = common::metric_value(&scrape, "process_cpu_seconds_total", &[]).unwrap();
+    assert!(
+        cpu_exported > 0.0 && cpu_exported <= cpu_scraped,
+        "CPU: OTLP {cpu_exported} (earlier), scrape {cpu_scraped}"
+    );
+    let labels = [("route", "/matches"), ("method", "POST")];
+    let (bounds, counts) = last_histogram(
+        &peer.bodies("metrics"),
+        "http_server_request_duration_seconds",
+        &labels,
+    )
+    .expect("the /matches histogram exported");
+    assert_buckets_match(
+        &scraped_buckets(&scrape, "http_server_request_duration_seconds", &labels),
+        &bounds,
+        &counts,
+        "http_server_request_duration_seconds /matches",
+    );
 
     let (code, lines) = stop(svc);
     assert_eq!(code, 0);
@@ -420,6 +614,31 @@ async fn the_python_peer_decodes_spans_logs_and_metrics_of_one_run_that_agree_wi
             Some("payment-7d9f")
         );
     }
+    // The WebSocket connection: a span of its own under the upgrade request.
+    let upgrade = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| {
+            s["kind"] == "SPAN_KIND_SERVER"
+                && attr(&s["attributes"], "http.route").as_deref() == Some("/ws/chat")
+        })
+        .expect("the upgrade request's server span");
+    let conn = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s["name"] == "ws.connection")
+        .expect("the ws.connection span");
+    assert_eq!(conn["kind"], "SPAN_KIND_SERVER");
+    assert_eq!(conn["trace_id"], upgrade["trace_id"]);
+    assert_eq!(conn["parent_span_id"], upgrade["span_id"]);
+    assert_eq!(
+        attr(&conn["attributes"], "channel").as_deref(),
+        Some("chat")
+    );
+    assert_eq!(
+        attr(&conn["attributes"], "ws.close_class").as_deref(),
+        Some("normal")
+    );
     let records = log_records(&peer.bodies("logs"));
     let in_requests: Vec<&Value> = records
         .iter()
@@ -538,35 +757,71 @@ async fn the_grpc_receivers_get_spans_logs_and_metrics_of_one_run_that_agree_wit
             _ => None,
         }
     };
-    for (name, otlp_name, labels) in [
-        (
-            "glimpse_matches_created_total",
-            "glimpse_matches_created_total",
-            vec![],
-        ),
-        (
-            "glimpse_payments_total",
-            "glimpse_payments_total",
-            vec![("status", "failed")],
-        ),
-        (
-            "http_server_request_duration_seconds_count",
-            "http_server_request_duration_seconds",
-            vec![("route", "/matches"), ("method", "POST")],
-        ),
-    ] {
-        let scraped = common::metric_value(&scrape, name, &labels)
+    for &(name, otlp_name, labels) in SAME_VALUES {
+        let scraped = common::metric_value(&scrape, name, labels)
             .unwrap_or_else(|| panic!("{name} not in the scrape"));
-        let exported =
-            sum_of(otlp_name, &labels).unwrap_or_else(|| panic!("{otlp_name} not exported"));
+        let exported = sum_of(otlp_name, labels)
+            .unwrap_or_else(|| panic!("{otlp_name} {labels:?} not exported"));
         assert_eq!(
             exported, scraped,
-            "{name}: OTLP {exported}, scrape {scraped}"
+            "{name}{labels:?}: OTLP {exported}, scrape {scraped}"
+        );
+    }
+    let cpu_exported = sum_of("process_cpu_seconds_total", &[]).expect("CPU exported");
+    let cpu_scraped = common::metric_value(&scrape, "process_cpu_seconds_total", &[]).unwrap();
+    assert!(
+        cpu_exported > 0.0 && cpu_exported <= cpu_scraped,
+        "CPU: OTLP {cpu_exported} (earlier), scrape {cpu_scraped}"
+    );
+    {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        let labels = [("route", "/matches"), ("method", "POST")];
+        let want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let Some(Data::Histogram(h)) =
+            m::metric(&latest, "http_server_request_duration_seconds").and_then(|m| m.data)
+        else {
+            panic!("the request histogram exported as a histogram");
+        };
+        let p = h
+            .data_points
+            .iter()
+            .find(|p| {
+                let attrs = m::attrs(&p.attributes);
+                want.iter().all(|w| attrs.contains(w))
+            })
+            .expect("the /matches point");
+        assert_buckets_match(
+            &scraped_buckets(&scrape, "http_server_request_duration_seconds", &labels),
+            &p.explicit_bounds,
+            &p.bucket_counts,
+            "http_server_request_duration_seconds /matches",
         );
     }
 
     let (code, _) = stop(svc);
     assert_eq!(code, 0);
+
+    // The WebSocket connection: a span of its own under the upgrade request.
+    let all = spans_store.spans();
+    let upgrade = all
+        .iter()
+        .find(|s| {
+            format!("{:?}", s.kind()) == "Server"
+                && s.attr("http.route").as_deref() == Some("/ws/chat")
+        })
+        .expect("the upgrade request's server span");
+    let conn = all
+        .iter()
+        .find(|s| s.name() == "ws.connection")
+        .expect("the ws.connection span");
+    assert_eq!(format!("{:?}", conn.kind()), "Server");
+    assert_eq!(conn.trace_id(), upgrade.trace_id());
+    assert_eq!(conn.parent_span_id(), upgrade.span_id());
+    assert_eq!(conn.attr("channel").as_deref(), Some("chat"));
+    assert_eq!(conn.attr("ws.close_class").as_deref(), Some("normal"));
 
     let span_ids: HashSet<(String, String)> = spans_store
         .spans()

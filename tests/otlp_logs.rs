@@ -327,6 +327,7 @@ fn scenario_child_process() {
         "stdout_on" => rt.block_on(stdout_switch(parts[1], true)),
         "dead" => rt.block_on(dead_child(parts[1], parts[2])),
         "shared" => rt.block_on(shared_child()),
+        "scheduled" => rt.block_on(scheduled_child()),
         other => panic!("unknown scenario {other}"),
     };
     println!("RESULT {result}");
@@ -546,10 +547,44 @@ async fn shared_child() -> Value {
     for i in 0..10 {
         tracing::info!(i, "batched");
     }
+    // Two full batches go out at once; the last two records wait for the
+    // schedule (a minute away), so only a flush sends them.
+    assert!(logs.store.wait_for_len(8, Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    let before_flush = logs.store.len();
     assert!(guard.flush(Duration::from_secs(5)));
     assert!(logs.store.wait_for_len(10, Duration::from_secs(5)));
     guard.shutdown().unwrap();
-    json!({ "records": logs.store.len(), "exports": logs.store.exports() })
+    json!({
+        "records": logs.store.len(),
+        "exports": logs.store.exports(),
+        "batch_sizes": logs.store.batch_sizes(),
+        "before_flush": before_flush,
+    })
+}
+
+async fn scheduled_child() -> Value {
+    let logs = LogsReceiver::grpc(LogStore::default()).await;
+    let vars = HashMap::from([
+        ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.endpoint()),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "200".to_owned()),
+    ]);
+    let guard = Config::from_lookup(lookup(vars))
+        .unwrap()
+        .metrics_addr(None)
+        .log_writer(std::io::sink())
+        .init()
+        .unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        tracing::info!(i, "scheduled");
+    }
+    // Far from a full batch (512) and no flush: the schedule sends them.
+    let arrived = logs.store.wait_for_len(3, Duration::from_secs(10));
+    let waited_ms = started.elapsed().as_millis() as u64;
+    guard.shutdown().unwrap();
+    json!({ "arrived": arrived, "waited_ms": waited_ms, "exports": logs.store.exports() })
 }
 
 async fn dead_child(protocol: &str, collector: &str) -> Value {
@@ -709,4 +744,24 @@ fn the_shared_endpoint_and_the_blrp_batch_size_are_used() {
     // 10 records in batches of at most 4: at least 3 exports.
     assert_eq!(r["records"], 10, "{r}");
     assert!(r["exports"].as_u64().unwrap() >= 3, "{r}");
+    let sizes: Vec<u64> = r["batch_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert!(sizes.iter().all(|&n| (1..=4).contains(&n)), "{r}");
+    assert_eq!(sizes.iter().sum::<u64>(), 10, "{r}");
+    assert_eq!(
+        r["before_flush"], 8,
+        "full batches go out at once, the rest waits for the schedule: {r}"
+    );
+}
+
+#[test]
+fn records_short_of_a_batch_go_out_on_the_blrp_schedule() {
+    let (r, _) = run("scheduled/grpc", &[]);
+    assert_eq!(r["arrived"], true, "{r}");
+    let waited = r["waited_ms"].as_u64().unwrap();
+    assert!(waited < 5_000, "OTEL_BLRP_SCHEDULE_DELAY=200: {r}");
 }

@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::{
 };
 use support::{
     otlp_metrics_receiver::{MetricsReceiver, attrs, kind, metric, metrics, resource_attr},
-    otlp_receiver::black_hole,
+    otlp_receiver::{black_hole, closed_port},
 };
 use tower::ServiceExt as _;
 
@@ -537,8 +537,11 @@ async fn run_requests(app: &Router) -> Duration {
     started.elapsed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_black_holed_collector_costs_requests_nothing_and_shutdown_is_bounded() {
+/// A collector that never answers (`blackhole`) or refuses connections
+/// (`closed`), over `protocol`: requests cost what they cost without OTLP,
+/// memory stays flat while exports fail, the failed points are counted as
+/// dropped, and shutdown returns within its timeout.
+async fn a_dead_collector_costs_requests_nothing(protocol: &str, collector: &str) {
     let _serial = SERIAL.lock().await;
     let baseline = Config::default()
         .metrics_addr(None)
@@ -549,13 +552,19 @@ async fn a_black_holed_collector_costs_requests_nothing_and_shutdown_is_bounded(
     run_requests(&baseline_app).await; // warm-up
     let without = run_requests(&baseline_app).await;
 
-    let hole = black_hole();
+    let addr = match collector {
+        "blackhole" => black_hole(),
+        "closed" => closed_port(),
+        other => panic!("unknown collector {other}"),
+    };
+    let endpoint = match protocol {
+        "http/protobuf" => format!("http://{addr}/v1/metrics"),
+        _ => format!("http://{addr}"),
+    };
     let telemetry = from_env(&[
         ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
-        (
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-            format!("http://{hole}"),
-        ),
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol.to_owned()),
         ("OTEL_METRIC_EXPORT_INTERVAL", "50".to_owned()),
         ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "200".to_owned()),
     ])
@@ -567,11 +576,11 @@ async fn a_black_holed_collector_costs_requests_nothing_and_shutdown_is_bounded(
     let rss_before = rss_bytes();
     let with = run_requests(&app).await;
     eprintln!(
-        "300 requests: {without:?} without OTLP metrics, {with:?} with a black-holed collector"
+        "300 requests: {without:?} without OTLP metrics, {with:?} with a {collector} collector over {protocol}"
     );
     assert!(
         with <= without * 3 + Duration::from_millis(100),
-        "requests slowed by a dead collector: {with:?} against {without:?}"
+        "requests slowed by a {collector} collector over {protocol}: {with:?} against {without:?}"
     );
     // Exports keep failing for a while: memory stays flat, drops are counted.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -597,4 +606,24 @@ async fn a_black_holed_collector_costs_requests_nothing_and_shutdown_is_bounded(
         "shutdown took {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_grpc_collector_costs_requests_nothing_and_shutdown_is_bounded() {
+    a_dead_collector_costs_requests_nothing("grpc", "blackhole").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_http_collector_costs_requests_nothing_and_shutdown_is_bounded() {
+    a_dead_collector_costs_requests_nothing("http/protobuf", "blackhole").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_grpc_port_costs_requests_nothing_and_shutdown_is_bounded() {
+    a_dead_collector_costs_requests_nothing("grpc", "closed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_http_port_costs_requests_nothing_and_shutdown_is_bounded() {
+    a_dead_collector_costs_requests_nothing("http/protobuf", "closed").await;
 }

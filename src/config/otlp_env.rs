@@ -73,6 +73,10 @@ pub const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
 /// configured writer). `false` with `OTEL_LOGS_EXPORTER=otlp` sends logs
 /// over OTLP only.
 pub const GLIMPSE_LOG_STDOUT: &str = "GLIMPSE_LOG_STDOUT";
+/// Extra resource attributes of every signal, `key=value,key2=value2`,
+/// values percent-decoded; the configured `service.name`,
+/// `service.version` and `deployment.environment.name` win over them.
+pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 
 /// Most log records waiting for OTLP export; more are dropped and counted.
 pub(crate) const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
@@ -292,6 +296,8 @@ pub(crate) struct ExportSettings {
     pub(crate) logs_batch: BatchSettings,
     /// `GLIMPSE_LOG_STDOUT`.
     pub(crate) log_stdout: bool,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, in order, values decoded.
+    pub(crate) resource_attributes: Vec<(String, String)>,
 }
 
 impl Default for ExportSettings {
@@ -307,6 +313,7 @@ impl Default for ExportSettings {
             logs_otlp: false,
             logs_batch: BatchSettings::logs_default(),
             log_stdout: true,
+            resource_attributes: Vec::new(),
         }
     }
 }
@@ -358,6 +365,10 @@ impl ExportSettings {
                 "false" => false,
                 _ => return Err(invalid(GLIMPSE_LOG_STDOUT, &v, "expected true or false")),
             };
+        }
+        if let Some(v) = get(OTEL_RESOURCE_ATTRIBUTES) {
+            s.resource_attributes = parse_resource_attributes(&v)
+                .map_err(|reason| invalid(OTEL_RESOURCE_ATTRIBUTES, &v, &reason))?;
         }
         Ok(s)
     }
@@ -440,6 +451,32 @@ pub(crate) fn parse_headers(v: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value` members, comma-separated,
+/// values percent-encoded (W3C Baggage octets, as the specification says).
+/// The specification discards the whole value on a malformed member; here
+/// it is an error instead, so a typo is seen at start rather than a
+/// resource that silently lacks what the deployment set.
+pub(crate) fn parse_resource_attributes(v: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for member in v.split(',') {
+        if member.trim().is_empty() {
+            continue;
+        }
+        let Some((k, val)) = member.split_once('=') else {
+            return Err(format!(
+                "{:?} is not key=value (expected pairs such as team=matching,k8s.pod.name=payment-1)",
+                member.trim()
+            ));
+        };
+        let key = k.trim();
+        if key.is_empty() {
+            return Err(format!("{:?} has an empty key", member.trim()));
+        }
+        out.push((key.to_owned(), percent_decode(val.trim())?));
+    }
+    Ok(out)
+}
+
 /// `%XX` sequences decoded; the result must be UTF-8.
 fn percent_decode(s: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
@@ -485,6 +522,65 @@ mod tests {
         assert_eq!(e.logs_batch.scheduled_delay, Duration::from_millis(1000));
         assert_eq!(e.logs_batch.max_export_batch_size, 512);
         assert_eq!(e.logs_batch.export_timeout, Duration::from_millis(30_000));
+        // The span batch: the batch span processor's defaults.
+        assert_eq!(c.batch.max_queue_size, 2048);
+        assert_eq!(c.batch.scheduled_delay, Duration::from_millis(5000));
+        assert_eq!(c.batch.max_export_batch_size, 512);
+        assert_eq!(c.batch.export_timeout, Duration::from_millis(30_000));
+    }
+
+    #[test]
+    fn code_replaces_the_environment_for_the_metrics_and_logs_switches() {
+        let from_env = || {
+            Config::from_lookup(env(&[
+                ("OTEL_METRICS_EXPORTER", "otlp"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "1500"),
+                ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
+                ("OTEL_LOGS_EXPORTER", "otlp"),
+                ("GLIMPSE_LOG_STDOUT", "false"),
+            ]))
+            .unwrap()
+        };
+        let e = from_env().export;
+        assert!(!e.metrics_exporters.prometheus && e.metrics_exporters.otlp);
+        assert_eq!(e.metric_export_interval, Duration::from_millis(1500));
+        assert_eq!(e.temporality, Temporality::Delta);
+        assert!(e.logs_otlp && !e.log_stdout);
+
+        let c = from_env()
+            .metrics_prometheus(true)
+            .metrics_otlp(false)
+            .metric_export_interval(Duration::from_secs(15))
+            .metrics_temporality(Temporality::Cumulative)
+            .logs_otlp(false)
+            .log_stdout(true);
+        let e = &c.export;
+        assert_eq!(
+            e.metrics_exporters,
+            MetricsExporters {
+                prometheus: true,
+                otlp: false
+            }
+        );
+        assert_eq!(e.metric_export_interval, Duration::from_secs(15));
+        assert_eq!(e.temporality, Temporality::Cumulative);
+        assert!(!e.logs_otlp);
+        assert!(e.log_stdout);
+
+        // And the other way: the environment's defaults, turned on in code.
+        let c = Config::from_lookup(env(&[]))
+            .unwrap()
+            .metrics_otlp(true)
+            .metrics_temporality(Temporality::Delta)
+            .logs_otlp(true)
+            .log_stdout(false);
+        let e = &c.export;
+        assert!(e.metrics_exporters.prometheus && e.metrics_exporters.otlp);
+        assert_eq!(e.temporality, Temporality::Delta);
+        assert!(e.logs_otlp && !e.log_stdout);
+        // An interval of zero would spin the exporter: the least is 1 ms.
+        let c = Config::default().metric_export_interval(Duration::ZERO);
+        assert_eq!(c.export.metric_export_interval, Duration::from_millis(1));
     }
 
     #[test]
@@ -613,6 +709,13 @@ mod tests {
             ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "-3"),
             ("OTEL_BLRP_EXPORT_TIMEOUT", "30s"),
             ("GLIMPSE_LOG_STDOUT", "maybe"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "1.5"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team=core,region"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "=orphan"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team=%zz"),
         ];
         for (name, value) in cases {
             let err = Config::from_lookup(env(&[(name, value)])).unwrap_err();
@@ -623,6 +726,25 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(name) && msg.contains(value), "{msg}");
         }
+    }
+
+    #[test]
+    fn resource_attributes_are_percent_decoded_pairs_in_order() {
+        let c = Config::from_lookup(env(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            " team=core, region=eu%2Dwest ,,k8s.pod.name=payment-7d9f ",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.export.resource_attributes,
+            vec![
+                ("team".to_owned(), "core".to_owned()),
+                ("region".to_owned(), "eu-west".to_owned()),
+                ("k8s.pod.name".to_owned(), "payment-7d9f".to_owned()),
+            ]
+        );
+        let c = Config::from_lookup(env(&[])).unwrap();
+        assert!(c.export.resource_attributes.is_empty());
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(crate) mod wire;
 
 pub(crate) use batcher::Batcher;
 pub(crate) use destination::{Destination, Signal};
-pub(crate) use resource::{proto_resource, resource_from, string_attribute};
+pub(crate) use resource::{proto_resource, string_attribute};
 pub(crate) use runtime::ExportRuntime;
 pub(crate) use staging::{Chunk, Staging};
 pub(crate) use transport::Transport;

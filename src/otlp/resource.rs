@@ -11,77 +11,45 @@ use opentelemetry_proto::tonic::{
 
 use crate::Config;
 
-/// The resource of `config`, `OTEL_RESOURCE_ATTRIBUTES` read from the
-/// process environment.
+/// The resource of `config`: its `OTEL_RESOURCE_ATTRIBUTES` (parsed with
+/// the rest of the configuration, so a malformed value is an error at
+/// build), then `telemetry.sdk.*`, then the configured service, version
+/// and environment.
 pub(crate) fn proto_resource(config: &Config) -> Resource {
-    resource_from(config, |k| std::env::var(k).ok())
-}
-
-/// The resource of `config`, `OTEL_RESOURCE_ATTRIBUTES` read from `lookup`.
-pub(crate) fn resource_from(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Resource {
-    let mut attrs: Vec<(String, String)> = Vec::new();
-    let mut put = |k: &str, v: String| {
-        if let Some(slot) = attrs.iter_mut().find(|(key, _)| key == k) {
-            slot.1 = v;
-        } else {
-            attrs.push((k.to_owned(), v));
-        }
-    };
-    if let Some(raw) = lookup("OTEL_RESOURCE_ATTRIBUTES") {
-        for (k, v) in parse_resource_attributes(&raw) {
-            put(&k, v);
-        }
+    let mut attrs: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in &config.export.resource_attributes {
+        put_attr(&mut attrs, k, v);
     }
-    put("telemetry.sdk.name", "glimpse_obs".to_owned());
-    put("telemetry.sdk.language", "rust".to_owned());
-    put(
+    put_attr(&mut attrs, "telemetry.sdk.name", "glimpse_obs");
+    put_attr(&mut attrs, "telemetry.sdk.language", "rust");
+    put_attr(
+        &mut attrs,
         "telemetry.sdk.version",
-        env!("CARGO_PKG_VERSION").to_owned(),
+        env!("CARGO_PKG_VERSION"),
     );
-    put("service.name", config.service.clone());
-    put("service.version", config.version.clone());
-    put(
+    put_attr(&mut attrs, "service.name", &config.service);
+    put_attr(&mut attrs, "service.version", &config.version);
+    put_attr(
+        &mut attrs,
         "deployment.environment.name",
-        config.environment.as_str().to_owned(),
+        config.environment.as_str(),
     );
     Resource {
         attributes: attrs
             .into_iter()
-            .map(|(k, v)| string_attribute(&k, &v))
+            .map(|(k, v)| string_attribute(k, v))
             .collect(),
         ..Resource::default()
     }
 }
 
-/// `key1=value1,key2=value2` with percent-encoded values (W3C Baggage
-/// octets, as the specification says); malformed members are skipped.
-fn parse_resource_attributes(raw: &str) -> Vec<(String, String)> {
-    raw.split(',')
-        .filter_map(|member| {
-            let (k, v) = member.split_once('=')?;
-            let k = k.trim();
-            (!k.is_empty()).then(|| (k.to_owned(), percent_decode(v.trim())))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
+/// Set `k` to `v`: a later key replaces an earlier one in its place.
+fn put_attr<'a>(attrs: &mut Vec<(&'a str, &'a str)>, k: &'a str, v: &'a str) {
+    if let Some(slot) = attrs.iter_mut().find(|(key, _)| *key == k) {
+        slot.1 = v;
+    } else {
+        attrs.push((k, v));
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A string attribute.

@@ -80,7 +80,7 @@ impl TracePipeline {
             Some(destination) => {
                 let runtime = ExportRuntime::start()?;
                 let transport = Transport::to(&destination, &runtime)?;
-                let envelope = encode::Envelope::new(config, |k| std::env::var(k).ok());
+                let envelope = encode::Envelope::new(config);
                 let spans = SpanExport::new(config.batch, transport, &runtime, envelope);
                 Some(Export {
                     runtime,

@@ -94,12 +94,14 @@ impl ReceivedLog {
 pub struct LogStore {
     logs: Arc<Mutex<Vec<ReceivedLog>>>,
     exports: Arc<AtomicUsize>,
+    batch_sizes: Arc<Mutex<Vec<usize>>>,
 }
 
 impl LogStore {
     pub fn push(&self, req: ExportLogsServiceRequest) {
         self.exports.fetch_add(1, Ordering::SeqCst);
         let mut logs = self.logs.lock().unwrap();
+        let before = logs.len();
         for rl in req.resource_logs {
             let resource = rl.resource.map(|r| r.attributes).unwrap_or_default();
             for sl in rl.scope_logs {
@@ -115,6 +117,13 @@ impl LogStore {
                 }
             }
         }
+        let added = logs.len() - before;
+        self.batch_sizes.lock().unwrap().push(added);
+    }
+
+    /// The records of each export request, in the order they arrived.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batch_sizes.lock().unwrap().clone()
     }
 
     /// Every record received so far.
