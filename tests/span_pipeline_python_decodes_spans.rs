@@ -2,8 +2,8 @@
 //! request bodies the OTLP/HTTP receiver captured are decoded by the
 //! OpenTelemetry Python protobufs (`tests/peers/decode_traces.py`, installed
 //! by `tests/peers/setup.sh`), and the spans they hold carry the names,
-//! kinds, parent IDs, status, attributes, events and resource a user sees in
-//! Jaeger.
+//! kinds, parent IDs, status, attributes, events, links and resource a user
+//! sees in Jaeger.
 //!
 //! Without the venv the test reports itself skipped on stderr, unless
 //! `CI` or `GLIMPSE_REQUIRE_PEERS` is set, where that is a failure.
@@ -62,6 +62,14 @@ fn app() -> Router {
         .layer(glimpse_obs::layer())
 }
 
+/// A service on the public internet: a caller's `traceparent` becomes a
+/// link, not the parent.
+fn public_app() -> Router {
+    Router::new()
+        .route("/public", get(|| async { "ok" }))
+        .layer(glimpse_obs::layer().public_endpoint(true))
+}
+
 fn decode(python: &std::path::Path, bodies: &[Vec<u8>]) -> Vec<Value> {
     let dir = std::env::temp_dir().join(format!("glimpse-spans-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -103,7 +111,7 @@ fn server<'a>(spans: &'a [Value], path: &str) -> &'a Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_from_the_pipeline_decode_in_python_with_names_kinds_parents_status_attributes_events_and_resource()
+async fn spans_from_the_pipeline_decode_in_python_with_names_kinds_parents_status_attributes_events_links_and_resource()
  {
     let Some(python) = peer_python() else { return };
     let receiver = Receiver::http(Store::default()).await;
@@ -122,6 +130,9 @@ async fn spans_from_the_pipeline_decode_in_python_with_names_kinds_parents_statu
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app()).await.unwrap() });
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_addr = public.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(public, public_app()).await.unwrap() });
 
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
@@ -152,6 +163,16 @@ async fn spans_from_the_pipeline_decode_in_python_with_names_kinds_parents_statu
             .unwrap()
             .status(),
         500
+    );
+    assert_eq!(
+        client
+            .get(format!("http://{public_addr}/public"))
+            .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
     );
     tokio::task::spawn_blocking(move || guard.shutdown())
         .await
@@ -236,4 +257,17 @@ async fn spans_from_the_pipeline_decode_in_python_with_names_kinds_parents_statu
         .unwrap_or_else(|| panic!("{s:#?}"));
     assert_eq!(ex["attributes"]["exception.type"], "panic");
     assert_eq!(ex["attributes"]["exception.message"], "ledger unavailable");
+
+    // A public endpoint: a trace of its own, the caller's context a link.
+    let s = server(&spans, "/public");
+    assert_ne!(s["trace_id"], TRACE);
+    assert_eq!(s["parent_span_id"], "", "a new root");
+    let links = s["links"].as_array().unwrap();
+    assert_eq!(links.len(), 1, "{s:#?}");
+    assert_eq!(links[0]["trace_id"], TRACE);
+    assert_eq!(links[0]["span_id"], PARENT);
+    // The other spans carry no link.
+    for other in spans.iter().filter(|o| o["span_id"] != s["span_id"]) {
+        assert_eq!(other["links"], serde_json::json!([]), "{other:#?}");
+    }
 }
