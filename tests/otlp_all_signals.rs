@@ -391,51 +391,65 @@ fn log_records(bodies: &[Value]) -> Vec<(Value, Value)> {
 /// or gauge, the count of a histogram.
 type Point = (String, Vec<(String, String)>, f64);
 
+/// The elements of a JSON array (none when `v` is not one).
+fn items(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
+}
+
+/// Every metric of the peer's last metrics export.
+fn last_metrics(bodies: &[Value]) -> impl Iterator<Item = &Value> {
+    bodies
+        .last()
+        .into_iter()
+        .flat_map(|last| items(&last["resource_metrics"]))
+        .flat_map(|rm| items(&rm["scope_metrics"]))
+        .flat_map(|sm| items(&sm["metrics"]))
+}
+
+/// A number of the peer's JSON: MessageToDict writes 64-bit integers as
+/// strings.
+fn number(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Whether the attributes of a data point include every one of `labels`.
+fn has_labels(attributes: &Value, labels: &[(&str, &str)]) -> bool {
+    labels
+        .iter()
+        .all(|(k, v)| attr(attributes, k).as_deref() == Some(*v))
+}
+
 /// The data points of the last metrics export.
 fn last_metric_points(bodies: &[Value]) -> Vec<Point> {
     let mut out = Vec::new();
-    let Some(last) = bodies.last() else {
-        return out;
-    };
-    for rm in last["resource_metrics"].as_array().into_iter().flatten() {
-        for sm in rm["scope_metrics"].as_array().into_iter().flatten() {
-            for m in sm["metrics"].as_array().into_iter().flatten() {
-                let name = m["name"].as_str().unwrap().to_owned();
-                let (points, histogram) = if let Some(sum) = m.get("sum") {
-                    (&sum["data_points"], false)
-                } else if let Some(g) = m.get("gauge") {
-                    (&g["data_points"], false)
-                } else if let Some(h) = m.get("histogram") {
-                    (&h["data_points"], true)
-                } else {
-                    continue;
-                };
-                for p in points.as_array().into_iter().flatten() {
-                    let labels: Vec<(String, String)> = p["attributes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| {
-                            let key = a["key"].as_str()?;
-                            Some((key.to_owned(), attr(&json!([a]), key)?))
-                        })
-                        .collect();
-                    // MessageToDict writes 64-bit integers as strings.
-                    let number = |v: &Value| {
-                        v.as_f64()
-                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    };
-                    let value = if histogram {
-                        number(&p["count"])
-                    } else {
-                        p.get("as_double")
-                            .and_then(number)
-                            .or_else(|| p.get("as_int").and_then(number))
-                    };
-                    if let Some(v) = value {
-                        out.push((name.clone(), labels, v));
-                    }
-                }
+    for m in last_metrics(bodies) {
+        let name = m["name"].as_str().unwrap().to_owned();
+        let (points, histogram) = if let Some(sum) = m.get("sum") {
+            (&sum["data_points"], false)
+        } else if let Some(g) = m.get("gauge") {
+            (&g["data_points"], false)
+        } else if let Some(h) = m.get("histogram") {
+            (&h["data_points"], true)
+        } else {
+            continue;
+        };
+        for p in items(points) {
+            let labels: Vec<(String, String)> = items(&p["attributes"])
+                .filter_map(|a| {
+                    let key = a["key"].as_str()?;
+                    Some((key.to_owned(), attr(&json!([a]), key)?))
+                })
+                .collect();
+            let value = if histogram {
+                number(&p["count"])
+            } else {
+                p.get("as_double")
+                    .and_then(number)
+                    .or_else(|| p.get("as_int").and_then(number))
+            };
+            if let Some(v) = value {
+                out.push((name.clone(), labels, v));
             }
         }
     }
@@ -462,46 +476,29 @@ fn last_histogram(
     name: &str,
     labels: &[(&str, &str)],
 ) -> Option<(Vec<f64>, Vec<u64>)> {
-    let last = bodies.last()?;
-    for rm in last["resource_metrics"].as_array().into_iter().flatten() {
-        for sm in rm["scope_metrics"].as_array().into_iter().flatten() {
-            for m in sm["metrics"].as_array().into_iter().flatten() {
-                if m["name"] != name {
-                    continue;
-                }
-                for p in m["histogram"]["data_points"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    let has =
-                        |(k, v): &(&str, &str)| attr(&p["attributes"], k).as_deref() == Some(*v);
-                    if !labels.iter().all(has) {
-                        continue;
-                    }
-                    let bounds = p["explicit_bounds"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|b| b.as_f64().unwrap())
-                        .collect();
-                    // MessageToDict writes 64-bit integers as strings.
-                    let counts = p["bucket_counts"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| {
-                            c.as_u64()
-                                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
-                                .unwrap()
-                        })
-                        .collect();
-                    return Some((bounds, counts));
-                }
-            }
-        }
-    }
-    None
+    let p = last_metrics(bodies)
+        .filter(|m| m["name"] == name)
+        .flat_map(|m| items(&m["histogram"]["data_points"]))
+        .find(|p| has_labels(&p["attributes"], labels))?;
+    let bounds = items(&p["explicit_bounds"])
+        .map(|b| b.as_f64().unwrap())
+        .collect();
+    let counts = items(&p["bucket_counts"])
+        .map(|c| number(c).unwrap() as u64)
+        .collect();
+    Some((bounds, counts))
+}
+
+/// Whether the attributes of a received data point include every one of
+/// `labels` (the Rust receivers' types).
+fn carries(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    labels: &[(&str, &str)],
+) -> bool {
+    let attrs = support::otlp_metrics_receiver::attrs(attributes);
+    labels
+        .iter()
+        .all(|(k, v)| attrs.iter().any(|(ak, av)| ak == k && av == v))
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -733,27 +730,18 @@ async fn the_grpc_receivers_get_spans_logs_and_metrics_of_one_run_that_agree_wit
             metric::Data, number_data_point::Value as V,
         };
         let metric = m::metric(&latest, name)?;
-        let want: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
         match metric.data? {
             Data::Sum(s) => s.data_points.iter().find_map(|p| {
-                let attrs = m::attrs(&p.attributes);
-                want.iter()
-                    .all(|w| attrs.contains(w))
-                    .then_some(match p.value {
-                        Some(V::AsDouble(d)) => d,
-                        Some(V::AsInt(i)) => i as f64,
-                        None => f64::NAN,
-                    })
+                carries(&p.attributes, labels).then_some(match p.value {
+                    Some(V::AsDouble(d)) => d,
+                    Some(V::AsInt(i)) => i as f64,
+                    None => f64::NAN,
+                })
             }),
-            Data::Histogram(h) => h.data_points.iter().find_map(|p| {
-                let attrs = m::attrs(&p.attributes);
-                want.iter()
-                    .all(|w| attrs.contains(w))
-                    .then_some(p.count as f64)
-            }),
+            Data::Histogram(h) => h
+                .data_points
+                .iter()
+                .find_map(|p| carries(&p.attributes, labels).then_some(p.count as f64)),
             _ => None,
         }
     };
@@ -776,10 +764,6 @@ async fn the_grpc_receivers_get_spans_logs_and_metrics_of_one_run_that_agree_wit
     {
         use opentelemetry_proto::tonic::metrics::v1::metric::Data;
         let labels = [("route", "/matches"), ("method", "POST")];
-        let want: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
         let Some(Data::Histogram(h)) =
             m::metric(&latest, "http_server_request_duration_seconds").and_then(|m| m.data)
         else {
@@ -788,10 +772,7 @@ async fn the_grpc_receivers_get_spans_logs_and_metrics_of_one_run_that_agree_wit
         let p = h
             .data_points
             .iter()
-            .find(|p| {
-                let attrs = m::attrs(&p.attributes);
-                want.iter().all(|w| attrs.contains(w))
-            })
+            .find(|p| carries(&p.attributes, &labels))
             .expect("the /matches point");
         assert_buckets_match(
             &scraped_buckets(&scrape, "http_server_request_duration_seconds", &labels),

@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use glimpse_obs::{Config, testing::SharedBuffer};
+use glimpse_obs::{Config, Guard, testing::SharedBuffer};
 use serde_json::{Value, json};
 use support::{
     otlp_logs_receiver::{LogStore, LogsReceiver, ReceivedLog},
@@ -529,6 +529,17 @@ async fn stdout_switch(protocol: &str, stdout: bool) -> Value {
 
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` with `http/protobuf`: records go to
 /// `/v1/logs` of it, in batches of `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`.
+/// `init()` with `vars` as the environment, no metrics listener, the JSON
+/// lines to a sink.
+fn init_to_sink(vars: HashMap<&'static str, String>) -> Guard {
+    Config::from_lookup(lookup(vars))
+        .unwrap()
+        .metrics_addr(None)
+        .log_writer(std::io::sink())
+        .init()
+        .unwrap()
+}
+
 async fn shared_child() -> Value {
     let logs = LogsReceiver::http(LogStore::default()).await;
     let vars = HashMap::from([
@@ -538,12 +549,7 @@ async fn shared_child() -> Value {
         ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4".to_owned()),
         ("OTEL_BLRP_SCHEDULE_DELAY", "60000".to_owned()),
     ]);
-    let guard = Config::from_lookup(lookup(vars))
-        .unwrap()
-        .metrics_addr(None)
-        .log_writer(std::io::sink())
-        .init()
-        .unwrap();
+    let guard = init_to_sink(vars);
     for i in 0..10 {
         tracing::info!(i, "batched");
     }
@@ -570,12 +576,7 @@ async fn scheduled_child() -> Value {
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.endpoint()),
         ("OTEL_BLRP_SCHEDULE_DELAY", "200".to_owned()),
     ]);
-    let guard = Config::from_lookup(lookup(vars))
-        .unwrap()
-        .metrics_addr(None)
-        .log_writer(std::io::sink())
-        .init()
-        .unwrap();
+    let guard = init_to_sink(vars);
     let started = std::time::Instant::now();
     for i in 0..3 {
         tracing::info!(i, "scheduled");

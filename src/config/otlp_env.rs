@@ -428,18 +428,9 @@ fn parse_metrics_exporter(v: &str) -> Result<MetricsExporters, Error> {
 /// percent-decoded and trimmed; each must make a valid HTTP header.
 pub(crate) fn parse_headers(v: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    for part in v.split(',') {
-        if part.trim().is_empty() {
-            continue;
-        }
-        let Some((k, val)) = part.split_once('=') else {
-            return Err(format!(
-                "{:?} is not key=value (expected key=value pairs such as api-key=secret,tenant=a)",
-                part.trim()
-            ));
-        };
-        let key = percent_decode(k.trim())?.to_ascii_lowercase();
-        let value = percent_decode(val.trim())?;
+    for (k, val) in members(v, "key=value pairs such as api-key=secret,tenant=a")? {
+        let key = percent_decode(k)?.to_ascii_lowercase();
+        let value = percent_decode(val)?;
         if http::HeaderName::from_bytes(key.as_bytes()).is_err() || key.is_empty() {
             return Err(format!("{key:?} is not a valid header name"));
         }
@@ -451,6 +442,22 @@ pub(crate) fn parse_headers(v: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// The `key=value` members of a comma-separated list, key and value
+/// trimmed, empty members skipped; a member without `=` is an error that
+/// shows `expected`.
+fn members<'a>(v: &'a str, expected: &str) -> Result<Vec<(&'a str, &'a str)>, String> {
+    v.split(',')
+        .filter(|member| !member.trim().is_empty())
+        .map(|member| match member.split_once('=') {
+            Some((k, val)) => Ok((k.trim(), val.trim())),
+            None => Err(format!(
+                "{:?} is not key=value (expected {expected})",
+                member.trim()
+            )),
+        })
+        .collect()
+}
+
 /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value` members, comma-separated,
 /// values percent-encoded (W3C Baggage octets, as the specification says).
 /// The specification discards the whole value on a malformed member; here
@@ -458,21 +465,11 @@ pub(crate) fn parse_headers(v: &str) -> Result<Vec<(String, String)>, String> {
 /// resource that silently lacks what the deployment set.
 pub(crate) fn parse_resource_attributes(v: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    for member in v.split(',') {
-        if member.trim().is_empty() {
-            continue;
-        }
-        let Some((k, val)) = member.split_once('=') else {
-            return Err(format!(
-                "{:?} is not key=value (expected pairs such as team=matching,k8s.pod.name=payment-1)",
-                member.trim()
-            ));
-        };
-        let key = k.trim();
+    for (key, val) in members(v, "pairs such as team=matching,k8s.pod.name=payment-1")? {
         if key.is_empty() {
-            return Err(format!("{:?} has an empty key", member.trim()));
+            return Err(format!("{:?} has an empty key", format!("={val}")));
         }
-        out.push((key.to_owned(), percent_decode(val.trim())?));
+        out.push((key.to_owned(), percent_decode(val)?));
     }
     Ok(out)
 }

@@ -5,10 +5,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -93,13 +90,12 @@ impl ReceivedLog {
 #[derive(Clone, Default)]
 pub struct LogStore {
     logs: Arc<Mutex<Vec<ReceivedLog>>>,
-    exports: Arc<AtomicUsize>,
+    /// The records of each export request, in the order they arrived.
     batch_sizes: Arc<Mutex<Vec<usize>>>,
 }
 
 impl LogStore {
     pub fn push(&self, req: ExportLogsServiceRequest) {
-        self.exports.fetch_add(1, Ordering::SeqCst);
         let mut logs = self.logs.lock().unwrap();
         let before = logs.len();
         for rl in req.resource_logs {
@@ -138,7 +134,7 @@ impl LogStore {
 
     /// Export requests received so far.
     pub fn exports(&self) -> usize {
-        self.exports.load(Ordering::SeqCst)
+        self.batch_sizes.lock().unwrap().len()
     }
 
     /// Wait (polling, at most `timeout`) until a record satisfies `pred`.
