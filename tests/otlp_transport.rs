@@ -3,8 +3,10 @@
 //! the signal's standard path with the configured headers; gzip arrives
 //! compressed and decodes to the body sent; an export to a black-holed
 //! collector returns within its timeout; TLS with a self-signed CA works
-//! through `OTEL_EXPORTER_OTLP_CERTIFICATE`; the batcher delivers, counts
-//! what it drops and shuts down within its bound.
+//! through `OTEL_EXPORTER_OTLP_CERTIFICATE`; a gRPC status other than OK,
+//! in the response headers or the trailers, or none at all, is an error
+//! with the code and message; the batcher delivers, counts what it drops
+//! and shuts down within its bound.
 
 mod support;
 
@@ -752,4 +754,118 @@ async fn spans_reach_a_tls_collector_with_the_same_headers_gzip_and_ca() {
     names.sort();
     assert_eq!(names, ["span-over-grpc-tls", "span-over-http-tls"]);
     let _ = std::fs::remove_dir_all(pki.ca_file.parent().unwrap());
+}
+
+/// Serve `routes` over gRPC (HTTP/2 without TLS) on 127.0.0.1.
+async fn serve_grpc(routes: tonic::service::Routes) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+/// A logs service that refuses every export.
+struct Refuse;
+
+#[tonic::async_trait]
+impl LogsService for Refuse {
+    async fn export(
+        &self,
+        _: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        Err(tonic::Status::resource_exhausted(
+            "file pleine, réessayez: 100%",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_error_status_is_an_error_with_its_code_and_message() {
+    let addr = serve_grpc(tonic::service::Routes::new(LogsServiceServer::new(Refuse))).await;
+    let config = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]);
+    // tonic answers an error with the status in the response headers
+    // (trailers-only), its message percent-encoded.
+    let err = export(probe(&config, "logs"), logs_body("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gRPC status ResourceExhausted: file pleine, réessayez: 100%"),
+        "{err}"
+    );
+    // The same collector has no trace service: `Unimplemented`, as a
+    // collector without a receiver for the signal answers.
+    let err = export(probe(&config, "traces"), traces_body("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gRPC status Unimplemented"), "{err}");
+}
+
+/// A response of `200 OK` carrying an empty gRPC message and then
+/// `trailers` (a completed call's shape).
+fn grpc_response(trailers: &[(&'static str, &'static str)]) -> axum::response::Response {
+    let mut map = HeaderMap::new();
+    for (k, v) in trailers {
+        map.insert(*k, v.parse().unwrap());
+    }
+    let frames = vec![
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(&[0; 5]))),
+        Ok(http_body::Frame::trailers(map)),
+    ];
+    axum::response::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(axum::body::Body::new(http_body_util::StreamBody::new(
+            futures_util::stream::iter(frames),
+        )))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_grpc_status_in_the_trailers_decides_the_outcome() {
+    let app = Router::new()
+        .route(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            post(|| async { grpc_response(&[("grpc-status", "0")]) }),
+        )
+        .route(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            post(|| async {
+                // Details that are not base64: tonic's own status parser
+                // panics on them; the exporter reads code and message only.
+                grpc_response(&[
+                    ("grpc-status", "14"),
+                    ("grpc-message", "draining"),
+                    ("grpc-status-details-bin", "%%% not base64"),
+                ])
+            }),
+        )
+        .route(
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            post(|| async { grpc_response(&[]) }),
+        );
+    let addr = serve_grpc(tonic::service::Routes::from(app)).await;
+    let config = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]);
+    export(probe(&config, "traces"), traces_body("x"))
+        .await
+        .expect("grpc-status 0 in the trailers is success");
+    let err = export(probe(&config, "logs"), logs_body("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gRPC status Unavailable: draining"), "{err}");
+    let err = export(probe(&config, "metrics"), metrics_body("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("HTTP status 200 OK without a gRPC status"),
+        "{err}"
+    );
 }

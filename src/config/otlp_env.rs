@@ -475,7 +475,7 @@ pub(crate) fn parse_resource_attributes(v: &str) -> Result<Vec<(String, String)>
 }
 
 /// `%XX` sequences decoded; the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

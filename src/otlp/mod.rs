@@ -7,9 +7,11 @@
 //! ([`Batcher`]).
 //!
 //! Bodies are encoded by the signal (with the `opentelemetry-proto` types);
-//! the transport never decodes them: gRPC goes through a pass-through codec
-//! to the collector's standard service paths, HTTP posts them as
-//! `application/x-protobuf` to `/v1/traces`, `/v1/metrics` or `/v1/logs`.
+//! the transport never decodes them: gRPC sends each as one message of a
+//! unary call to the collector's standard service path (written onto
+//! tonic's `Channel` directly, the status read from the response headers or
+//! trailers), HTTP posts them as `application/x-protobuf` to `/v1/traces`,
+//! `/v1/metrics` or `/v1/logs`.
 
 // The metrics and logs pipelines of issue 13 build on this module; until
 // they are wired in, parts are used only by the tests and the probe.
