@@ -24,7 +24,7 @@ use crate::{
     logging::scope::{self, RequestScope},
 };
 
-/// The service produced by [`ObsLayer`]; axum users never name it. Wrapping
+/// The service produced by [`ObsLayer`](crate::ObsLayer); axum users never name it. Wrapping
 /// any tower service whose responses are `http::Response`:
 ///
 /// ```

@@ -8,10 +8,6 @@
 //! `max_export_batch_size` items at a time, encodes and exports them; a
 //! failed export counts its items as dropped.
 
-// The queue of the OTLP log records (src/logging, built on this interface
-// in parallel); until that lands only the tests use it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::{
     sync::{
         Arc, Mutex,
@@ -90,7 +86,9 @@ impl<T> std::fmt::Debug for Batcher<T> {
 }
 
 impl<T: Send + 'static> Batcher<T> {
-    /// Start the worker on `runtime`.
+    /// Start the worker on `runtime` (the probe and the tests; the
+    /// pipelines weigh their items with [`Batcher::weighted`]).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn new(
         settings: BatchSettings,
         transport: Transport,

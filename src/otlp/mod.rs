@@ -13,10 +13,6 @@
 //! trailers), HTTP posts them as `application/x-protobuf` to `/v1/traces`,
 //! `/v1/metrics` or `/v1/logs`.
 
-// The metrics and logs pipelines of issue 13 build on this module; until
-// they are wired in, parts are used only by the tests and the probe.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 mod batcher;
 mod destination;
 mod resource;

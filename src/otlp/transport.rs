@@ -18,7 +18,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::{Destination, ExportRuntime, Signal};
-use crate::{Config, Error, OtlpCompression, OtlpProtocol};
+use crate::{Error, OtlpCompression, OtlpProtocol};
 
 /// One signal's resolved destination and the client that reaches it.
 pub(crate) struct Transport {
@@ -62,9 +62,12 @@ impl Transport {
     /// # Errors
     /// [`Error::InvalidEnv`] for an unreadable CA file (naming its
     /// variable); [`Error::Export`] when the client cannot be built (a
-    /// malformed URL, a CA file that does not parse).
+    /// malformed URL, a CA file that does not parse). The pipelines resolve
+    /// their destination first and use [`Transport::to`]; this serves the
+    /// probe and the tests.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn new(
-        config: &Config,
+        config: &crate::Config,
         signal: Signal,
         runtime: &ExportRuntime,
     ) -> Result<Option<Self>, Error> {
@@ -383,7 +386,7 @@ fn grpc_status(headers: &HeaderMap) -> Option<Result<(), String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::env;
+    use crate::{Config, test_util::env};
 
     #[test]
     fn gzip_round_trips() {
