@@ -41,6 +41,8 @@ enum Kind {
     },
     Http {
         client: reqwest::Client,
+        /// The endpoint, parsed once (not on every request).
+        url: reqwest::Url,
         headers: HeaderMap,
         gzip: bool,
     },
@@ -85,6 +87,7 @@ impl Transport {
         let kind = match dest.protocol {
             OtlpProtocol::HttpProtobuf => Kind::Http {
                 client: http_client(dest)?,
+                url: reqwest::Url::parse(&dest.url).map_err(|e| bad_url(dest, e))?,
                 headers: header_map(dest)?,
                 gzip: dest.compression == OtlpCompression::Gzip,
             },
@@ -159,11 +162,12 @@ impl Transport {
             }
             Kind::Http {
                 client,
+                url,
                 headers,
                 gzip,
             } => {
                 let mut request = client
-                    .post(&self.url)
+                    .post(url.clone())
                     .headers(headers.clone())
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf");
                 request = if *gzip {
