@@ -5,8 +5,11 @@
 //! collector returns within its timeout; TLS with a self-signed CA works
 //! through `OTEL_EXPORTER_OTLP_CERTIFICATE`; a gRPC status other than OK,
 //! in the response headers or the trailers, or none at all, is an error
-//! with the code and message; the batcher delivers, counts what it drops
-//! and shuts down within its bound.
+//! with the code and message (an HTTP status without one, with the code it
+//! maps to), and a gzip answer to a gzip export (grpc-go's way) is success;
+//! binary and reserved headers are refused for gRPC when the exporter is
+//! built; the batcher delivers, counts what it drops and shuts down within
+//! its bound.
 
 mod support;
 
@@ -868,4 +871,124 @@ async fn the_grpc_status_in_the_trailers_decides_the_outcome() {
         err.contains("HTTP status 200 OK without a gRPC status"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_compressed_answer_to_a_compressed_export_is_success() {
+    // grpc-go servers (the OpenTelemetry Collector's, Jaeger's) answer in
+    // the compression the request used; tonic's client, without
+    // `accept_compressed`, turned that answer into `Unimplemented`.
+    let app = Router::new().route(
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        post(|headers: HeaderMap| async move {
+            assert_eq!(headers.get("grpc-encoding").unwrap(), "gzip");
+            let mut zipped = Vec::new();
+            flate2::write::GzEncoder::new(&mut zipped, flate2::Compression::fast())
+                .finish()
+                .unwrap();
+            let mut message = vec![1];
+            message.extend_from_slice(&(zipped.len() as u32).to_be_bytes());
+            message.extend_from_slice(&zipped);
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", "0".parse().unwrap());
+            let frames = vec![
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(message))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ];
+            axum::response::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-encoding", "gzip")
+                .body(axum::body::Body::new(http_body_util::StreamBody::new(
+                    futures_util::stream::iter(frames),
+                )))
+                .unwrap()
+        }),
+    );
+    let addr = serve_grpc(tonic::service::Routes::from(app)).await;
+    let config = config(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_owned()),
+    ]);
+    export(probe(&config, "logs"), logs_body("zipped"))
+        .await
+        .expect("a gzip answer with grpc-status 0 is success");
+}
+
+#[tokio::test]
+async fn an_http_status_without_a_grpc_status_fails_with_the_code_it_maps_to() {
+    let app = Router::new()
+        .route(
+            // A trailers-only success: `grpc-status: 0` in the headers.
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            post(|| async {
+                axum::response::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", "0")
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }),
+        )
+        .route(
+            // A proxy in front of a collector that is down.
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no upstream") }),
+        )
+        .route(
+            // A status that is not a number, and a message with a line
+            // break that must not reach the error as one.
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            post(|| async {
+                axum::response::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", "fourteen")
+                    .header("grpc-message", "line one%0Aforged line")
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }),
+        );
+    let addr = serve_grpc(tonic::service::Routes::from(app)).await;
+    let config = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]);
+    export(probe(&config, "traces"), traces_body("x"))
+        .await
+        .expect("grpc-status 0 in the headers is success");
+    let err = export(probe(&config, "logs"), logs_body("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "HTTP status 503 Service Unavailable without a gRPC status (as gRPC Unavailable)"
+        ),
+        "{err}"
+    );
+    let err = export(probe(&config, "metrics"), metrics_body("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"gRPC status Unknown ("fourteen"): line one\nforged line"#),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err:?}");
+}
+
+#[test]
+fn binary_and_reserved_headers_are_refused_for_grpc_at_build() {
+    for (headers, says) in [
+        (
+            "x-token-bin=AAAA",
+            "binary (-bin) headers are not supported over gRPC",
+        ),
+        ("grpc-status=0", "reserved for gRPC responses"),
+    ] {
+        let config = config(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://127.0.0.1:4317".to_owned(),
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", headers.to_owned()),
+        ]);
+        let err = Probe::new(&config, "logs").unwrap_err().to_string();
+        assert!(err.contains(says), "{headers}: {err}");
+    }
 }

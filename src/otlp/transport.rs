@@ -145,8 +145,8 @@ impl Transport {
                 } else {
                     body
                 };
-                let mut request =
-                    http::Request::new(tonic::body::Body::new(GrpcMessage::new(payload, *gzip)));
+                let message = GrpcMessage::new(payload, *gzip).map_err(fail)?;
+                let mut request = http::Request::new(tonic::body::Body::new(message));
                 *request.uri_mut() = path.clone();
                 *request.method_mut() = http::Method::POST;
                 *request.version_mut() = http::Version::HTTP_2;
@@ -278,8 +278,30 @@ pub(crate) fn header_map(dest: &Destination) -> Result<HeaderMap, Error> {
 
 /// The headers of every gRPC request to `dest`: the configured ones
 /// (which must make valid HTTP/2 headers) and gRPC's own.
+///
+/// # Errors
+/// [`Error::Export`] for a configured binary header (`-bin`: gRPC
+/// receivers base64-decode its value, and the configuration has no way to
+/// say the value is base64) or one of the response's reserved names
+/// (`grpc-status`, `grpc-message`, `grpc-message-type`), which tonic's
+/// client used to drop without a word.
 pub(crate) fn grpc_headers(dest: &Destination, gzip: bool) -> Result<HeaderMap, Error> {
     let mut map = header_map(dest)?;
+    for name in map.keys() {
+        let name = name.as_str();
+        if name.ends_with("-bin") {
+            return Err(bad_url(
+                dest,
+                format!("header {name:?}: binary (-bin) headers are not supported over gRPC"),
+            ));
+        }
+        if matches!(name, "grpc-status" | "grpc-message" | "grpc-message-type") {
+            return Err(bad_url(
+                dest,
+                format!("header {name:?} is reserved for gRPC responses"),
+            ));
+        }
+    }
     map.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
@@ -304,17 +326,19 @@ struct GrpcMessage {
 }
 
 impl GrpcMessage {
-    fn new(payload: Bytes, compressed: bool) -> Self {
+    /// The message of `payload`; an error for one of 4 GiB or more, which
+    /// its length prefix cannot say (the batch sizes keep requests far
+    /// below that).
+    fn new(payload: Bytes, compressed: bool) -> Result<Self, String> {
+        let len = u32::try_from(payload.len())
+            .map_err(|_| format!("a request of {} bytes is over gRPC's 4 GiB", payload.len()))?;
         let mut prefix = [0u8; 5];
         prefix[0] = u8::from(compressed);
-        // A request is bounded well below 4 GiB by the batch sizes; one
-        // that is not is cut off by the receiver's message size limit.
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         prefix[1..].copy_from_slice(&len.to_be_bytes());
-        Self {
+        Ok(Self {
             prefix: Some(Bytes::copy_from_slice(&prefix)),
             payload: (!payload.is_empty()).then_some(payload),
-        }
+        })
     }
 }
 
@@ -344,11 +368,20 @@ impl http_body::Body for GrpcMessage {
 /// The outcome of a unary call from its response: `grpc-status` in the
 /// headers (a trailers-only response) or in the trailers; the response
 /// message (an `Export*ServiceResponse`, whose partial success is not
-/// acted upon) is read and dropped.
+/// acted upon) is read and dropped, compressed or not (grpc-go servers,
+/// the OpenTelemetry Collector's among them, compress their answer as the
+/// request was). An HTTP status other than 200 without a `grpc-status`
+/// (a proxy's 503, say) fails at once, with the gRPC code it maps to.
 async fn grpc_outcome(response: http::Response<tonic::body::Body>) -> Result<(), String> {
     let http_status = response.status();
     if let Some(status) = grpc_status(response.headers()) {
         return status;
+    }
+    if http_status != http::StatusCode::OK {
+        return Err(format!(
+            "HTTP status {http_status} without a gRPC status (as gRPC {:?})",
+            code_of_http(http_status)
+        ));
     }
     let mut body = std::pin::pin!(response.into_body());
     let mut trailers = None;
@@ -366,25 +399,48 @@ async fn grpc_outcome(response: http::Response<tonic::body::Body>) -> Result<(),
     }
 }
 
+/// The gRPC code of an HTTP status that came without one, as
+/// <https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md>
+/// maps it.
+fn code_of_http(status: http::StatusCode) -> tonic::Code {
+    match status.as_u16() {
+        400 => tonic::Code::Internal,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::Unimplemented,
+        429 | 502 | 503 | 504 => tonic::Code::Unavailable,
+        _ => tonic::Code::Unknown,
+    }
+}
+
 /// `Ok` for `grpc-status: 0`, the code and message otherwise; `None`
 /// without the header.
+///
+/// The message is the collector's text: percent-decoded, then escaped
+/// (`escape_debug`) so that a line break or a terminal control in it cannot
+/// forge a line of the error's reader. A status that is not a number is
+/// `Unknown`, its text quoted.
 fn grpc_status(headers: &HeaderMap) -> Option<Result<(), String>> {
-    let code = headers.get("grpc-status")?;
-    let code = std::str::from_utf8(code.as_bytes())
+    let raw = headers.get("grpc-status")?;
+    let parsed = std::str::from_utf8(raw.as_bytes())
         .ok()
         .and_then(|c| c.trim().parse::<i32>().ok());
-    if code == Some(0) {
+    if parsed == Some(0) {
         return Some(Ok(()));
     }
-    let code = code.map_or(tonic::Code::Unknown, tonic::Code::from_i32);
+    let code = match parsed {
+        Some(n) => format!("{:?}", tonic::Code::from_i32(n)),
+        None => format!("Unknown ({:?})", String::from_utf8_lossy(raw.as_bytes())),
+    };
     let message = headers
         .get("grpc-message")
         .map(|m| {
             let raw = String::from_utf8_lossy(m.as_bytes());
-            crate::config::percent_decode(&raw).unwrap_or_else(|_| raw.into_owned())
+            let text = crate::config::percent_decode(&raw).unwrap_or_else(|_| raw.into_owned());
+            text.escape_debug().to_string()
         })
         .unwrap_or_default();
-    Some(Err(format!("gRPC status {code:?}: {message}")))
+    Some(Err(format!("gRPC status {code}: {message}")))
 }
 
 #[cfg(test)]
