@@ -10,4 +10,4 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-"$venv/bin/python" -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, prometheus_client.openmetrics.parser; print("python peer ready:", opentelemetry.sdk.__name__)'
+"$venv/bin/python" -c 'import grpc, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc, prometheus_client.openmetrics.parser; print("python peer ready:", opentelemetry.sdk.__name__, "grpcio", grpc.__version__)'
