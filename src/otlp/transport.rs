@@ -25,6 +25,8 @@ pub(crate) struct Transport {
     signal: Signal,
     url: String,
     timeout: Duration,
+    /// Bodies are gzipped before either protocol frames them.
+    gzip: bool,
     kind: Kind,
 }
 
@@ -37,14 +39,12 @@ enum Kind {
         path: Uri,
         /// The configured headers and the gRPC ones.
         headers: HeaderMap,
-        gzip: bool,
     },
     Http {
         client: reqwest::Client,
         /// The endpoint, parsed once (not on every request).
         url: reqwest::Url,
         headers: HeaderMap,
-        gzip: bool,
     },
 }
 
@@ -84,27 +84,24 @@ impl Transport {
     /// # Errors
     /// As [`Transport::new`].
     pub(crate) fn to(dest: &Destination, runtime: &ExportRuntime) -> Result<Self, Error> {
+        let gzip = dest.compression == OtlpCompression::Gzip;
         let kind = match dest.protocol {
             OtlpProtocol::HttpProtobuf => Kind::Http {
                 client: http_client(dest)?,
                 url: reqwest::Url::parse(&dest.url).map_err(|e| bad_url(dest, e))?,
                 headers: header_map(dest)?,
-                gzip: dest.compression == OtlpCompression::Gzip,
             },
-            _ => {
-                let gzip = dest.compression == OtlpCompression::Gzip;
-                Kind::Grpc {
-                    channel: grpc_channel(dest, runtime)?,
-                    path: Uri::from_static(dest.signal.grpc_path()),
-                    headers: grpc_headers(dest, gzip)?,
-                    gzip,
-                }
-            }
+            _ => Kind::Grpc {
+                channel: grpc_channel(dest, runtime)?,
+                path: Uri::from_static(dest.signal.grpc_path()),
+                headers: grpc_headers(dest, gzip)?,
+            },
         };
         Ok(Self {
             signal: dest.signal,
             url: dest.url.clone(),
             timeout: dest.timeout,
+            gzip,
             kind,
         })
     }
@@ -133,19 +130,18 @@ impl Transport {
     async fn send(&self, body: Bytes) -> Result<(), Error> {
         let fail =
             |what: String| Error::Export(format!("{} export to {}: {what}", self.signal, self.url));
+        let body = if self.gzip {
+            Bytes::from(gzip_bytes(&body).map_err(|e| fail(format!("gzip: {e}")))?)
+        } else {
+            body
+        };
         match &self.kind {
             Kind::Grpc {
                 channel,
                 path,
                 headers,
-                gzip,
             } => {
-                let payload = if *gzip {
-                    Bytes::from(gzip_bytes(&body).map_err(|e| fail(format!("gzip: {e}")))?)
-                } else {
-                    body
-                };
-                let message = GrpcMessage::new(payload, *gzip).map_err(fail)?;
+                let message = GrpcMessage::new(body, self.gzip).map_err(fail)?;
                 let mut request = http::Request::new(tonic::body::Body::new(message));
                 *request.uri_mut() = path.clone();
                 *request.method_mut() = http::Method::POST;
@@ -164,19 +160,15 @@ impl Transport {
                 client,
                 url,
                 headers,
-                gzip,
             } => {
                 let mut request = client
                     .post(url.clone())
                     .headers(headers.clone())
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf");
-                request = if *gzip {
-                    request
-                        .header(http::header::CONTENT_ENCODING, "gzip")
-                        .body(gzip_bytes(&body).map_err(|e| fail(format!("gzip: {e}")))?)
-                } else {
-                    request.body(body)
-                };
+                if self.gzip {
+                    request = request.header(http::header::CONTENT_ENCODING, "gzip");
+                }
+                let request = request.body(body);
                 let response = request.send().await.map_err(|e| fail(error_chain(&e)))?;
                 let status = response.status();
                 if status.is_success() {
@@ -318,8 +310,9 @@ pub(crate) fn grpc_headers(dest: &Destination, gzip: bool) -> Result<HeaderMap, 
 ///
 /// tonic's codec path copied every request behind the prefix it writes
 /// (0.5 % of the process's CPU in `benches/logging.rs` over gRPC, about
-/// 30 ns per log record); sent as its own chunk, the prefix goes out in
-/// the HEADERS frame's write and the request is not copied.
+/// 30 ns per log record); sent as its own chunk, the prefix is a DATA
+/// frame of its own, which h2 copies into its write buffer and writes
+/// with the request's first frame, and the request is not copied.
 struct GrpcMessage {
     prefix: Option<Bytes>,
     payload: Option<Bytes>,
