@@ -5,7 +5,9 @@
 //! parser (the peer venv of `tests/peers/setup.sh`; `GLIMPSE_REQUIRE_PEERS`
 //! makes a missing venv a failure).
 
-use std::{path::PathBuf, process::Stdio, sync::OnceLock, time::Duration};
+mod support;
+
+use std::{process::Stdio, sync::OnceLock, time::Duration};
 
 use axum::{Router, routing::get};
 use glimpse_obs::{Config, Guard, testing::SharedBuffer};
@@ -223,19 +225,6 @@ async fn the_scrape_listener_serves_openmetrics_only_to_a_scraper_that_asks_for_
     }
 }
 
-fn peer_python() -> Option<PathBuf> {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/.venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
-        "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
-    );
-    eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");
-    None
-}
-
 /// Parses stdin with `prometheus_client`'s OpenMetrics parser and prints,
 /// per histogram with exemplars, `name trace_id span_id` of each exemplar.
 const PARSE: &str = r#"
@@ -258,7 +247,9 @@ async fn the_openmetrics_text_is_accepted_by_the_prometheus_python_clients_parse
         1299,
         glimpse_obs::business::PaymentStatus::Succeeded,
     );
-    let Some(python) = peer_python() else { return };
+    let Some(python) = support::peers::python() else {
+        return;
+    };
     let text = guard.render_openmetrics();
     let mut child = tokio::process::Command::new(&python)
         .arg("-c")

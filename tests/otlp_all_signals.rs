@@ -22,15 +22,15 @@ mod support;
 
 use std::{
     collections::HashSet,
-    io::{BufRead, BufReader, Read},
+    io::Read,
     net::TcpListener,
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use support::peers::PythonReceiver;
 use tokio_tungstenite::tungstenite::{
     self,
     protocol::{CloseFrame, frame::coding::CloseCode},
@@ -42,87 +42,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn peer_python() -> Option<PathBuf> {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/.venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
-        "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
-    );
-    eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");
-    None
-}
-
-/// The Python OTLP/HTTP receiver, writing what it decodes to `out`.
-struct Peer {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl Peer {
-    fn start(python: &Path) -> Self {
-        let out = std::env::temp_dir().join(format!(
-            "glimpse-otlp-peer-{}-{}.jsonl",
-            std::process::id(),
-            free_port()
-        ));
-        let _ = std::fs::remove_file(&out);
-        let mut child = Command::new(python)
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/otlp_peer.py"))
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the peer did not start: {line:?}"));
-        Self { child, port, out }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Every request the peer decoded so far.
-    fn received(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let all: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        for r in &all {
-            assert!(r.get("error").is_none(), "the peer could not decode: {r}");
-        }
-        all
-    }
-
-    fn bodies(&self, signal: &str) -> Vec<Value> {
-        self.received()
-            .into_iter()
-            .filter(|r| r["signal"] == signal)
-            .map(|r| r["body"].clone())
-            .collect()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.out);
-    }
 }
 
 struct Service {
@@ -512,8 +431,10 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_peer_decodes_spans_logs_and_metrics_of_one_run_that_agree_with_each_other_and_the_scrape()
  {
-    let Some(python) = peer_python() else { return };
-    let peer = Peer::start(&python);
+    let Some(python) = support::peers::python() else {
+        return;
+    };
+    let peer = PythonReceiver::start(&python, "otlp_peer.py");
     let svc = start_service(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", peer.endpoint()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),

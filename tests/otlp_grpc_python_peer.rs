@@ -14,171 +14,21 @@
 //! A bare `cargo test` without the peer reports it as skipped on stderr;
 //! with `GLIMPSE_REQUIRE_PEERS` or `CI` set a missing peer fails.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+mod support;
 
-use glimpse_obs::{__otlp_probe::Probe, Config};
-use opentelemetry_proto::tonic::{
-    collector::{
-        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
-        trace::v1::ExportTraceServiceRequest,
-    },
-    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
-    metrics::v1::{Metric, ResourceMetrics, ScopeMetrics},
-    trace::v1::{ResourceSpans, ScopeSpans, Span},
-};
-use prost::Message as _;
+use std::time::Duration;
+
+use glimpse_obs::__otlp_probe::Probe;
 use serde_json::Value;
+use support::{
+    config,
+    otlp_bodies::{logs_body, metrics_body, traces_body},
+    peers::PythonReceiver,
+};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-fn peer_python() -> Option<PathBuf> {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/.venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
-        "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
-    );
-    eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");
-    None
-}
-
-/// The Python gRPC server, killed when dropped.
-struct Peer {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl Peer {
-    fn start(python: &PathBuf, tag: &str) -> Self {
-        let out = std::env::temp_dir().join(format!(
-            "glimpse-grpc-peer-{tag}-{}.jsonl",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&out);
-        let mut child = Command::new(python)
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/otlp_grpc_peer.py"))
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the peer did not start: {line:?}"));
-        Self { child, port, out }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Every request the server decoded so far.
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The requests recorded once there are `n`, or after 10 s (the server
-    /// records a request before it answers it, so an export that returned
-    /// is already there; the wait only guards a slow file system).
-    fn wait_for(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let all = self.received();
-            if all.len() >= n || Instant::now() > deadline {
-                return all;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.out);
-    }
-}
-
-fn config(pairs: &[(&str, String)]) -> Config {
-    let pairs = pairs.to_vec();
-    Config::from_lookup(|name| {
-        pairs
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap()
-}
-
-fn traces_body(name: &str) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![1; 16],
-                    span_id: vec![2; 8],
-                    name: name.to_owned(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-fn metrics_body(name: &str) -> Vec<u8> {
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![Metric {
-                    name: name.to_owned(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-fn logs_body(text: &str) -> Vec<u8> {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord {
-                    severity_text: text.to_owned(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-/// The name each signal's body above carries, as the server decoded it.
+/// The name each signal's body (`support::otlp_bodies`) carries, as the
+/// server decoded it.
 fn carried(request: &Value) -> &str {
     let body = &request["body"];
     let found = match request["signal"].as_str().unwrap() {
@@ -191,8 +41,10 @@ fn carried(request: &Value) -> &str {
 
 #[test]
 fn each_signal_reaches_the_c_core_server_plain_and_gzipped_with_its_headers() {
-    let Some(python) = peer_python() else { return };
-    let peer = Peer::start(&python, "signals");
+    let Some(python) = support::peers::python() else {
+        return;
+    };
+    let peer = PythonReceiver::start(&python, "otlp_grpc_peer.py");
     for compression in ["none", "gzip"] {
         let config = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", peer.endpoint()),
@@ -244,8 +96,10 @@ fn each_signal_reaches_the_c_core_server_plain_and_gzipped_with_its_headers() {
 
 #[test]
 fn log_records_of_the_pipeline_decode_in_the_c_core_server() {
-    let Some(python) = peer_python() else { return };
-    let peer = Peer::start(&python, "logs");
+    let Some(python) = support::peers::python() else {
+        return;
+    };
+    let peer = PythonReceiver::start(&python, "otlp_grpc_peer.py");
     let telemetry = config(&[
         ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", peer.endpoint()),
@@ -314,8 +168,10 @@ fn log_records_of_the_pipeline_decode_in_the_c_core_server() {
 
 #[test]
 fn a_refusal_of_the_c_core_server_is_an_error_with_its_status_and_message() {
-    let Some(python) = peer_python() else { return };
-    let peer = Peer::start(&python, "refuse");
+    let Some(python) = support::peers::python() else {
+        return;
+    };
+    let peer = PythonReceiver::start(&python, "otlp_grpc_peer.py");
     let config = config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", peer.endpoint()),
         ("OTEL_EXPORTER_OTLP_HEADERS", "x-refuse=1".to_owned()),

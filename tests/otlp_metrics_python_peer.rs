@@ -6,6 +6,8 @@
 //! A bare `cargo test` without the peer reports it as skipped on stderr;
 //! with `GLIMPSE_REQUIRE_PEERS` or `CI` set a missing peer fails.
 
+mod support;
+
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -17,22 +19,11 @@ use glimpse_obs::{Config, Environment};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-fn peer_python() -> Option<PathBuf> {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/.venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
-        "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
-    );
-    eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_protobufs_decode_the_exported_metrics() {
-    let Some(python) = peer_python() else { return };
+    let Some(python) = support::peers::python() else {
+        return;
+    };
     // A receiver keeping the raw bodies.
     let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

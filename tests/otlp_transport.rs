@@ -22,27 +22,26 @@ use std::{
 
 use axum::{Router, body::Bytes, extract::OriginalUri, http::HeaderMap, routing::post};
 use glimpse_obs::{__otlp_probe::Probe, Config};
-use opentelemetry_proto::tonic::{
-    collector::{
-        logs::v1::{
-            ExportLogsServiceRequest, ExportLogsServiceResponse,
-            logs_service_server::{LogsService, LogsServiceServer},
-        },
-        metrics::v1::{
-            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-            metrics_service_server::{MetricsService, MetricsServiceServer},
-        },
-        trace::v1::{
-            ExportTraceServiceRequest, ExportTraceServiceResponse,
-            trace_service_server::{TraceService, TraceServiceServer},
-        },
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+        logs_service_server::{LogsService, LogsServiceServer},
     },
-    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
-    metrics::v1::{Metric, ResourceMetrics, ScopeMetrics},
-    trace::v1::{ResourceSpans, ScopeSpans, Span},
+    metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        metrics_service_server::{MetricsService, MetricsServiceServer},
+    },
+    trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
 };
 use prost::Message as _;
-use support::otlp_receiver::black_hole;
+use support::{
+    config,
+    otlp_bodies::{logs_body, metrics_body, traces_body},
+    otlp_receiver::black_hole,
+};
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 
@@ -173,70 +172,6 @@ async fn http_receiver(store: &Store) -> SocketAddr {
     addr
 }
 
-fn config(pairs: &[(&str, String)]) -> Config {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    Config::from_lookup(move |name| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap()
-}
-
-fn traces_body(name: &str) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    name: name.to_owned(),
-                    trace_id: vec![1; 16],
-                    span_id: vec![2; 8],
-                    ..Span::default()
-                }],
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-fn metrics_body(name: &str) -> Vec<u8> {
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![Metric {
-                    name: name.to_owned(),
-                    ..Metric::default()
-                }],
-                ..ScopeMetrics::default()
-            }],
-            ..ResourceMetrics::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-fn logs_body(text: &str) -> Vec<u8> {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord {
-                    severity_text: text.to_owned(),
-                    ..LogRecord::default()
-                }],
-                ..ScopeLogs::default()
-            }],
-            ..ResourceLogs::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
 fn span_names(body: &[u8]) -> Vec<String> {
     ExportTraceServiceRequest::decode(body)
         .unwrap()
@@ -265,6 +200,14 @@ async fn export(probe: Arc<Probe>, body: Vec<u8>) -> Result<(), glimpse_obs::Err
     tokio::task::spawn_blocking(move || probe.export(body))
         .await
         .unwrap()
+}
+
+/// The error of an export that must fail, as its text.
+async fn export_error(config: &Config, signal: &str, body: Vec<u8>) -> String {
+    export(probe(config, signal), body)
+        .await
+        .unwrap_err()
+        .to_string()
 }
 
 fn probe(config: &Config, signal: &str) -> Arc<Probe> {
@@ -422,10 +365,7 @@ async fn an_http_error_status_is_an_error() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
     ]);
-    let err = export(probe(&config, "traces"), traces_body("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = export_error(&config, "traces", traces_body("x")).await;
     assert!(err.contains("503") && err.contains("busy"), "{err}");
 }
 
@@ -439,10 +379,7 @@ async fn an_export_to_a_black_hole_returns_within_its_timeout() {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "300".to_owned()),
         ]);
         let started = Instant::now();
-        let err = export(probe(&config, "logs"), logs_body("lost"))
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = export_error(&config, "logs", logs_body("lost")).await;
         let took = started.elapsed();
         assert!(err.contains("timed out"), "{protocol}: {err}");
         assert!(
@@ -794,20 +731,14 @@ async fn a_grpc_error_status_is_an_error_with_its_code_and_message() {
     let config = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]);
     // tonic answers an error with the status in the response headers
     // (trailers-only), its message percent-encoded.
-    let err = export(probe(&config, "logs"), logs_body("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = export_error(&config, "logs", logs_body("x")).await;
     assert!(
         err.contains("gRPC status ResourceExhausted: file pleine, réessayez: 100%"),
         "{err}"
     );
     // The same collector has no trace service: `Unimplemented`, as a
     // collector without a receiver for the signal answers.
-    let err = export(probe(&config, "traces"), traces_body("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = export_error(&config, "traces", traces_body("x")).await;
     assert!(err.contains("gRPC status Unimplemented"), "{err}");
 }
 
@@ -858,15 +789,9 @@ async fn the_grpc_status_in_the_trailers_decides_the_outcome() {
     export(probe(&config, "traces"), traces_body("x"))
         .await
         .expect("grpc-status 0 in the trailers is success");
-    let err = export(probe(&config, "logs"), logs_body("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = export_error(&config, "logs", logs_body("x")).await;
     assert!(err.contains("gRPC status Unavailable: draining"), "{err}");
-    let err = export(probe(&config, "metrics"), metrics_body("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = export_error(&config, "metrics", metrics_body("x")).await;
     assert!(
         err.contains("HTTP status 200 OK without a gRPC status"),
         "{err}"
@@ -951,20 +876,14 @@ async fn an_http_status_without_a_grpc_status_fails_with_the_code_it_maps_to() {
     export(probe(&config, "traces"), traces_body("x"))
         .await
         .expect("grpc-status 0 in the headers is success");
-    let err = export(probe(&config, "logs"), logs_body("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = export_error(&config, "logs", logs_body("x")).await;
     assert!(
         err.contains(
             "HTTP status 503 Service Unavailable without a gRPC status (as gRPC Unavailable)"
         ),
         "{err}"
     );
-    let err = export(probe(&config, "metrics"), metrics_body("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = export_error(&config, "metrics", metrics_body("x")).await;
     assert!(
         err.contains(r#"gRPC status Unknown ("fourteen"): line one\nforged line"#),
         "{err}"

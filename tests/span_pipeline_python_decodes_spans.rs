@@ -19,19 +19,6 @@ use support::otlp_receiver::{Receiver, Store};
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
-fn peer_python() -> Option<PathBuf> {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/.venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
-        "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
-    );
-    eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");
-    None
-}
-
 async fn user(Path(id): Path<String>) -> String {
     glimpse_obs::record_user_id(format!("u-{id}"));
     glimpse_obs::db::query("get_user", async { Ok::<_, std::convert::Infallible>(()) })
@@ -113,7 +100,9 @@ fn server<'a>(spans: &'a [Value], path: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_from_the_pipeline_decode_in_python_with_names_kinds_parents_status_attributes_events_links_and_resource()
  {
-    let Some(python) = peer_python() else { return };
+    let Some(python) = support::peers::python() else {
+        return;
+    };
     let receiver = Receiver::http(Store::default()).await;
     let guard = glimpse_obs::Config::default()
         .service("pipeline-python")

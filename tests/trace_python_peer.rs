@@ -20,22 +20,11 @@ use support::{
     trace_app,
 };
 
-fn peer_python() -> Option<PathBuf> {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/.venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none() && std::env::var_os("GLIMPSE_REQUIRE_PEERS").is_none(),
-        "the Python peer is not installed: run `bash tests/peers/setup.sh` first"
-    );
-    eprintln!("skipped: run `bash tests/peers/setup.sh` to install the Python peer");
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_started_by_the_python_sdk_continues_through_the_service_and_on_to_python() {
-    let Some(python) = peer_python() else { return };
+    let Some(python) = support::peers::python() else {
+        return;
+    };
     let store = Store::default();
     let grpc = Receiver::grpc(store.clone()).await;
     let http = Receiver::http(store.clone()).await;
